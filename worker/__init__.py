@@ -1,0 +1,1 @@
+"""whisper-batch: queue-driven Whisper transcription worker."""

@@ -1,0 +1,43 @@
+"""Wire the stages together from one Settings object; the only place that builds clients."""
+
+from __future__ import annotations
+
+from worker import aws
+from worker.callback import CallbackPolicy, CallbackSender
+from worker.engine import Engine, pick_device
+from worker.models import ModelCache
+from worker.pipeline import JobProcessor
+from worker.queue import JobQueue
+from worker.runner import Worker
+from worker.settings import Settings
+from worker.store import ResultStore
+
+
+def build_engine(settings: Settings, s3: object = None) -> Engine:
+    return Engine(
+        ModelCache(
+            model_dir=settings.model_dir,
+            sources=dict(settings.model_sources),
+            download=settings.model_download,
+            device=pick_device(settings.device),
+            s3_client=s3,
+        )
+    )
+
+
+def build_worker(settings: Settings, engine: Engine | None = None) -> Worker:
+    queue_url, bucket = settings.require_queue()
+    s3 = aws.client("s3", settings)
+    sqs = aws.client("sqs", settings)
+    callbacks = None
+    if settings.webhook_secret:
+        policy = CallbackPolicy(attempts=settings.callback_attempts, timeout=settings.callback_timeout)
+        callbacks = CallbackSender(settings.webhook_secret, policy)
+    processor = JobProcessor(
+        settings=settings,
+        s3=s3,
+        store=ResultStore(s3, bucket, settings.results_prefix),
+        engine=engine or build_engine(settings, s3),
+        callbacks=callbacks,
+    )
+    return Worker(settings, JobQueue(sqs, queue_url, settings.dlq_url), processor)

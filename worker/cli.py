@@ -1,0 +1,65 @@
+"""``whisper-worker``: run the worker, print the message schema, or run the local demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from worker.app import build_worker
+    from worker.logs import logger
+    from worker.settings import Settings
+
+    settings = Settings.from_env().with_overrides(max_jobs=args.max_jobs, max_idle_seconds=args.max_idle_seconds)
+    worker = build_worker(settings)
+    worker.install_signal_handlers()
+    stats = worker.run()
+    logger.info("worker stopped", extra={"stats": vars(stats) | {"verdicts": len(stats.verdicts)}})
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from worker.contract import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("WHISPER_LOG_LEVEL", "WARNING")  # the demo prints its own report
+    from worker.demo import run_demo
+
+    return run_demo([Path(p) for p in args.audio], model=args.model, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whisper-worker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume the jobs queue (settings from the environment)")
+    run.add_argument("--max-jobs", type=int, help="stop after this many messages")
+    run.add_argument("--max-idle-seconds", type=float, help="stop after this long without a message")
+    run.set_defaults(handler=_run)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of a job message")
+    schema.set_defaults(handler=_schema)
+
+    demo = commands.add_parser("demo", help="transcribe files through an embedded S3 + SQS on this machine")
+    demo.add_argument("audio", nargs="*", help="audio or video files (default: a short sample)")
+    demo.add_argument("--model", default="tiny.en", help="model name (default: tiny.en, bundled)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

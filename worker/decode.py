@@ -1,0 +1,45 @@
+"""Decode any common audio or video container to 16 kHz mono float32, in-process with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from worker.errors import AudioTooLong, UndecodableAudio
+
+SAMPLE_RATE = 16_000
+
+
+def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
+    """Samples in [-1, 1] at 16 kHz mono; refuses input longer than ``max_seconds`` while decoding."""
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UndecodableAudio("the file has no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                frame.pts = None  # resampler re-times frames; stale pts from odd containers upset it
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    total += chunk.size
+                    if total > max_samples:
+                        raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
+                    chunks.append(chunk)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except (AudioTooLong, UndecodableAudio):
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise UndecodableAudio(f"cannot decode audio: {exc}") from exc
+    if not chunks:
+        raise UndecodableAudio("the audio stream holds no samples")
+    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    if audio.size == 0:
+        raise UndecodableAudio("the audio stream holds no samples")
+    return audio

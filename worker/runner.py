@@ -1,0 +1,169 @@
+"""The long-running loop: receive, process one message at a time, settle it on the queue, stop on a knob or signal.
+
+Shutdown: the first SIGTERM/SIGINT stops receiving; the job in hand may finish within the grace period,
+otherwise it is released (visibility 0) for another worker. A second signal releases everything and returns
+at once. A ``kill -9`` needs no code: unsettled messages reappear after their visibility timeout.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.logs import logger
+from worker.pipeline import JobProcessor, Outcome
+from worker.queue import Heartbeat, JobQueue, QueueMessage
+from worker.settings import SQS_MAX_VISIBILITY_SECONDS, Settings
+
+
+@dataclass
+class RunStats:
+    received: int = 0
+    completed: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    verdicts: list[tuple[str | None, str]] = field(default_factory=list)
+
+
+class _Stop:
+    """Counts shutdown signals; the first starts the grace period, the second means now."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.immediate = threading.Event()
+        self.deadline: float | None = None
+
+    def signal(self, grace: float) -> None:
+        if self.requested.is_set():
+            self.immediate.set()
+        else:
+            self.deadline = time.monotonic() + grace
+            self.requested.set()
+
+
+def retry_delay(receive_count: int, base_seconds: int) -> int:
+    """Exponential backoff with jitter for a transient failure, within SQS's visibility limit."""
+    ceiling = min(SQS_MAX_VISIBILITY_SECONDS, base_seconds * 2 ** max(0, receive_count - 1))
+    return int(random.uniform(ceiling / 2, ceiling))
+
+
+class Worker:
+    def __init__(self, settings: Settings, queue: JobQueue, processor: JobProcessor) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.processor = processor
+        self.stats = RunStats()
+        self._stop = _Stop()
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.signal(self.settings.shutdown_grace)
+        logger.info("shutdown requested", extra={"immediate": self._stop.immediate.is_set()})
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> RunStats:
+        info = self.queue.describe()
+        if info.dlq_url is None:
+            raise RuntimeError("the jobs queue has no dead-letter queue (redrive policy) and WHISPER_DLQ_URL is unset")
+        s = self.settings
+        last_activity = time.monotonic()
+        with Heartbeat(self.queue, s.visibility_timeout) as heartbeat:
+            while not self._stop.requested.is_set():
+                remaining = None if s.max_jobs is None else s.max_jobs - self.stats.received
+                if remaining is not None and remaining <= 0:
+                    break
+                wait = s.wait_seconds
+                if s.max_idle_seconds is not None:
+                    idle_left = s.max_idle_seconds - (time.monotonic() - last_activity)
+                    if idle_left <= 0:
+                        logger.info("idle limit reached; stopping")
+                        break
+                    wait = max(0, min(wait, int(idle_left + 0.999)))
+                messages = self._receive(remaining, wait)
+                if not messages:
+                    continue
+                heartbeat.hold(messages)
+                for message in messages:
+                    if self._stop.requested.is_set():
+                        self._release(message, heartbeat)
+                        continue
+                    self._handle(message, info.max_receive_count, heartbeat)
+                last_activity = time.monotonic()
+        return self.stats
+
+    def _receive(self, remaining: int | None, wait: int) -> list[QueueMessage]:
+        batch = self.settings.receive_batch if remaining is None else min(self.settings.receive_batch, remaining)
+        try:
+            messages = self.queue.receive(
+                max_messages=batch, wait_seconds=wait, visibility_timeout=self.settings.visibility_timeout
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("receive failed; backing off", extra={"error": str(exc)})
+            self._stop.requested.wait(min(5.0, wait or 1.0))
+            return []
+        self.stats.received += len(messages)
+        return messages
+
+    def _handle(self, message: QueueMessage, max_receive_count: int | None, heartbeat: Heartbeat) -> None:
+        logger.append_keys(message_id=message.message_id, receive_count=message.receive_count)
+        box: list[Outcome] = []
+        job = threading.Thread(
+            target=lambda: box.append(self.processor.process(message, max_receive_count=max_receive_count)),
+            name="job",
+            daemon=True,  # a job past the grace period is abandoned; its message is released below
+        )
+        job.start()
+        while job.is_alive():
+            job.join(timeout=0.2)
+            if self._stop.immediate.is_set() or (
+                self._stop.deadline is not None and time.monotonic() > self._stop.deadline and job.is_alive()
+            ):
+                logger.warning("job did not finish within the shutdown grace period; releasing it")
+                self._release(message, heartbeat)
+                for held in heartbeat.held():
+                    self._release(held, heartbeat)
+                self._stop.requested.set()
+                return
+        try:
+            self._settle(message, box[0] if box else Outcome("retry", None))
+        except (ClientError, BotoCoreError) as exc:
+            # The message reappears after its visibility timeout; the duplicate check stops a second transcription.
+            logger.error("could not settle message on the queue", extra={"error": str(exc)})
+        finally:
+            heartbeat.release(message)
+            logger.remove_keys(["job_id", "message_id", "receive_count"])
+
+    def _settle(self, message: QueueMessage, outcome: Outcome) -> None:
+        self.stats.verdicts.append((outcome.job_id, outcome.verdict))
+        if outcome.verdict in ("completed", "duplicate"):
+            self.queue.delete(message)
+            if outcome.verdict == "completed":
+                self.stats.completed += 1
+            else:
+                self.stats.duplicates += 1
+        elif outcome.verdict == "failed":
+            assert outcome.error is not None
+            self.queue.dead_letter(message, outcome.error.code, outcome.error.message)
+            self.stats.failed += 1
+        else:
+            delay = retry_delay(message.receive_count, self.settings.retry_base_seconds)
+            self.queue.set_visibility(message, delay)
+            self.stats.retried += 1
+
+    def _release(self, message: QueueMessage, heartbeat: Heartbeat) -> None:
+        heartbeat.release(message)
+        try:
+            self.queue.set_visibility(message, 0)
+            self.stats.released += 1
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not release message; it returns after its timeout", extra={"error": str(exc)})
