@@ -22,17 +22,19 @@ def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
             if not container.streams.audio:
                 raise UndecodableAudio("the file has no audio stream")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            # s16 like whisper's own ffmpeg pipeline: with a float target swresample does not normalise its
+            # down-mix matrix, so stereo came out up to 1.41x and 5.1 up to 3.4x full scale.
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for frame in container.decode(stream):
                 frame.pts = None  # resampler re-times frames; stale pts from odd containers upset it
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
                     total += chunk.size
                     if total > max_samples:
                         raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
                     chunks.append(chunk)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
     except (AudioTooLong, UndecodableAudio):
         raise
     except (av.error.FFmpegError, ValueError, IndexError) as exc:

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from worker import aws
 from worker.settings import Settings
 
@@ -60,6 +62,8 @@ class LocalAws:
         self._server.start()
         host, port = self._server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps its state per process, not per server: start from empty so nothing leaks between uses.
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         settings = Settings(endpoint_url=endpoint, region="us-east-1")
         s3, sqs = aws.client("s3", settings), aws.client("sqs", settings)
         s3.create_bucket(Bucket=self._bucket)

@@ -1,0 +1,120 @@
+"""Shared real parts: one Whisper engine per session, an embedded AWS and a callback receiver per test."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.app import build_engine, build_worker
+from worker.engine import Engine
+from worker.localaws import LocalAws
+from worker.receiver import CallbackReceiver
+from worker.runner import RunStats
+from worker.settings import Settings
+
+DATA = Path(__file__).parent / "data"
+JFK = DATA / "jfk.flac"
+JFK_TEXT = (
+    "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+)
+TEST_MODEL = "tiny.en"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def engine(model_dir: Path) -> Engine:
+    return build_engine(Settings(model_dir=model_dir, default_model=TEST_MODEL, device="cpu"))
+
+
+@pytest.fixture
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws(visibility_timeout=30, max_receive_count=3) as local:
+        yield local
+
+
+@pytest.fixture
+def secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@pytest.fixture
+def receiver(secret: str) -> Iterator[CallbackReceiver]:
+    with CallbackReceiver(secret) as rx:
+        yield rx
+
+
+@pytest.fixture
+def settings(local_aws: LocalAws, secret: str, model_dir: Path) -> Settings:
+    return local_aws.settings(
+        Settings(),
+        webhook_secret=secret,
+        model_dir=model_dir,
+        default_model=TEST_MODEL,
+        device="cpu",
+        wait_seconds=1,
+        max_idle_seconds=2.0,
+        retry_base_seconds=1,
+        callback_attempts=3,
+    )
+
+
+class Harness:
+    """What a backend does: upload audio, send messages, then read results, callbacks and the DLQ."""
+
+    def __init__(self, local: LocalAws, settings: Settings, engine: Engine, receiver: CallbackReceiver) -> None:
+        assert local.resources is not None
+        self.resources = local.resources
+        self.s3 = local.client("s3")
+        self.sqs = local.client("sqs")
+        self.settings = settings
+        self.engine = engine
+        self.receiver = receiver
+
+    def upload(self, path: Path | bytes, key: str) -> str:
+        body = path if isinstance(path, bytes) else path.read_bytes()
+        self.s3.put_object(Bucket=self.resources.bucket, Key=key, Body=body)
+        return f"s3://{self.resources.bucket}/{key}"
+
+    def send(self, body: dict | str) -> str:
+        text = body if isinstance(body, str) else json.dumps(body)
+        return self.sqs.send_message(QueueUrl=self.resources.queue_url, MessageBody=text)["MessageId"]
+
+    def run_worker(self, **overrides: object) -> RunStats:
+        return build_worker(self.settings.with_overrides(**overrides), engine=self.engine).run()
+
+    def result(self, job_id: str) -> dict:
+        return json.loads(self.object(f"results/{job_id}/result.json")["Body"].read())
+
+    def object(self, key: str) -> dict:
+        return self.s3.get_object(Bucket=self.resources.bucket, Key=key)
+
+    def keys(self, prefix: str = "results/") -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.resources.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def queue_depth(self, url: str | None = None) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.resources.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def dead_letters(self) -> list[dict]:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.resources.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        return messages
+
+
+@pytest.fixture
+def harness(local_aws: LocalAws, settings: Settings, engine: Engine, receiver: CallbackReceiver) -> Harness:
+    return Harness(local_aws, settings, engine, receiver)

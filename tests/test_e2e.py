@@ -1,0 +1,114 @@
+"""An SQS message in; transcripts in S3, a signed callback out, the message gone — over real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+from whisper.normalizers import EnglishTextNormalizer
+
+from tests.conftest import JFK, JFK_TEXT, TEST_MODEL, Harness
+from worker.render import CONTENT_TYPES, FORMATS
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    normalize = EnglishTextNormalizer()
+    return jiwer.wer(normalize(reference), normalize(hypothesis))
+
+
+def test_message_in_every_format_out_signed_callback_message_deleted(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/jfk.flac")
+    harness.send(
+        {
+            "job_id": "jfk-1",
+            "audio": audio,
+            "model": TEST_MODEL,
+            "formats": list(FORMATS),
+            "callback_url": harness.receiver.url,
+            "metadata": {"customer": "acme", "n": 7},
+        }
+    )
+    stats = harness.run_worker()
+
+    assert stats.completed == 1 and stats.failed == 0
+    assert harness.keys() == sorted(
+        ["results/jfk-1/result.json"] + [f"results/jfk-1/transcript.{fmt}" for fmt in FORMATS]
+    )
+    for fmt in FORMATS:
+        obj = harness.object(f"results/jfk-1/transcript.{fmt}")
+        assert obj["ContentType"] == CONTENT_TYPES[fmt]
+        assert obj["ContentDisposition"] == f'inline; filename="jfk-1.{fmt}"'
+        assert obj["ContentLength"] > 0
+
+    transcript = json.loads(harness.object("results/jfk-1/transcript.json")["Body"].read())
+    assert word_error_rate(JFK_TEXT, transcript["text"]) < 0.10
+    assert transcript["language"] == "en" and 10.5 < transcript["duration"] < 11.5
+    assert transcript["segments"] and {"id", "start", "end", "text", "avg_logprob", "no_speech_prob"} <= set(
+        transcript["segments"][0]
+    )
+    srt = harness.object("results/jfk-1/transcript.srt")["Body"].read().decode()
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:")
+    assert harness.object("results/jfk-1/transcript.vtt")["Body"].read().decode().startswith("WEBVTT\n\n00:00:00.000")
+
+    result = harness.result("jfk-1")
+    assert result["status"] == "completed" and result["error"] is None
+    assert result["model"] == TEST_MODEL and result["metadata"] == {"customer": "acme", "n": 7}
+    assert result["results"]["srt"] == "results/jfk-1/transcript.srt"
+
+    [callback] = harness.receiver.wait_for(1, timeout=10)
+    assert callback.signature_valid
+    assert callback.headers["webhook-id"] and callback.headers["webhook-timestamp"]
+    assert callback.payload["job_id"] == "jfk-1" and callback.payload["status"] == "completed"
+    assert callback.payload["results"] == result["results"]
+    assert callback.payload["metadata"] == {"customer": "acme", "n": 7}
+    assert callback.payload["duration_seconds"] == result["duration_seconds"]
+
+    assert harness.queue_depth() == 0
+    assert harness.dead_letters() == []
+
+
+def test_legacy_camel_case_message_is_served(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/legacy.flac")
+    harness.send(
+        {
+            "transcriptionId": "legacy-42",
+            "userId": "user-9",
+            "s3AudioUrl": audio,
+            "model": "TINY.EN",
+            "format": "SRT",
+            "callbackUrl": harness.receiver.url,
+        }
+    )
+    stats = harness.run_worker()
+    assert stats.completed == 1
+    srt = harness.object("results/legacy-42/transcript.srt")["Body"].read().decode()
+    assert "ask not what your country can do for you" in srt.lower()
+    assert harness.keys() == ["results/legacy-42/result.json", "results/legacy-42/transcript.srt"]
+    [callback] = harness.receiver.wait_for(1, timeout=10)
+    assert callback.signature_valid and callback.payload["metadata"] == {"userId": "user-9"}
+
+
+def test_word_timestamps_and_default_model(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/words.flac")
+    harness.send({"job_id": "words", "audio": audio, "word_timestamps": True})
+    assert harness.run_worker().completed == 1
+    transcript = json.loads(harness.object("results/words/transcript.json")["Body"].read())
+    words = transcript["words"]
+    assert [w["word"].strip(" ,.").lower() for w in words[:3]] == ["and", "so", "my"]
+    assert all(w["start"] <= w["end"] for w in words)
+    assert words == sorted(words, key=lambda w: w["start"])
+    assert harness.result("words")["model"] == TEST_MODEL  # the worker's configured default
+
+
+def test_redelivered_finished_job_is_not_transcribed_again(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/dup.flac")
+    body = {"job_id": "dup", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url}
+    harness.send(body)
+    first = harness.run_worker()
+    finished = harness.result("dup")["finished_at"]
+    harness.send(body)
+    second = harness.run_worker()
+    assert (first.completed, second.completed, second.duplicates) == (1, 0, 1)
+    assert harness.result("dup")["finished_at"] == finished
+    assert len(harness.receiver.wait_for(1, timeout=5)) == 1
+    assert harness.queue_depth() == 0
