@@ -97,7 +97,7 @@ class Harness:
     def object(self, key: str) -> dict:
         return self.s3.get_object(Bucket=self.resources.bucket, Key=key)
 
-    def keys(self, prefix: str = "results/") -> list[str]:
+    def object_keys(self, prefix: str = "results/") -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=self.resources.bucket, Prefix=prefix)
         return sorted(item["Key"] for item in listing.get("Contents", []))
 

@@ -31,7 +31,7 @@ def test_message_in_every_format_out_signed_callback_message_deleted(harness: Ha
     stats = harness.run_worker()
 
     assert stats.completed == 1 and stats.failed == 0
-    assert harness.keys() == sorted(
+    assert harness.object_keys() == sorted(
         ["results/jfk-1/result.json"] + [f"results/jfk-1/transcript.{fmt}" for fmt in FORMATS]
     )
     for fmt in FORMATS:
@@ -83,7 +83,7 @@ def test_legacy_camel_case_message_is_served(harness: Harness) -> None:
     assert stats.completed == 1
     srt = harness.object("results/legacy-42/transcript.srt")["Body"].read().decode()
     assert "ask not what your country can do for you" in srt.lower()
-    assert harness.keys() == ["results/legacy-42/result.json", "results/legacy-42/transcript.srt"]
+    assert harness.object_keys() == ["results/legacy-42/result.json", "results/legacy-42/transcript.srt"]
     [callback] = harness.receiver.wait_for(1, timeout=10)
     assert callback.signature_valid and callback.payload["metadata"] == {"userId": "user-9"}
 

@@ -82,7 +82,7 @@ def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case:
     assert harness.queue_depth() == 0
     assert harness.result("good-after")["status"] == "completed"
     if case in ("traversal_job_id", "not_json"):
-        [folder] = [k for k in harness.keys() if "good-after" not in k]
+        [folder] = [k for k in harness.object_keys() if "good-after" not in k]
         assert folder == f"results/_invalid-{bad_id}/result.json"  # never outside results/
         failed = harness.result(f"_invalid-{bad_id}")
     else:

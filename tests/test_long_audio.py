@@ -1,0 +1,52 @@
+"""Audio that takes longer than the visibility timeout is kept invisible by the heartbeat: processed once."""
+
+from __future__ import annotations
+
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import JFK, TEST_MODEL, Harness
+from worker.app import build_engine, build_worker
+from worker.decode import SAMPLE_RATE, decode_audio
+from worker.runner import RunStats
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+
+
+def test_clip_longer_than_visibility_timeout_is_processed_exactly_once(harness: Harness, tmp_path: Path) -> None:
+    speech = decode_audio(JFK, max_seconds=60)
+    _write_wav(tmp_path / "long.wav", np.concatenate([speech] * 4))  # 44 s: several times the 2 s timeout
+    audio = harness.upload(tmp_path / "long.wav", "audio/long.wav")
+    harness.send({"job_id": "long", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url})
+
+    settings = harness.settings.with_overrides(visibility_timeout=2, max_idle_seconds=4.0)
+    second_engine = build_engine(settings)  # a second process's worth of model: no shared decoder state
+    stats: list[RunStats] = []
+
+    def run(engine: object) -> None:
+        stats.append(build_worker(settings, engine=engine).run())
+
+    workers = [threading.Thread(target=run, args=(e,)) for e in (harness.engine, second_engine)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+
+    assert sum(s.received for s in stats) == 1
+    assert sum(s.completed for s in stats) == 1
+    result = harness.result("long")
+    assert result["status"] == "completed" and result["attempt"] == 1
+    assert result["processing_seconds"] > 2  # it really outlived the visibility timeout
+    assert 43 < result["duration_seconds"] < 45
+    assert len(harness.receiver.wait_for(1, timeout=5)) == 1
+    assert harness.queue_depth() == 0
