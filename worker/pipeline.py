@@ -5,14 +5,18 @@ The processor decides what happened; the runner decides what that means for the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from worker.callback import CallbackSender
+from worker.claim import CLAIM_FILE, ClaimHeld, ClaimStore
 from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
 from worker.decode import decode_audio
 from worker.engine import Engine, TranscribeOptions
@@ -25,7 +29,7 @@ from worker.render import render
 from worker.settings import Settings
 from worker.store import ResultStore
 
-Verdict = Literal["completed", "duplicate", "failed", "retry"]
+Verdict = Literal["completed", "duplicate", "failed", "retry", "busy"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Outcome:
     verdict: Verdict
     job_id: str | None
     error: JobError | None = None
+    retry_after: int | None = None  # for "busy": when the other worker's claim on the job runs out
 
 
 def request_fingerprint(request: JobRequest) -> str:
@@ -60,6 +65,7 @@ class JobProcessor:
         self.store = store
         self.engine = engine
         self.callbacks = callbacks
+        self.claims = ClaimStore(s3, store.bucket)
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
         started = time.monotonic()
@@ -70,19 +76,30 @@ class JobProcessor:
         logger.append_keys(job_id=request.job_id)
         model = request.model or self.settings.default_model
         fingerprint = request_fingerprint(request)
-        previous = self.store.get_result(request.job_id)
-        if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
-            logger.info("job already completed; acknowledging duplicate delivery")
-            return Outcome("duplicate", request.job_id)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{message.message_id}"
+        failed = functools.partial(
+            self._failed, message, request, model, fingerprint, started=started, max_receive_count=max_receive_count
+        )
         try:
-            result = self._transcribe(request, model, message, fingerprint, started)
-        except JobError as exc:
-            return self._failed(message, request, model, fingerprint, exc, started, max_receive_count)
-        except Exception as exc:  # a bug must not lose the message: treat it as transient
-            logger.exception("unexpected error")
-            error = TransientError(f"internal error: {type(exc).__name__}: {exc}")
-            error.code = "internal_error"
-            return self._failed(message, request, model, fingerprint, error, started, max_receive_count)
+            with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
+                previous = self.store.get_result(request.job_id)
+                if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
+                    logger.info("job already completed; acknowledging duplicate delivery")
+                    return Outcome("duplicate", request.job_id)
+                try:
+                    result = self._transcribe(request, model, message, fingerprint, started)
+                except JobError as exc:
+                    return failed(exc)  # reported while the claim is still ours
+                except Exception as exc:  # a bug must not lose the message: treat it as transient
+                    logger.exception("unexpected error")
+                    error = TransientError(f"internal error: {type(exc).__name__}: {exc}")
+                    error.code = "internal_error"
+                    return failed(error)
+        except ClaimHeld as held:
+            logger.info("job is being processed elsewhere; retrying later", extra={"holder": held.owner})
+            return Outcome("busy", request.job_id, retry_after=int(held.seconds_left) + 1)
+        except JobError as exc:  # S3 unreachable while claiming or checking for a finished result
+            return failed(exc)
         self._notify(request, result)
         return Outcome("completed", request.job_id)
 
@@ -161,6 +178,7 @@ class JobProcessor:
         model: str,
         fingerprint: str,
         error: JobError,
+        *,
         started: float,
         max_receive_count: int | None,
     ) -> Outcome:

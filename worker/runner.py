@@ -29,6 +29,7 @@ class RunStats:
     duplicates: int = 0
     failed: int = 0
     retried: int = 0
+    busy: int = 0
     released: int = 0
     verdicts: list[tuple[str | None, str]] = field(default_factory=list)
 
@@ -155,6 +156,9 @@ class Worker:
             assert outcome.error is not None
             self.queue.dead_letter(message, outcome.error.code, outcome.error.message)
             self.stats.failed += 1
+        elif outcome.verdict == "busy":
+            self.queue.set_visibility(message, outcome.retry_after or self.settings.visibility_timeout)
+            self.stats.busy += 1
         else:
             delay = retry_delay(message.receive_count, self.settings.retry_base_seconds)
             self.queue.set_visibility(message, delay)

@@ -1,0 +1,69 @@
+"""Two workers never both transcribe one job: the S3 claim, alone and through two real workers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.conftest import JFK, TEST_MODEL, Harness
+from worker.app import build_engine, build_worker
+from worker.claim import ClaimHeld, ClaimStore
+from worker.localaws import LocalAws
+from worker.runner import RunStats
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_claim_is_exclusive_until_released_or_expired(local_aws: LocalAws) -> None:
+    clock = Clock()
+    claims = ClaimStore(local_aws.client("s3"), local_aws.resources.bucket, clock=clock)
+    first = claims.acquire("results/j/.claim", "worker-a", 30)
+    with pytest.raises(ClaimHeld) as held:
+        claims.acquire("results/j/.claim", "worker-b", 30)
+    assert held.value.owner == "worker-a" and 29 <= held.value.seconds_left <= 30
+
+    assert claims.renew(first, "worker-a", 30)  # the holder may renew with the etag it holds
+    clock.now += 31  # worker-a vanished and its lease ran out
+    second = claims.acquire("results/j/.claim", "worker-b", 30)
+    assert not claims.renew(first, "worker-a", 30)  # a stale holder cannot overwrite the new claim
+    with pytest.raises(ClaimHeld):
+        claims.acquire("results/j/.claim", "worker-a", 30)
+
+    claims.release(second)
+    claims.acquire("results/j/.claim", "worker-a", 30)
+
+
+def test_same_job_delivered_to_two_workers_at_once_is_transcribed_once(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/twice.flac")
+    body = {"job_id": "twice", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url}
+    harness.send(body)
+    harness.send(body)  # a backend retry: a second message for the same job
+
+    settings = harness.settings.with_overrides(receive_batch=1, visibility_timeout=4, max_idle_seconds=8.0)
+    engines = [harness.engine, build_engine(settings)]
+    stats: list[RunStats] = []
+    barrier = threading.Barrier(2)
+
+    def run(engine: object) -> None:
+        barrier.wait()
+        stats.append(build_worker(settings, engine=engine).run())
+
+    workers = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+
+    assert sum(s.completed for s in stats) == 1
+    assert sum(s.duplicates for s in stats) == 1
+    assert sum(s.busy for s in stats) >= 1  # the second delivery met the first worker's claim
+    assert harness.queue_depth() == 0
+    assert len(harness.receiver.wait_for(1, timeout=5)) == 1
+    assert harness.object_keys("results/twice/") == ["results/twice/result.json", "results/twice/transcript.json"]
