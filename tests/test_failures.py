@@ -52,6 +52,10 @@ def _dead_letter_codes(harness: Harness) -> dict[str, str]:
         ("traversal_job_id", "invalid_message"),
         ("unknown_field", "invalid_message"),
         ("not_json", "invalid_message"),
+        ("wrong_type", "invalid_message"),
+        ("huge_metadata", "invalid_message"),
+        ("deeply_nested", "invalid_message"),
+        ("english_model_translate", "invalid_message"),
     ],
 )
 def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case: str, expected_code: str) -> None:
@@ -67,6 +71,10 @@ def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case:
         "traversal_job_id": {"job_id": "../../etc", "audio": good_audio},
         "unknown_field": {"job_id": "bad", "audio": good_audio, "colour": "blue"},
         "not_json": "{not json",
+        "wrong_type": {"job_id": "bad", "audio": good_audio, "word_timestamps": "yes", "beam_size": "5"},
+        "huge_metadata": {"job_id": "bad", "audio": good_audio, "metadata": {"blob": "x" * 200_000}},
+        "deeply_nested": '{"job_id": "bad", "metadata": ' + "[" * 5000 + "]" * 5000 + "}",
+        "english_model_translate": {"job_id": "bad", "audio": good_audio, "model": TEST_MODEL, "task": "translate"},
     }
     body = bodies[case]
     if isinstance(body, dict):
@@ -81,7 +89,7 @@ def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case:
     assert _dead_letter_codes(harness) == {bad_id: expected_code}
     assert harness.queue_depth() == 0
     assert harness.result("good-after")["status"] == "completed"
-    if case in ("traversal_job_id", "not_json"):
+    if case in ("traversal_job_id", "not_json", "deeply_nested"):
         [folder] = [k for k in harness.object_keys() if "good-after" not in k]
         assert folder == f"results/_invalid-{bad_id}/result.json"  # never outside results/
         failed = harness.result(f"_invalid-{bad_id}")
@@ -92,8 +100,8 @@ def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case:
     if case == "blocked_host":  # the loopback callback URL is refused just like the audio URL
         assert harness.receiver.requests == []
         return
-    callbacks = {c.payload["job_id"]: c for c in harness.receiver.wait_for(1 if case == "not_json" else 2, 10)}
-    if case not in ("traversal_job_id", "not_json"):
+    callbacks = {c.payload["job_id"]: c for c in harness.receiver.wait_for(1 if case in ("not_json", "deeply_nested") else 2, 10)}
+    if case not in ("traversal_job_id", "not_json", "deeply_nested"):
         assert callbacks["bad"].payload["status"] == "failed"
         assert callbacks["bad"].payload["error"]["code"] == expected_code
         assert callbacks["bad"].signature_valid
