@@ -57,8 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worker.settings import SettingsError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        print(f"whisper-worker: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

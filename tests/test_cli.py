@@ -1,0 +1,30 @@
+"""The command line as an operator meets it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_schema_prints_the_message_json_schema() -> None:
+    done = _cli("schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert {"job_id", "audio", "model", "formats", "callback_url", "metadata"} <= set(schema["properties"])
+    assert set(schema["required"]) == {"job_id", "audio"}
+
+
+def test_run_without_a_queue_says_what_is_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISPER_")}
+    done = _cli("run", "--max-jobs", "1", env=env)
+    assert done.returncode == 2
+    assert "WHISPER_QUEUE_URL is not set" in done.stderr
