@@ -100,7 +100,9 @@ def test_permanent_failure_is_reported_and_dead_lettered(harness: Harness, case:
     if case == "blocked_host":  # the loopback callback URL is refused just like the audio URL
         assert harness.receiver.requests == []
         return
-    callbacks = {c.payload["job_id"]: c for c in harness.receiver.wait_for(1 if case in ("not_json", "deeply_nested") else 2, 10)}
+    callbacks = {
+        c.payload["job_id"]: c for c in harness.receiver.wait_for(1 if case in ("not_json", "deeply_nested") else 2, 10)
+    }
     if case not in ("traversal_job_id", "not_json", "deeply_nested"):
         assert callbacks["bad"].payload["status"] == "failed"
         assert callbacks["bad"].payload["error"]["code"] == expected_code

@@ -306,6 +306,9 @@ BLOCKED_HOSTS = [
     "224.0.0.1",  # multicast
     "2130706433",  # 127.0.0.1 as one decimal number
     "0x7f000001",  # ... and in hex
+    "[64:ff9b::7f00:1]",  # NAT64 form of 127.0.0.1
+    "[2002:a9fe:a9fe::]",  # 6to4 form of 169.254.169.254
+    "[fec0::1]",  # site-local
 ]
 
 
@@ -393,6 +396,11 @@ def test_public_ip_literals_pass() -> None:
         ("fd00:ec2::254", False),  # EC2 metadata over IPv6
         ("::ffff:10.0.0.1", False),
         ("ff02::1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("fec0::1", False),  # site-local
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("2606:4700:4700::1111", True),
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:

@@ -6,6 +6,7 @@ from worker import aws
 from worker.callback import CallbackPolicy, CallbackSender
 from worker.engine import Engine, pick_device
 from worker.models import ModelCache
+from worker.netguard import guarded_transport
 from worker.pipeline import JobProcessor
 from worker.queue import JobQueue
 from worker.runner import Worker
@@ -32,7 +33,9 @@ def build_worker(settings: Settings, engine: Engine | None = None) -> Worker:
     callbacks = None
     if settings.webhook_secret:
         policy = CallbackPolicy(attempts=settings.callback_attempts, timeout=settings.callback_timeout)
-        callbacks = CallbackSender(settings.webhook_secret, policy)
+        # Callback URLs come from job messages: connections only to public addresses unless configured.
+        transport = guarded_transport(allow_private=settings.allow_private_urls)
+        callbacks = CallbackSender(settings.webhook_secret, policy, transport=transport)
     processor = JobProcessor(
         settings=settings,
         s3=s3,

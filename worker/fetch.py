@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.errors import AudioNotFound, AudioTooLarge, EmptyAudio, FetchUnavailable
-from worker.netguard import check_url
+from worker.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
+from worker.netguard import BlockedConnection, check_url, guarded_transport
 
 _CHUNK = 1 << 20
 _MISSING_CODES = {"404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied", "NotFound"}
@@ -47,10 +47,15 @@ def _fetch_s3(url: str, target: Any, s3: Any, cap: int) -> int:
 
 
 def _fetch_http(url: str, target: Any, cap: int, timeout: float, allow_http: bool, allow_private: bool) -> int:
-    check_url(url, allow_http=allow_http, allow_private=allow_private)
+    check_url(url, allow_http=allow_http, allow_private=allow_private)  # early, readable refusal
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            # The guarded transport re-checks the address it actually connects to (DNS rebinding).
+            httpx.Client(
+                transport=guarded_transport(allow_private=allow_private),
+                timeout=timeout,
+                follow_redirects=False,
+            ) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code in (401, 403, 404, 410):
@@ -63,6 +68,8 @@ def _fetch_http(url: str, target: Any, cap: int, timeout: float, allow_http: boo
             if declared > cap:
                 raise AudioTooLarge(f"audio is {declared} bytes, over the {cap} byte limit")
             return _write_capped(response.iter_bytes(_CHUNK), target, cap)
+    except BlockedConnection as exc:  # an httpx.HTTPError too, so it must come first
+        raise BlockedUrl(f"cannot fetch {url}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise FetchUnavailable(f"cannot fetch {url}: {exc}") from exc
 
