@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,22 @@ class Harness:
 
     def run_worker(self, **overrides: object) -> RunStats:
         return build_worker(self.settings.with_overrides(**overrides), engine=self.engine).run()
+
+    def run_workers_together(self, settings: Settings, engines: list[Engine]) -> list[RunStats]:
+        """One worker thread per engine, started at the same moment, as separate machines would run."""
+        stats: list[RunStats] = []
+        barrier = threading.Barrier(len(engines))
+
+        def run(engine: Engine) -> None:
+            barrier.wait()
+            stats.append(build_worker(settings, engine=engine).run())
+
+        threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        return stats
 
     def result(self, job_id: str) -> dict:
         return json.loads(self.object(f"results/{job_id}/result.json")["Body"].read())

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from tests.conftest import JFK, TEST_MODEL, Harness
-from worker.app import build_engine, build_worker
+from worker.app import build_engine
 from worker.claim import ClaimHeld, ClaimStore
 from worker.localaws import LocalAws
-from worker.runner import RunStats
 
 
 class Clock:
@@ -47,19 +44,7 @@ def test_same_job_delivered_to_two_workers_at_once_is_transcribed_once(harness: 
     harness.send(body)  # a backend retry: a second message for the same job
 
     settings = harness.settings.with_overrides(receive_batch=1, visibility_timeout=4, max_idle_seconds=8.0)
-    engines = [harness.engine, build_engine(settings)]
-    stats: list[RunStats] = []
-    barrier = threading.Barrier(2)
-
-    def run(engine: object) -> None:
-        barrier.wait()
-        stats.append(build_worker(settings, engine=engine).run())
-
-    workers = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
+    stats = harness.run_workers_together(settings, [harness.engine, build_engine(settings)])
 
     assert sum(s.completed for s in stats) == 1
     assert sum(s.duplicates for s in stats) == 1

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from tests.conftest import JFK, TEST_MODEL, Harness
-from worker.app import build_engine, build_worker
+from worker.app import build_engine
 from worker.decode import SAMPLE_RATE, decode_audio
-from worker.runner import RunStats
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
@@ -30,17 +28,8 @@ def test_clip_longer_than_visibility_timeout_is_processed_exactly_once(harness: 
     harness.send({"job_id": "long", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url})
 
     settings = harness.settings.with_overrides(visibility_timeout=2, max_idle_seconds=4.0)
-    second_engine = build_engine(settings)  # a second process's worth of model: no shared decoder state
-    stats: list[RunStats] = []
-
-    def run(engine: object) -> None:
-        stats.append(build_worker(settings, engine=engine).run())
-
-    workers = [threading.Thread(target=run, args=(e,)) for e in (harness.engine, second_engine)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
+    # A second process's worth of model: two workers never share decoder state.
+    stats = harness.run_workers_together(settings, [harness.engine, build_engine(settings)])
 
     assert sum(s.received for s in stats) == 1
     assert sum(s.completed for s in stats) == 1
