@@ -1,0 +1,381 @@
+"""The backend client and its CLI against moto's server and a real worker process (one for the whole module).
+
+What a backend does, for real: upload, submit, follow, fetch, read the DLQ and redrive it, connect through a
+CloudFormation stack, and run README's examples as written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import JFK
+from tests.test_client_offline import README, cli, code_blocks
+from worker.client import (
+    ConfigurationError,
+    JobNotFound,
+    JobValidationError,
+    TranscriptionClient,
+    WaitTimeout,
+)
+from worker.localaws import LocalAws, LocalResources
+
+SPOKEN = "ask not what your country can do for you"
+JOB_TIMEOUT = 180.0
+_FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class Stack:
+    resources: LocalResources
+    local: LocalAws
+    client: TranscriptionClient
+    env: dict[str, str]  # a backend's shell: connection from the environment
+    bare_env: dict[str, str]  # fake credentials only: connection from flags or --stack
+    worker: subprocess.Popen[bytes]
+    worker_log: Path
+
+    def upload(self, key: str, path: Path = JFK) -> str:
+        self.client.s3.upload_file(str(path), self.resources.bucket, key)
+        return f"s3://{self.resources.bucket}/{key}"
+
+    def wait_until(self, job_id: str, state: str) -> None:
+        """Poll until the job reaches ``state`` (an old result of the same id may be there meanwhile)."""
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while (current := self.client.status(job_id)).state != state or not current.done:
+            assert self.worker.poll() is None, "worker died:\n" + self.worker_log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{job_id} still {current.state}"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Stack]:
+    with LocalAws(visibility_timeout=30, max_receive_count=3) as local:
+        r = local.resources
+        assert r is not None
+        bare = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPER_", "AWS_"))} | _FAKE_AWS
+        env = bare | {
+            "AWS_ENDPOINT_URL": r.endpoint_url,
+            "WHISPER_QUEUE_URL": r.queue_url,
+            "WHISPER_RESULTS_BUCKET": r.bucket,
+            "WHISPER_DLQ_URL": r.dlq_url,
+        }
+        worker_env = env | {
+            "WHISPER_DEFAULT_MODEL": "tiny.en",
+            "WHISPER_DEVICE": "cpu",
+            "WHISPER_MODEL_DIR": str(model_dir),
+            "WHISPER_ALLOW_HTTP": "true",
+            "WHISPER_ALLOW_PRIVATE_URLS": "true",
+            "WHISPER_WAIT_SECONDS": "1",
+            "WHISPER_MAX_IDLE_SECONDS": "900",
+            "WHISPER_RETRY_BASE_SECONDS": "1",
+            "WHISPER_LOG_LEVEL": "WARNING",
+        }
+        log = tmp_path_factory.mktemp("worker") / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "run"],
+                env=worker_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=README.parent,
+            )
+        client = TranscriptionClient(
+            r.queue_url, r.bucket, dlq_url=r.dlq_url, endpoint_url=r.endpoint_url, region="us-east-1"
+        )
+        try:
+            yield Stack(r, local, client, env, bare, worker, log)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack: Stack) -> str:
+    """One job through the Python API, transcribed by the worker process."""
+    job_id = stack.client.upload_and_submit(
+        JFK, job_id="api-jfk", formats=["json", "srt", "txt"], metadata={"interview_id": 42}
+    )
+    stack.wait_until(job_id, "completed")
+    return job_id
+
+
+@pytest.fixture(scope="module")
+def cfn_stack(stack: Stack) -> str:
+    """A CloudFormation stack named like ours whose outputs point at the local resources."""
+    r = stack.resources
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "whisper-stack-marker"}}},
+        "Outputs": {
+            "QueueUrl": {"Value": r.queue_url},
+            "DlqUrl": {"Value": r.dlq_url},
+            "BucketName": {"Value": r.bucket},
+            "JobQueueArn": {"Value": "arn:aws:batch:us-east-1:123456789012:job-queue/whisper-gpu"},
+            "DashboardUrl": {"Value": "https://console.aws.amazon.com/cloudwatch/home#dashboards:name=whisper"},
+            "ApiUrl": {"Value": "https://api.example/whisper"},
+        },
+    }
+    stack.local.client("cloudformation").create_stack(StackName="WhisperBatch", TemplateBody=json.dumps(template))
+    return "WhisperBatch"
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------------- submit
+
+
+def test_submit_wait_prints_the_transcript_and_writes_the_requested_formats(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--job-id", "cli-jfk", "--format", "srt,vtt", "--wait", "--timeout", "3m", "--out", str(out)]
+    done = cli("submit", str(JFK), *args, env=stack.env)
+    assert done.returncode == 0, done.stderr
+    assert SPOKEN in done.stdout.lower()
+    assert "uploading jfk.flac" in done.stderr
+    assert "submitted cli-jfk" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cli-jfk.srt", "cli-jfk.vtt"]
+    assert "00:00:00,000 -->" in (out / "cli-jfk.srt").read_text()
+    assert (out / "cli-jfk.vtt").read_text().startswith("WEBVTT")
+    assert set(stack.client.result_keys("cli-jfk")) == {"srt", "vtt", "txt"}  # txt added to print the text
+    stack.client.s3.head_object(Bucket=stack.resources.bucket, Key="audio/cli-jfk/jfk.flac")
+
+
+def test_submit_without_wait_prints_the_job_id_for_scripts(stack: Stack) -> None:
+    audio = stack.upload("audio/shared/jfk.flac")
+    done = cli("submit", audio, "--model", "tiny.en", "--format", "txt", env=stack.env)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert re.fullmatch(r"job-[0-9a-f]{32}", job_id)
+    stack.wait_until(job_id, "completed")
+    assert SPOKEN in stack.client.text(job_id).lower()
+
+
+def test_wait_times_out_with_the_last_state_seen(stack: Stack) -> None:
+    with pytest.raises(WaitTimeout, match="still queued") as caught:
+        stack.client.wait("never-sent", timeout=0.3, poll_interval=0.1)
+    assert caught.value.status.state == "queued"
+    done = cli("submit", str(JFK), "--job-id", "too-impatient", "--wait", "--timeout", "0.5s", env=stack.env)
+    assert done.returncode == 4, done.stderr
+    assert re.search(r"too-impatient still (queued|fetching|decoding|transcribing|storing) after 0.5 s", done.stderr)
+    stack.wait_until("too-impatient", "completed")  # it finishes anyway
+
+
+def test_invalid_jobs_fail_before_anything_is_uploaded_or_sent(stack: Stack) -> None:
+    with pytest.raises(JobValidationError) as caught:
+        stack.client.submit(audio="ftp://host/a.mp3", formats=["doc"], beam_size=11)
+    assert {e["field"] for e in caught.value.errors} == {"audio", "formats.0", "beam_size"}
+    with pytest.raises(JobValidationError, match="job_id"):
+        stack.client.upload_and_submit(JFK, job_id="not a valid id")
+    with pytest.raises(JobValidationError, match=r"invalid job id '\.\./secrets'"):
+        stack.client.status("../secrets")
+    listing = stack.client.s3.list_objects_v2(Bucket=stack.resources.bucket, Prefix="audio/not")
+    assert listing.get("KeyCount", 0) == 0
+
+    done = cli("submit", str(JFK), "--format", "srt,doc", env=stack.env)
+    assert done.returncode == 2
+    assert "formats.1" in done.stderr
+    missing = cli("submit", "no-such-file.flac", env=stack.env)
+    assert missing.returncode == 2
+    assert "no-such-file.flac is not a file" in missing.stderr
+
+
+# ------------------------------------------------------------------------------------- status, fetch
+
+
+def test_python_client_follows_and_fetches_a_finished_job(stack: Stack, finished_job: str, tmp_path: Path) -> None:
+    client = stack.client
+    status = client.status(finished_job)
+    assert status.succeeded
+    assert status.percent == 100
+    assert status.result is not None
+    assert status.result["metadata"] == {"interview_id": 42}
+    assert SPOKEN in client.transcript(finished_job)["text"].lower()
+    assert SPOKEN in client.text(finished_job).lower()
+    path = client.download(finished_job, "srt", tmp_path)
+    assert path == tmp_path / "api-jfk.srt"
+    assert "-->" in path.read_text()
+    with pytest.raises(JobNotFound, match="no vtt transcript; it produced json, srt, txt"):
+        client.download(finished_job, "vtt", tmp_path)
+    assert client.status("never-submitted").state == "queued"
+    with pytest.raises(JobNotFound, match="no result yet"):
+        client.transcript("never-submitted")
+
+
+def test_status_and_fetch_commands_on_a_finished_job(stack: Stack, finished_job: str, tmp_path: Path) -> None:
+    status = cli("status", finished_job, env=stack.env)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("api-jfk: completed\n")
+    assert "language   en" in status.stdout
+    assert f"s3://{stack.resources.bucket}/results/api-jfk/transcript.srt" in status.stdout
+    as_json = json.loads(cli("status", finished_job, "--json", env=stack.env).stdout)
+    assert as_json["state"] == "completed"
+    assert as_json["result"]["results"]["txt"] == "results/api-jfk/transcript.txt"
+
+    one = cli("fetch", finished_job, "--format", "srt", "--out", str(tmp_path / "one"), env=stack.env)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.strip() == str(tmp_path / "one" / "api-jfk.srt")
+    every = cli("fetch", finished_job, "--out", str(tmp_path / "all"), env=stack.env)
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["api-jfk.json", "api-jfk.srt", "api-jfk.txt"]
+    assert every.returncode == 0
+
+    unknown = cli("fetch", "never-submitted", env=stack.env)
+    assert unknown.returncode == 3
+    assert "never-submitted has no result yet (state: queued)" in unknown.stderr
+
+
+def test_status_merges_worker_progress_with_the_result(stack: Stack) -> None:
+    def put(name: str, body: object) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        stack.client.s3.put_object(Bucket=stack.resources.bucket, Key=f"results/synthetic/{name}", Body=text)
+
+    def progress(state: str, percent: float | None, at: str) -> dict:
+        return {"job_id": "synthetic", "state": state, "percent": percent, "updated_at": at}
+
+    client = stack.client
+    put("status.json", progress("transcribing", 42.5, "2026-01-01T00:00:10+00:00"))
+    assert (client.status("synthetic").state, client.status("synthetic").percent) == ("transcribing", 42.5)
+    put("status.json", progress("completed", 100, "2026-01-01T00:00:20+00:00"))
+    assert client.status("synthetic").state == "storing"  # result.json is not readable yet
+    result = {"status": "failed", "finished_at": "2026-01-01T00:00:20+00:00", "error": {"code": "empty_audio"}}
+    put("result.json", result)
+    status = client.status("synthetic")
+    assert (status.state, status.done, status.error_code) == ("failed", True, "empty_audio")
+    put("status.json", progress("fetching", None, "2026-01-02T09:00:00+00:00"))  # the same id sent again
+    assert (client.status("synthetic").state, client.status("synthetic").done) == ("fetching", False)
+    put("status.json", "{half written")
+    assert client.status("synthetic").state == "failed"
+    shown = cli("status", "synthetic", env=stack.env)
+    assert "synthetic: failed" in shown.stdout
+    assert "error      empty_audio" in shown.stdout
+
+
+# ------------------------------------------------------------------------------------------------ DLQ
+
+
+def _moved_by_sqs(stack: Stack, body: dict) -> None:
+    """Let SQS itself move a message to our DLQ: a side queue with maxReceiveCount 2, received until it moves."""
+    sqs = stack.client.sqs
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.resources.dlq_url, AttributeNames=["QueueArn"])
+    policy = {"deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": "2"}
+    side = sqs.create_queue(QueueName="side-jobs", Attributes={"RedrivePolicy": json.dumps(policy)})["QueueUrl"]
+    sqs.send_message(QueueUrl=side, MessageBody=json.dumps(body))
+    for _ in range(3):
+        sqs.receive_message(QueueUrl=side, VisibilityTimeout=0, WaitTimeSeconds=0)
+
+
+def test_dlq_list_shows_why_and_redrive_returns_messages_to_the_jobs_queue(stack: Stack) -> None:
+    client = stack.client
+    late_key = "audio/dlq-missing/late.flac"
+    client.submit(job_id="dlq-missing", audio=f"s3://{stack.resources.bucket}/{late_key}")
+    failed = client.wait("dlq-missing", timeout=JOB_TIMEOUT)
+    assert (failed.state, failed.error_code) == ("failed", "audio_not_found")
+    _moved_by_sqs(stack, {"job_id": "dlq-moved", "audio": stack.upload("audio/dlq-moved/jfk.flac")})
+
+    listed = cli("dlq", "list", env=stack.env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "2 message(s) in the DLQ"
+    assert any(line.startswith("dlq-missing ") and "audio_not_found: " in line for line in lines)
+    assert any(line.startswith("dlq-moved ") and "(moved by SQS after 2 receives)" in line for line in lines)
+    as_json = [json.loads(line) for line in cli("dlq", "list", "--json", env=stack.env).stdout.splitlines()]
+    missing = next(d for d in as_json if d["job_id"] == "dlq-missing")
+    assert missing["error_code"] == "audio_not_found"
+    assert missing["source_message_id"]
+    assert missing["receive_count"] == 1
+
+    stack.upload(late_key)  # the operator fixes the cause, then redrives
+    redriven = cli("dlq", "redrive", "dlq-missing", env=stack.env)
+    assert redriven.returncode == 0, redriven.stderr
+    assert redriven.stdout.startswith("redrove 1 message(s) to the jobs queue\ndlq-missing ")
+    stack.wait_until("dlq-missing", "completed")
+    assert [d.job_id for d in client.dead_letters()] == ["dlq-moved"]
+
+    assert cli("dlq", "redrive", "no-such-job", env=stack.env).returncode == 3
+    assert cli("dlq", "redrive", env=stack.env).returncode == 2
+    everything = cli("dlq", "redrive", "--all", env=stack.env)
+    assert everything.stdout.startswith("redrove 1 message(s)")
+    stack.wait_until("dlq-moved", "completed")
+    assert cli("dlq", "list", env=stack.env).stdout.startswith("0 message(s) in the DLQ")
+
+
+# ----------------------------------------------------------------------------------- stack, README
+
+
+def test_connection_from_a_cloudformation_stack(stack: Stack, cfn_stack: str, finished_job: str) -> None:
+    r = stack.resources
+    client = TranscriptionClient.from_stack(cfn_stack, endpoint_url=r.endpoint_url)
+    assert (client.queue_url, client.bucket, client.dlq_url) == (r.queue_url, r.bucket, r.dlq_url)
+    assert {"JobQueueArn", "DashboardUrl", "ApiUrl"} <= set(client.stack_outputs)
+    assert client.status(finished_job).succeeded
+    with pytest.raises(ConfigurationError, match="'Elsewhere' does not exist"):
+        TranscriptionClient.from_stack("Elsewhere", endpoint_url=r.endpoint_url)
+
+    endpoint = stack.bare_env | {"AWS_ENDPOINT_URL": r.endpoint_url}
+    via_stack = cli("status", finished_job, "--stack", cfn_stack, env=endpoint)
+    assert via_stack.returncode == 0, via_stack.stderr
+    assert via_stack.stdout.startswith("api-jfk: completed")
+    via_flags = cli(
+        "status", finished_job, "--queue-url", r.queue_url, "--bucket", r.bucket, "--endpoint-url", r.endpoint_url,
+        env=stack.bare_env,
+    )  # fmt: skip
+    assert via_flags.stdout.startswith("api-jfk: completed"), via_flags.stderr
+    unconfigured = cli("status", finished_job, env=stack.bare_env)
+    assert unconfigured.returncode == 2
+    assert "no jobs queue: set WHISPER_QUEUE_URL, pass --queue-url, or use --stack NAME" in unconfigured.stderr
+
+
+def test_readme_python_example_runs_as_written(
+    stack: Stack, cfn_stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    example = code_blocks("python")[0]
+    assert f'from_stack("{cfn_stack}")' in example
+    shutil.copy(JFK, tmp_path / "interview.flac")
+    monkeypatch.chdir(tmp_path)
+    for name, value in (_FAKE_AWS | {"AWS_ENDPOINT_URL": stack.resources.endpoint_url}).items():
+        monkeypatch.setenv(name, value)
+    exec(compile(example, "README.md (Integrating a backend)", "exec"), {"__name__": "readme_example"})
+    assert SPOKEN in capsys.readouterr().out.lower()
+    assert "-->" in (tmp_path / "interview.srt").read_text()
+
+
+def test_readme_cli_examples_run_as_written(stack: Stack, tmp_path: Path) -> None:
+    shutil.copy(JFK, tmp_path / "interview.flac")
+    lines = [line for block in code_blocks("bash") for line in block.splitlines() if line.startswith("whisper-")]
+    outputs = {}
+    for line in lines:
+        argv = shlex.split(line)
+        done = cli(*argv[1:], env=stack.env, cwd=tmp_path)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        outputs[" ".join(argv[1:3])] = done.stdout
+    assert SPOKEN in outputs["submit interview.flac"].lower()
+    assert outputs["status interview-42"].startswith("interview-42: completed")
+    assert (tmp_path / "transcripts" / "interview-42.srt").is_file()
+    assert (tmp_path / "transcripts" / "interview-42.vtt").is_file()
+    assert "$0.0167" in outputs["estimate --duration"]
+    assert "message(s) in the DLQ" in outputs["dlq list"]
+    assert outputs["dlq redrive"].startswith("redrove ")
