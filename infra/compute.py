@@ -1,0 +1,218 @@
+"""Where workers run: the VPC, a managed EC2 Batch compute environment on GPU (or CPU) instances, a job queue
+and the worker's job definition, built from the repository's ``Dockerfile``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import jsii
+from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.config import InfraConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Kept out of the image's build context (and out of the asset hash): local tooling, caches, the infra itself.
+BUILD_CONTEXT_EXCLUDES = (
+    ".git",
+    ".venv",
+    ".cdk",
+    "cdk.out",
+    "cdk.json",
+    "cdk.context.json",
+    "cdk-outputs.json",
+    "infra",
+    "**/__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "*.egg-info",
+    "node_modules",
+)
+ROOT_DEVICE = "/dev/xvda"  # the ECS-optimized AL2023 AMIs' root volume
+SPOT_RECLAIM_REASON = batch.Reason.SPOT_INSTANCE_RECLAIMED  # statusReason "Host EC2*"
+
+
+class Compute(Construct):
+    """GPU Batch workers that scale from zero; the Stack grants ``job_role`` what the worker may touch."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: InfraConfig,
+        environment: Mapping[str, str],
+        webhook_secret: secretsmanager.ISecret | None,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, id)
+        self.vpc = self._vpc(config, log_retention)
+        subnets = (
+            ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            if config.vpc_id or config.nat_gateways
+            else ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        )
+        self.security_group = ec2.SecurityGroup(
+            self, "WorkerSecurityGroup", vpc=self.vpc, description="whisper-batch workers: no inbound, HTTPS out"
+        )
+        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            "ComputeEnvironment",
+            vpc=self.vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            instance_classes=[_instance_class(name) for name in config.instance_classes],
+            use_optimal_instance_classes=False,
+            images=[_machine_image(config)],
+            spot=config.spot,
+            allocation_strategy=(
+                batch.AllocationStrategy.SPOT_PRICE_CAPACITY_OPTIMIZED
+                if config.spot
+                else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE
+            ),
+            minv_cpus=0,
+            maxv_cpus=config.maxv_cpus,
+            launch_template=self._launch_template(config),
+            update_to_latest_image_version=config.ami_id is None,
+            replace_compute_environment=False,
+            terminate_on_update=False,
+        )
+        self.job_queue = batch.JobQueue(
+            self,
+            "JobQueue",
+            compute_environments=[
+                batch.OrderedComputeEnvironment(compute_environment=self.compute_environment, order=1)
+            ],
+            priority=1,
+            job_state_time_limit_actions=_stuck_job_actions(config),
+        )
+        self.log_group = logs.LogGroup(
+            self, "WorkerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.job_role = iam.Role(
+            self,
+            "WorkerRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="whisper-batch worker: jobs queue, DLQ, audio and results in S3",
+        )
+        self.container = batch.EcsEc2ContainerDefinition(
+            self,
+            "WorkerContainer",
+            image=ecs.ContainerImage.from_asset(
+                str(REPO_ROOT),
+                file="Dockerfile",  # its ENTRYPOINT is `whisper-worker run`: the job adds no command
+                platform=ecr_assets.Platform.LINUX_AMD64,
+                build_args={"MODELS": " ".join(config.models)},  # official checkpoints baked into the image
+                exclude=list(BUILD_CONTEXT_EXCLUDES),
+            ),
+            cpu=config.job_vcpus,
+            memory=Size.mebibytes(config.job_memory_mib),
+            gpu=None if config.cpu_only else 1,
+            environment=dict(environment),
+            secrets=(
+                {"WHISPER_WEBHOOK_SECRET": batch.Secret.from_secrets_manager(webhook_secret)}
+                if webhook_secret
+                else None
+            ),
+            job_role=self.job_role,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="worker", log_group=self.log_group),
+        )
+        self.job_definition = batch.EcsJobDefinition(
+            self,
+            "WorkerJob",
+            container=self.container,
+            retry_attempts=config.job_retry_attempts,
+            retry_strategies=[
+                batch.RetryStrategy.of(batch.Action.RETRY, SPOT_RECLAIM_REASON),
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),  # anything else
+            ],
+            timeout=Duration.hours(config.job_timeout_hours),
+            propagate_tags=True,
+        )
+
+    def _vpc(self, config: InfraConfig, log_retention: logs.RetentionDays) -> ec2.IVpc:
+        if config.vpc_id:
+            return ec2.Vpc.from_lookup(self, "Vpc", vpc_id=config.vpc_id)
+        subnets = [ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)]
+        if config.nat_gateways:
+            subnets.append(
+                ec2.SubnetConfiguration(name="workers", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20)
+            )
+        flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        return ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=config.max_azs,
+            nat_gateways=config.nat_gateways,
+            subnet_configuration=subnets,
+            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            flow_logs={"All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))},
+        )
+
+    def _launch_template(self, config: InfraConfig) -> ec2.LaunchTemplate:
+        return ec2.LaunchTemplate(
+            self,
+            "WorkerLaunchTemplate",
+            require_imdsv2=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        config.root_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+
+
+def _instance_class(name: str) -> ec2.InstanceClass:
+    try:
+        return ec2.InstanceClass[name.upper().replace("-", "_")]
+    except KeyError:
+        raise ValueError(f"unknown EC2 instance class {name!r}") from None
+
+
+def _machine_image(config: InfraConfig) -> batch.EcsMachineImage:
+    """The ECS-optimized AL2023 image (NVIDIA variant for GPUs), named explicitly rather than Batch's default."""
+    image_type = (
+        batch.EcsMachineImageType.ECS_AL2023 if config.cpu_only else batch.EcsMachineImageType.ECS_AL2023_NVIDIA
+    )
+    return batch.EcsMachineImage(image_type=image_type, image=PinnedImage(config.ami_id) if config.ami_id else None)
+
+
+@jsii.implements(ec2.IMachineImage)
+class PinnedImage:
+    """One AMI id in the stack's region (``amiId`` context), for deployments that pin the exact image."""
+
+    def __init__(self, ami_id: str) -> None:
+        self.ami_id = ami_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self.ami_id, os_type=ec2.OperatingSystemType.LINUX, user_data=ec2.UserData.for_linux()
+        )
+
+
+def _stuck_job_actions(config: InfraConfig) -> list[batch.JobStateTimeLimitAction]:
+    """Cancel worker jobs stuck RUNNABLE: the scaler submits fresh ones while messages wait."""
+    return [
+        batch.JobStateTimeLimitAction(
+            max_time=Duration.minutes(config.runnable_timeout_minutes),
+            reason=batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
+        ),
+        batch.JobStateTimeLimitAction(
+            max_time=Duration.minutes(10),
+            reason=batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
+        ),
+    ]

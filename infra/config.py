@@ -1,0 +1,298 @@
+"""Deployment settings, read once from CDK context (``cdk.json``, or ``cdk deploy -c key=value``).
+
+Every key is documented in README ("Deploy"). Values given on the command line arrive as strings, so each
+reader accepts ``"true"``/``"8"``/``'["g5"]'`` as well as JSON values from ``cdk.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+# AWS limits, named once.
+SQS_MAX_RETENTION_DAYS: Final = 14
+SQS_MAX_VISIBILITY_TIMEOUT_SECONDS: Final = 12 * 60 * 60
+SQS_MAX_RECEIVE_COUNT: Final = 1000
+BATCH_MAX_RETRY_ATTEMPTS: Final = 10
+BATCH_MIN_TIMEOUT_SECONDS: Final = 60
+BATCH_STOP_GRACE_SECONDS: Final = 30  # SIGTERM, then SIGKILL this much later
+S3_MIN_IA_TRANSITION_DAYS: Final = 30  # S3 refuses STANDARD_IA transitions earlier than this
+# CloudWatch Logs accepts only these retention periods (days), named as aws_logs.RetentionDays members.
+CLOUDWATCH_RETENTION: Final = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}  # fmt: skip
+
+DEFAULT_STACK_NAME: Final = "WhisperBatch"
+DEFAULT_METRICS_NAMESPACE: Final = "WhisperBatch"
+SERVICE_NAME: Final = "whisper-batch"  # the ``service`` dimension of every metric
+AUDIO_PREFIX: Final = "audio/"
+RESULTS_PREFIX: Final = "results/"
+CPU_MODELS: Final = frozenset({"tiny", "tiny.en", "base", "base.en"})
+SECRET_ENV_ARN: Final = "WHISPER_WEBHOOK_SECRET_ARN"
+# Batch needs a secret's complete ARN (with the 6-character suffix Secrets Manager adds), not a name.
+SECRET_ARN_PATTERN: Final = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
+
+ContextGetter = Callable[[str], Any]
+
+
+class ConfigError(ValueError):
+    """A context value is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    """Expiry and storage-class transitions for one key prefix of the bucket."""
+
+    prefix: str
+    expire_after_days: int | None = None
+    infrequent_access_after_days: int | None = None
+
+
+@dataclass(frozen=True)
+class InfraConfig:
+    stack_name: str = DEFAULT_STACK_NAME
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    retain_data: bool = True
+    lifecycle: tuple[LifecycleRule, ...] = (
+        LifecycleRule(AUDIO_PREFIX, expire_after_days=30),
+        LifecycleRule(RESULTS_PREFIX, infrequent_access_after_days=90),
+    )
+    visibility_timeout_seconds: int = 300
+    max_receive_count: int = 5
+    queue_retention_days: int = 4
+    vpc_id: str | None = None
+    max_azs: int = 2
+    nat_gateways: int = 1
+    cpu_only: bool = False
+    gpu_instance_classes: tuple[str, ...] = ("g4dn", "g5", "g6")
+    cpu_instance_classes: tuple[str, ...] = ("c6i", "c7i")
+    spot: bool = True
+    maxv_cpus: int = 64
+    ami_id: str | None = None
+    root_volume_gib: int = 100
+    job_vcpus: int = 4
+    job_memory_mib: int = 14336
+    job_timeout_hours: int = 12
+    job_retry_attempts: int = 3
+    runnable_timeout_minutes: int = 60
+    max_workers: int = 8
+    messages_per_worker: int = 10
+    max_idle_seconds: int = 300
+    models: tuple[str, ...] = ("base",)
+    default_model: str = "base"
+    model_download: bool = False
+    webhook_secret_name: str | None = "whisper-batch/webhook"
+    webhook_secret_arn: str | None = None
+    extra_audio_buckets: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    oldest_message_alarm_minutes: int = 30
+    log_retention_days: int = 30
+    api: bool = True
+    api_auth: str = "iam"
+    api_rate_limit: int = 10
+    api_burst_limit: int = 20
+    api_quota_per_day: int | None = None
+
+    @property
+    def instance_classes(self) -> tuple[str, ...]:
+        return self.cpu_instance_classes if self.cpu_only else self.gpu_instance_classes
+
+    @classmethod
+    def from_context(cls, get: ContextGetter, env: Mapping[str, str] | None = None) -> InfraConfig:
+        """Read every knob through ``get`` (``node.try_get_context``); unset keys keep the defaults above."""
+        env = os.environ if env is None else env
+        d = cls()
+        config = cls(
+            stack_name=_str(get, "stackName", d.stack_name, pattern=r"[A-Za-z][A-Za-z0-9-]{0,127}"),
+            metrics_namespace=_str(get, "metricsNamespace", d.metrics_namespace, pattern=r"[A-Za-z0-9_./#:-]{1,255}"),
+            retain_data=_choice(get, "removalPolicy", "retain", ("retain", "destroy")) == "retain",
+            lifecycle=_lifecycle(get("lifecycle"), d.lifecycle),
+            visibility_timeout_seconds=_int(
+                get, "visibilityTimeoutSeconds", d.visibility_timeout_seconds, 30, SQS_MAX_VISIBILITY_TIMEOUT_SECONDS
+            ),
+            max_receive_count=_int(get, "maxReceiveCount", d.max_receive_count, 1, SQS_MAX_RECEIVE_COUNT),
+            queue_retention_days=_int(get, "queueRetentionDays", d.queue_retention_days, 1, SQS_MAX_RETENTION_DAYS),
+            vpc_id=_optional_str(get, "vpcId", pattern=r"vpc-[0-9a-f]{8,17}"),
+            max_azs=_int(get, "maxAzs", d.max_azs, 1, 6),
+            nat_gateways=_int(get, "natGateways", d.nat_gateways, 0, 6),
+            cpu_only=_bool(get, "cpuOnly", d.cpu_only),
+            gpu_instance_classes=_names(get, "gpuInstanceClasses", d.gpu_instance_classes),
+            cpu_instance_classes=_names(get, "cpuInstanceClasses", d.cpu_instance_classes),
+            spot=_bool(get, "spot", d.spot),
+            maxv_cpus=_int(get, "maxvCpus", d.maxv_cpus, 1, 100_000),
+            ami_id=_optional_str(get, "amiId", pattern=r"ami-[0-9a-f]{8,17}"),
+            root_volume_gib=_int(get, "rootVolumeGiB", d.root_volume_gib, 30, 16_384),
+            job_vcpus=_int(get, "jobVcpus", d.job_vcpus, 1, 192),
+            job_memory_mib=_int(get, "jobMemoryMiB", d.job_memory_mib, 512, 2_000_000),
+            job_timeout_hours=_int(get, "jobTimeoutHours", d.job_timeout_hours, 1, 14 * 24),
+            job_retry_attempts=_int(get, "jobRetryAttempts", d.job_retry_attempts, 1, BATCH_MAX_RETRY_ATTEMPTS),
+            runnable_timeout_minutes=_int(get, "runnableTimeoutMinutes", d.runnable_timeout_minutes, 10, 24 * 60),
+            max_workers=_int(get, "maxWorkers", d.max_workers, 0, 1000),
+            messages_per_worker=_int(get, "messagesPerWorker", d.messages_per_worker, 1, 10_000),
+            max_idle_seconds=_int(get, "maxIdleSeconds", d.max_idle_seconds, 30, 24 * 3600),
+            models=_names(get, "models", d.models),
+            default_model=_str(get, "defaultModel", d.default_model, pattern=r"[a-z0-9][a-z0-9._-]{0,63}"),
+            model_download=_bool(get, "modelDownload", d.model_download),
+            webhook_secret_name=_optional_str(get, "webhookSecretName", d.webhook_secret_name),
+            webhook_secret_arn=_optional_str(
+                get, "webhookSecretArn", env.get(SECRET_ENV_ARN) or None, pattern=SECRET_ARN_PATTERN
+            ),
+            extra_audio_buckets=_names(get, "extraAudioBuckets", d.extra_audio_buckets),
+            alarm_email=_optional_str(get, "alarmEmail", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+            oldest_message_alarm_minutes=_int(
+                get, "oldestMessageAlarmMinutes", d.oldest_message_alarm_minutes, 1, 20160
+            ),
+            log_retention_days=_int(get, "logRetentionDays", d.log_retention_days, 1, 3653),
+            api=_bool(get, "api", d.api),
+            api_auth=_choice(get, "apiAuth", d.api_auth, ("iam", "apiKey")),
+            api_rate_limit=_int(get, "apiRateLimit", d.api_rate_limit, 1, 10_000),
+            api_burst_limit=_int(get, "apiBurstLimit", d.api_burst_limit, 1, 5_000),
+            api_quota_per_day=_optional_int(get, "apiQuotaPerDay", 1),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.cpu_only and self.default_model not in CPU_MODELS:
+            allowed = ", ".join(sorted(CPU_MODELS))
+            raise ConfigError(f"defaultModel {self.default_model!r} is too slow for cpuOnly; use one of {allowed}")
+        if self.default_model not in self.models and not self.model_download:
+            raise ConfigError(
+                f"defaultModel {self.default_model!r} is not among the models baked into the image "
+                f"({', '.join(self.models)}): add it to models, or set modelDownload"
+            )
+        if not self.instance_classes:
+            raise ConfigError("the instance class list for this deployment is empty")
+        if self.maxv_cpus < self.job_vcpus:
+            raise ConfigError(f"maxvCpus ({self.maxv_cpus}) cannot fit one job of jobVcpus ({self.job_vcpus})")
+        if self.job_timeout_hours * 3600 < BATCH_MIN_TIMEOUT_SECONDS:
+            raise ConfigError("jobTimeoutHours is below Batch's minimum timeout")
+        if self.log_retention_days not in CLOUDWATCH_RETENTION:
+            raise ConfigError(f"logRetentionDays must be one of {sorted(CLOUDWATCH_RETENTION)}")
+        if self.api_burst_limit < self.api_rate_limit:
+            raise ConfigError("apiBurstLimit must be at least apiRateLimit")
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _raw(get: ContextGetter, key: str) -> Any:
+    value = get(key)
+    return None if value is None or value == "" else value
+
+
+def _bool(get: ContextGetter, key: str, default: bool) -> bool:
+    value = _raw(get, key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"context {key} must be true or false, got {value!r}")
+
+
+def _int(get: ContextGetter, key: str, default: int, minimum: int, maximum: int) -> int:
+    value = _raw(get, key)
+    if value is None:
+        return default
+    return _checked_int(key, value, minimum, maximum)
+
+
+def _optional_int(get: ContextGetter, key: str, minimum: int) -> int | None:
+    value = _raw(get, key)
+    return None if value is None else _checked_int(key, value, minimum, 10**12)
+
+
+def _checked_int(key: str, value: Any, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"context {key} must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"context {key} must be an integer, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"context {key} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _str(get: ContextGetter, key: str, default: str, *, pattern: str | None = None) -> str:
+    value = _optional_str(get, key, default, pattern=pattern)
+    if value is None:
+        raise ConfigError(f"context {key} must not be empty")
+    return value
+
+
+def _optional_str(
+    get: ContextGetter, key: str, default: str | None = None, *, pattern: str | None = None
+) -> str | None:
+    value = _raw(get, key)
+    if value is None or value in ("null", "none"):
+        return default if value is None else None
+    if not isinstance(value, str):
+        raise ConfigError(f"context {key} must be a string, got {value!r}")
+    if pattern and not re.fullmatch(pattern, value):
+        raise ConfigError(f"context {key} {value!r} does not match {pattern}")
+    return value
+
+
+def _choice(get: ContextGetter, key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _optional_str(get, key, default) or default
+    if value not in choices:
+        raise ConfigError(f"context {key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _json(key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return [part.strip() for part in value.split(",") if part.strip()]  # "g5,g6" on the command line
+
+
+def _names(get: ContextGetter, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = _raw(get, key)
+    if value is None:
+        return default
+    value = _json(key, value)
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigError(f"context {key} must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+_LIFECYCLE_KEYS: Final = {"expireAfterDays", "infrequentAccessAfterDays"}
+
+
+def _lifecycle(value: Any, default: tuple[LifecycleRule, ...]) -> tuple[LifecycleRule, ...]:
+    """``{"audio/": {"expireAfterDays": 30}, "results/": {"infrequentAccessAfterDays": 90}}``."""
+    if value is None:
+        return default
+    value = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(value, dict):
+        raise ConfigError("context lifecycle must map a key prefix to its rule")
+    rules = []
+    for prefix, rule in value.items():
+        if not isinstance(rule, dict) or set(rule) - _LIFECYCLE_KEYS:
+            raise ConfigError(f"context lifecycle[{prefix!r}] may only set {sorted(_LIFECYCLE_KEYS)}")
+        expire = rule.get("expireAfterDays")
+        to_ia = rule.get("infrequentAccessAfterDays")
+        key = f"lifecycle[{prefix!r}]"
+        expire = None if expire is None else _checked_int(f"{key}.expireAfterDays", expire, 1, 100_000)
+        if to_ia is not None:
+            to_ia = _checked_int(f"{key}.infrequentAccessAfterDays", to_ia, S3_MIN_IA_TRANSITION_DAYS, 100_000)
+        if expire is None and to_ia is None:
+            raise ConfigError(f"context {key} sets neither expireAfterDays nor infrequentAccessAfterDays")
+        if expire is not None and to_ia is not None and to_ia >= expire:
+            raise ConfigError(f"context {key}: infrequentAccessAfterDays must come before expireAfterDays")
+        rules.append(LifecycleRule(prefix, expire_after_days=expire, infrequent_access_after_days=to_ia))
+    return tuple(rules)

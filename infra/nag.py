@@ -1,0 +1,109 @@
+"""cdk-nag (AwsSolutions) suppressions: each names the rule, the resource, what it applies to, and why.
+
+Everything else the pack checks is met in the constructs themselves (encryption, SSL-only policies, access logs,
+flow logs, IMDSv2, request validation, DLQs, key rotation, log retention).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Stack
+from aws_cdk import aws_s3 as s3
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import IConstruct
+
+from infra.config import AUDIO_PREFIX, RESULTS_PREFIX
+
+if TYPE_CHECKING:
+    from infra.stack import WhisperBatchStack
+
+ECS_INSTANCE_POLICY = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+APIGW_LOGS_POLICY = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+
+
+def suppress(stack: WhisperBatchStack) -> None:
+    compute = stack.compute
+    bucket = _bucket_ref(stack, stack.storage.bucket)
+    _add(
+        compute.compute_environment,
+        "AwsSolutions-IAM4",
+        "Batch's ECS container instances need the AWS-maintained ECS instance policy (register with the cluster, "
+        "pull images, ship logs); AWS updates it with the ECS agent. Jobs get their own narrow WorkerRole.",
+        [ECS_INSTANCE_POLICY],
+    )
+    _add(
+        compute.job_role,
+        "AwsSolutions-IAM5",
+        "Object keys are per upload and per job (audio/<file>, results/<job_id>/...): the worker may read audio/ "
+        "and read, write and delete only under results/; the keys cannot be known when deploying.",
+        [f"Resource::{bucket}/{AUDIO_PREFIX}*", f"Resource::{bucket}/{RESULTS_PREFIX}*"]
+        + [f"Resource::arn:<AWS::Partition>:s3:::{name}/*" for name in stack.config.extra_audio_buckets],
+    )
+    _add(
+        compute.container,
+        "AwsSolutions-IAM5",
+        "The execution role's ecr:GetAuthorizationToken has no resource-level permissions (it must be '*'); "
+        "image pulls and the secret are scoped to the asset repository and the webhook secret.",
+        ["Resource::*"],
+    )
+    _add(
+        stack.scaler.role,
+        "AwsSolutions-IAM5",
+        "batch:ListJobs supports no resource-level permissions; SubmitJob is limited to our job queue and "
+        "job definition.",
+        ["Resource::*"],
+    )
+    if stack.api:
+        _suppress_api(stack, bucket)
+
+
+def _suppress_api(stack: WhisperBatchStack, bucket: str) -> None:
+    api = stack.api
+    assert api is not None
+    _add(
+        api.status_role,
+        "AwsSolutions-IAM5",
+        "GET /jobs/{job_id} reads exactly results/<job_id>/result.json or status.json; job ids are not known "
+        "when deploying, and the path wildcard matches only those two file names.",
+        [f"Resource::{bucket}/{RESULTS_PREFIX}*/result.json", f"Resource::{bucket}/{RESULTS_PREFIX}*/status.json"],
+    )
+    _add(
+        api.api,
+        "AwsSolutions-IAM4",
+        "API Gateway's account-wide logging role uses the AWS-maintained push-to-CloudWatch-Logs policy, "
+        "as API Gateway documents; it is needed for the access and error logs this stage writes.",
+        [APIGW_LOGS_POLICY],
+    )
+    _add(
+        api.api,
+        "AwsSolutions-COG4",
+        "Callers are backends, not end users: they sign requests with IAM (SigV4) or send an API key "
+        "(context apiAuth), so there is no Cognito user pool.",
+    )
+    _add(
+        api.api,
+        "AwsSolutions-APIG3",
+        "Backend-to-backend API: authenticated, throttled per stage and schema-validated before anything is "
+        "queued; a WAFv2 web ACL can be associated with the stage where a deployment wants one.",
+    )
+    if stack.config.api_auth == "apiKey":
+        _add(
+            api.api,
+            "AwsSolutions-APIG4",
+            "apiAuth=apiKey was chosen in context: every method requires an API key bound to a throttled "
+            "usage plan instead of IAM authorization.",
+        )
+
+
+def _add(construct: IConstruct, rule: str, reason: str, applies_to: list[str] | None = None) -> None:
+    NagSuppressions.add_resource_suppressions(
+        construct,
+        [NagPackSuppression(id=rule, reason=reason, applies_to=applies_to)],
+        apply_to_children=True,
+    )
+
+
+def _bucket_ref(stack: Stack, bucket: s3.Bucket) -> str:
+    """How cdk-nag renders the bucket's ARN in a finding: ``<LogicalId.Arn>``."""
+    return f"<{stack.resolve(stack.get_logical_id(bucket.node.default_child))}.Arn>"

@@ -1,0 +1,61 @@
+"""The scaler: a Lambda on a one-minute schedule that submits worker jobs while messages wait."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.functions_code import ARCHITECTURE, RUNTIME
+
+SCHEDULE = Duration.minutes(1)
+TIMEOUT = Duration.seconds(50)  # finishes before the next tick, so two runs never overlap
+
+
+class Scaler(Construct):
+    """Runs ``functions.scaler.handler``; the Stack grants ``role`` the queue and Batch actions it needs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="whisper-batch scaler: reads queue depth, lists and submits worker jobs",
+        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            code=code,
+            handler="functions.scaler.handler",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=256,
+            timeout=TIMEOUT,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment=environment,
+            description="whisper-batch: submit Batch worker jobs for the waiting messages",
+        )
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            schedule=events.Schedule.rate(SCHEDULE),
+            description="whisper-batch: run the scaler every minute",
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0, max_event_age=Duration.minutes(1))],
+        )

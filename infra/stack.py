@@ -1,0 +1,187 @@
+"""One stack: the units from ``infra/*.py`` wired together, every permission granted here, explicitly."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.api import SubmitApi
+from infra.compute import Compute
+from infra.config import (
+    AUDIO_PREFIX,
+    BATCH_STOP_GRACE_SECONDS,
+    CLOUDWATCH_RETENTION,
+    RESULTS_PREFIX,
+    SERVICE_NAME,
+    InfraConfig,
+)
+from infra.functions_code import functions_code
+from infra.monitoring import Monitoring
+from infra.queues import JobQueues
+from infra.scaler import Scaler
+from infra.schema import to_draft4
+from infra.storage import Storage
+
+SHUTDOWN_GRACE_SECONDS = BATCH_STOP_GRACE_SECONDS - 5  # finish or release the job in hand before SIGKILL
+STATUS_DOCUMENTS = ("result.json", "status.json")
+
+
+class WhisperBatchStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, config: InfraConfig, **kwargs: object) -> None:
+        super().__init__(
+            scope, id, description="whisper-batch: SQS in, Whisper on AWS Batch, transcripts in S3", **kwargs
+        )
+        self.config = config
+        retention = logs.RetentionDays[CLOUDWATCH_RETENTION[config.log_retention_days]]
+        self.storage = Storage(self, "Storage", lifecycle=config.lifecycle, retain=config.retain_data)
+        self.queues = JobQueues(
+            self,
+            "Queues",
+            visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
+            max_receive_count=config.max_receive_count,
+            retention=Duration.days(config.queue_retention_days),
+        )
+        webhook_secret = self._webhook_secret()
+        self.compute = Compute(
+            self,
+            "Compute",
+            config=config,
+            environment=self._worker_environment(),
+            webhook_secret=webhook_secret,
+            log_retention=retention,
+        )
+        code = functions_code()
+        self.scaler = Scaler(
+            self,
+            "Scaler",
+            code=code,
+            environment={
+                "QUEUE_URL": self.queues.jobs.queue_url,
+                "JOB_QUEUE": self.compute.job_queue.job_queue_arn,
+                "JOB_DEFINITION": self.compute.job_definition.job_definition_arn,
+                "MAX_WORKERS": str(config.max_workers),
+                "MESSAGES_PER_WORKER": str(config.messages_per_worker),
+                "JOB_NAME_PREFIX": "whisper-worker",
+                "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            },
+            log_retention=retention,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            jobs_queue=self.queues.jobs,
+            dlq=self.queues.dlq,
+            scaler=self.scaler.function,
+            namespace=config.metrics_namespace,
+            oldest_message_threshold=Duration.minutes(config.oldest_message_alarm_minutes),
+            alarm_email=config.alarm_email,
+        )
+        self.api = self._api(code, retention) if config.api else None
+        self._grant()
+        self._outputs()
+
+    # -- wiring ------------------------------------------------------------------------------------------
+
+    def _webhook_secret(self) -> secretsmanager.ISecret | None:
+        if not self.config.webhook_secret_arn:
+            Annotations.of(self).add_warning_v2(
+                "whisper-batch:no-webhook-secret",
+                "No webhookSecretArn: workers get no WHISPER_WEBHOOK_SECRET and send no callbacks.",
+            )
+            return None
+        return secretsmanager.Secret.from_secret_complete_arn(self, "WebhookSecret", self.config.webhook_secret_arn)
+
+    def _worker_environment(self) -> dict[str, str]:
+        config = self.config
+        return {
+            "WHISPER_QUEUE_URL": self.queues.jobs.queue_url,
+            "WHISPER_DLQ_URL": self.queues.dlq.queue_url,
+            "WHISPER_RESULTS_BUCKET": self.storage.bucket.bucket_name,
+            "WHISPER_RESULTS_PREFIX": RESULTS_PREFIX,
+            "WHISPER_DEFAULT_MODEL": config.default_model,
+            "WHISPER_MODEL_DOWNLOAD": str(config.model_download).lower(),
+            "WHISPER_DEVICE": "cpu" if config.cpu_only else "cuda",
+            "WHISPER_MAX_IDLE_SECONDS": str(config.max_idle_seconds),
+            "WHISPER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
+            "WHISPER_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+            "AWS_REGION": Aws.REGION,
+            "WHISPER_METRICS_NAMESPACE": config.metrics_namespace,
+        }
+
+    def _api(self, code: lambda_.Code, retention: logs.RetentionDays) -> SubmitApi:
+        from worker.contract import json_schema  # pure pydantic: safe to import at synth time
+
+        config = self.config
+        return SubmitApi(
+            self,
+            "Api",
+            queue=self.queues.jobs,
+            message_schema=to_draft4(json_schema()),
+            code=code,
+            status_environment={
+                "RESULTS_BUCKET": self.storage.bucket.bucket_name,
+                "RESULTS_PREFIX": RESULTS_PREFIX,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            },
+            auth=config.api_auth,
+            rate_limit=config.api_rate_limit,
+            burst_limit=config.api_burst_limit,
+            quota_per_day=config.api_quota_per_day,
+            log_retention=retention,
+        )
+
+    def _grant(self) -> None:
+        bucket, jobs, dlq = self.storage.bucket, self.queues.jobs, self.queues.dlq
+        worker = self.compute.job_role
+        jobs.grant_consume_messages(worker)
+        _allow(worker, ["sqs:SendMessage"], dlq.queue_arn)  # permanent failures; WHISPER_DLQ_URL names it
+        _allow(worker, ["s3:GetObject"], bucket.arn_for_objects(f"{AUDIO_PREFIX}*"))
+        # results/<job_id>/...: transcripts, result.json, and the lease results/<job_id>/.claim (put, CAS, delete)
+        _allow(
+            worker, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], bucket.arn_for_objects(f"{RESULTS_PREFIX}*")
+        )
+        _allow_list(worker, bucket.bucket_arn, (AUDIO_PREFIX, RESULTS_PREFIX))  # a missing key answers 404, not 403
+        for name in self.config.extra_audio_buckets:
+            _allow(worker, ["s3:GetObject"], f"arn:{Aws.PARTITION}:s3:::{name}/*")
+
+        scaler = self.scaler.role
+        _allow(scaler, ["sqs:GetQueueAttributes"], jobs.queue_arn)
+        job_queue, job_definition = self.compute.job_queue, self.compute.job_definition
+        _allow(scaler, ["batch:SubmitJob"], job_queue.job_queue_arn, job_definition.job_definition_arn)
+        _allow(scaler, ["batch:ListJobs"], "*")  # ListJobs supports no resource-level permissions
+
+        if self.api:
+            jobs.grant_send_messages(self.api.send_role)
+            status = self.api.status_role
+            _allow(
+                status, ["s3:GetObject"], *(bucket.arn_for_objects(f"{RESULTS_PREFIX}*/{n}") for n in STATUS_DOCUMENTS)
+            )
+            _allow_list(status, bucket.bucket_arn, (RESULTS_PREFIX,))
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "QueueUrl", value=self.queues.jobs.queue_url, description="Send job messages here")
+        CfnOutput(self, "DlqUrl", value=self.queues.dlq.queue_url, description="Dead letters, with error_code")
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="audio/ and results/")
+        CfnOutput(self, "JobQueueArn", value=self.compute.job_queue.job_queue_arn, description="Batch job queue")
+        CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="CloudWatch dashboard")
+        if self.api:
+            CfnOutput(self, "ApiUrl", value=self.api.url, description="POST jobs, GET jobs/{job_id}")
+
+
+def _allow(role: iam.IRole, actions: list[str], *resources: str) -> None:
+    role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
+
+
+def _allow_list(role: iam.IRole, bucket_arn: str, prefixes: tuple[str, ...]) -> None:
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+        )
+    )

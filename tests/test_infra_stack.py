@@ -1,0 +1,629 @@
+"""The synthesized WhisperBatch stack: every resource and its security properties, and cdk-nag's verdict.
+
+The stack is synthesized once per variant for the whole module (jsii synthesis is slow): the defaults from
+``cdk.json`` (with a webhook secret), and a cheap-trial variant (CPU only, on-demand, no NAT, API key, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Annotations, Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from infra.app import build
+from infra.schema import to_draft4
+from infra.stack import WhisperBatchStack
+from worker.contract import json_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:whisper-batch/webhook-AbC123"
+OUTPUT_KEYS = {"QueueUrl", "DlqUrl", "BucketName", "JobQueueArn", "DashboardUrl", "ApiUrl"}
+WORKER_METRICS = (
+    "JobsCompleted",
+    "JobsFailed",
+    "AudioSeconds",
+    "ProcessingSeconds",
+    "RealtimeFactor",
+    "QueueWaitSeconds",
+    "ModelLoadSeconds",
+)
+
+
+@dataclass
+class Synth:
+    stack: WhisperBatchStack
+    template: Template
+    outdir: Path
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.template.to_json()["Resources"]
+
+    def of_type(self, kind: str) -> dict[str, Any]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == kind}
+
+    def one(self, kind: str) -> dict[str, Any]:
+        (resource,) = self.of_type(kind).values()
+        return resource
+
+    def logical_id(self, construct: Any) -> str:
+        return self.stack.resolve(self.stack.get_logical_id(construct.node.default_child))
+
+    def policy_statements(self, role: Any) -> list[dict[str, Any]]:
+        role_id = self.stack.resolve(self.stack.get_logical_id(role.node.default_child))
+        statements = []
+        for policy in self.of_type("AWS::IAM::Policy").values():
+            if {"Ref": role_id} in policy["Properties"]["Roles"]:
+                statements += policy["Properties"]["PolicyDocument"]["Statement"]
+        return statements
+
+    def assets(self) -> dict[str, Any]:
+        return json.loads((self.outdir / f"{self.stack.artifact_id}.assets.json").read_text())
+
+
+def synthesize(outdir: Path, **overrides: Any) -> Synth:
+    app = App(context={**CONTEXT, **overrides}, outdir=str(outdir))
+    stack = build(app, env={})
+    return Synth(stack, Template.from_stack(stack), outdir)
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(tmp_path_factory.mktemp("cdk-default"), webhookSecretArn=SECRET_ARN)
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(
+        tmp_path_factory.mktemp("cdk-trial"),
+        stackName="WhisperTrial",
+        cpuOnly="true",
+        models="tiny.en,base",
+        defaultModel="tiny.en",
+        spot="false",
+        natGateways="0",
+        removalPolicy="destroy",
+        apiAuth="apiKey",
+        apiQuotaPerDay="1000",
+        alarmEmail="ops@example.com",
+        amiId="ami-0123456789abcdef0",
+        extraAudioBuckets="legacy-audio",
+        metricsNamespace="WhisperTrial",
+    )
+
+
+def ref(logical_id: str) -> dict[str, str]:
+    return {"Ref": logical_id}
+
+
+def arn(logical_id: str) -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def env_of(job_definition: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in job_definition["Properties"]["ContainerProperties"]["Environment"]}
+
+
+# --------------------------------------------------------------------------------------------- the stack
+
+
+def test_stack_name_and_outputs(default: Synth, trial: Synth) -> None:
+    assert default.stack.stack_name == "WhisperBatch"
+    assert trial.stack.stack_name == "WhisperTrial"  # context stackName
+    assert set(default.template.to_json()["Outputs"]) == OUTPUT_KEYS
+    outputs = default.template.to_json()["Outputs"]
+    assert outputs["QueueUrl"]["Value"] == ref(default.logical_id(default.stack.queues.jobs))
+    assert outputs["DlqUrl"]["Value"] == ref(default.logical_id(default.stack.queues.dlq))
+    assert outputs["BucketName"]["Value"] == ref(default.logical_id(default.stack.storage.bucket))
+    assert "#dashboards:name=" in json.dumps(outputs["DashboardUrl"]["Value"])
+    assert ".execute-api." in json.dumps(outputs["ApiUrl"]["Value"])
+
+
+def test_resource_inventory(default: Synth) -> None:
+    counts = {kind: len(default.of_type(kind)) for kind in {r["Type"] for r in default.resources.values()}}
+    assert counts["AWS::S3::Bucket"] == 2  # data + access logs
+    assert counts["AWS::SQS::Queue"] == 2
+    assert counts["AWS::Batch::ComputeEnvironment"] == 1
+    assert counts["AWS::Batch::JobQueue"] == 1
+    assert counts["AWS::Batch::JobDefinition"] == 1
+    assert counts["AWS::CloudWatch::Alarm"] == 3
+    assert counts["AWS::CloudWatch::Dashboard"] == 1
+    assert counts["AWS::ApiGateway::Method"] == 2
+    assert counts["AWS::EC2::NatGateway"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+def test_bucket_is_private_encrypted_logged_and_retained(default: Synth) -> None:
+    bucket_id = default.logical_id(default.stack.storage.bucket)
+    bucket = default.resources[bucket_id]
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert props["LoggingConfiguration"]["DestinationBucketName"] == ref(
+        default.logical_id(default.stack.storage.access_logs)
+    )
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["prefix-audio"]["Prefix"] == "audio/" and rules["prefix-audio"]["ExpirationInDays"] == 30
+    assert rules["prefix-results"]["Prefix"] == "results/"
+    assert rules["prefix-results"]["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 90}]
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+
+
+def test_buckets_refuse_plain_http(default: Synth) -> None:
+    for policy in default.of_type("AWS::S3::BucketPolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        )
+
+
+def test_trial_bucket_is_destroyed_with_the_stack(trial: Synth) -> None:
+    bucket = trial.resources[trial.logical_id(trial.stack.storage.bucket)]
+    assert bucket["DeletionPolicy"] == "Delete"
+
+
+# ----------------------------------------------------------------------------------------------- queues
+
+
+def test_jobs_queue_and_dlq(default: Synth) -> None:
+    jobs = default.resources[default.logical_id(default.stack.queues.jobs)]["Properties"]
+    dlq_id = default.logical_id(default.stack.queues.dlq)
+    dlq = default.resources[dlq_id]["Properties"]
+    assert jobs["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    assert jobs["VisibilityTimeout"] == 300
+    assert jobs["MessageRetentionPeriod"] == 4 * 86400
+    assert jobs["ReceiveMessageWaitTimeSeconds"] == 20
+    assert jobs["RedrivePolicy"] == {"deadLetterTargetArn": arn(dlq_id), "maxReceiveCount": 5}
+    assert dlq["MessageRetentionPeriod"] == 14 * 86400
+    for policy in default.of_type("AWS::SQS::QueuePolicy").values():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_queue_knobs_come_from_context(tmp_path: Path) -> None:
+    from infra.config import InfraConfig
+
+    config = InfraConfig.from_context({"visibilityTimeoutSeconds": "900", "maxReceiveCount": "3"}.get, {})
+    assert (config.visibility_timeout_seconds, config.max_receive_count) == (900, 3)
+
+
+# ---------------------------------------------------------------------------------------------- compute
+
+
+def test_gpu_compute_environment(default: Synth) -> None:
+    environment = default.one("AWS::Batch::ComputeEnvironment")["Properties"]
+    resources = environment["ComputeResources"]
+    assert environment["Type"] == "managed"
+    assert resources["Type"] == "SPOT"
+    assert resources["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    assert resources["InstanceTypes"] == ["g4dn", "g5", "g6"]  # classes from context, no "optimal"
+    assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+    assert resources["MinvCpus"] == 0 and resources["MaxvCpus"] == 64
+    assert resources["UpdateToLatestImageVersion"] is True
+    private = [
+        ref(default.stack.resolve(default.stack.get_logical_id(subnet.node.default_child)))
+        for subnet in default.stack.compute.vpc.private_subnets
+    ]
+    assert resources["Subnets"] == private
+
+
+def test_workers_launch_with_imdsv2_and_encrypted_disks(default: Synth) -> None:
+    data = default.one("AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["BlockDeviceMappings"] == [
+        {
+            "DeviceName": "/dev/xvda",
+            "Ebs": {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 100, "VolumeType": "gp3"},
+        }
+    ]
+    assert "UserData" not in data  # Batch merges its own MIME user data
+
+
+def test_worker_security_group_has_no_inbound_rules(default: Synth) -> None:
+    group = default.resources[default.logical_id(default.stack.compute.security_group)]["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert not default.of_type("AWS::EC2::SecurityGroupIngress")
+
+
+def test_vpc_has_flow_logs_and_an_s3_endpoint(default: Synth) -> None:
+    flow_log = default.one("AWS::EC2::FlowLog")["Properties"]
+    assert flow_log["ResourceType"] == "VPC" and flow_log["TrafficType"] == "ALL"
+    endpoint = default.one("AWS::EC2::VPCEndpoint")["Properties"]
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert "s3" in json.dumps(endpoint["ServiceName"])
+
+
+def test_job_queue_feeds_the_compute_environment(default: Synth) -> None:
+    queue = default.one("AWS::Batch::JobQueue")["Properties"]
+    environment_id = default.logical_id(default.stack.compute.compute_environment)
+    assert queue["ComputeEnvironmentOrder"] == [
+        {"ComputeEnvironment": {"Fn::GetAtt": [environment_id, "ComputeEnvironmentArn"]}, "Order": 1}
+    ]
+    reasons = {action["Reason"]: action for action in queue["JobStateTimeLimitActions"]}
+    assert reasons["CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"]["MaxTimeSeconds"] == 3600
+    assert all(action["Action"] == "CANCEL" and action["State"] == "RUNNABLE" for action in reasons.values())
+
+
+def test_worker_job_definition(default: Synth) -> None:
+    definition = default.one("AWS::Batch::JobDefinition")
+    container = definition["Properties"]["ContainerProperties"]
+    requirements = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    assert requirements == {"GPU": "1", "VCPU": "4", "MEMORY": "14336"}
+    assert "Command" not in container  # the image's ENTRYPOINT is `whisper-worker run`
+    assert "cdk-hnb659fds-container-assets" in json.dumps(container["Image"])  # built from our Dockerfile
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert container["JobRoleArn"] == arn(default.logical_id(default.stack.compute.job_role))
+    assert container["Secrets"] == [{"Name": "WHISPER_WEBHOOK_SECRET", "ValueFrom": SECRET_ARN}]
+    retry = definition["Properties"]["RetryStrategy"]
+    assert retry["Attempts"] == 3
+    assert retry["EvaluateOnExit"][0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}  # spot reclaimed
+    assert retry["EvaluateOnExit"][-1] == {"Action": "EXIT", "OnReason": "*"}
+    assert definition["Properties"]["Timeout"] == {"AttemptDurationSeconds": 12 * 3600}
+    assert definition["Properties"]["PropagateTags"] is True
+
+
+def test_worker_environment_matches_the_readme(default: Synth) -> None:
+    env = env_of(default.one("AWS::Batch::JobDefinition"))
+    stack = default.stack
+    assert env["WHISPER_QUEUE_URL"] == ref(default.logical_id(stack.queues.jobs))
+    assert env["WHISPER_DLQ_URL"] == ref(default.logical_id(stack.queues.dlq))
+    assert env["WHISPER_RESULTS_BUCKET"] == ref(default.logical_id(stack.storage.bucket))
+    assert env["WHISPER_RESULTS_PREFIX"] == "results/"
+    assert env["WHISPER_DEFAULT_MODEL"] == "base"
+    assert env["WHISPER_MODEL_DOWNLOAD"] == "false"
+    assert env["WHISPER_DEVICE"] == "cuda"
+    assert env["WHISPER_MAX_IDLE_SECONDS"] == "300"
+    assert env["WHISPER_VISIBILITY_TIMEOUT"] == "300"  # the queue's own timeout
+    assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) < 30  # Batch SIGKILLs 30 s after SIGTERM
+    assert env["WHISPER_METRICS_NAMESPACE"] == "WhisperBatch"  # the dashboard's namespace
+    assert "WHISPER_WEBHOOK_SECRET" not in env  # injected from Secrets Manager, never in plain text
+
+
+def test_worker_image_is_built_from_the_repository_dockerfile(default: Synth) -> None:
+    (image,) = default.assets()["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "Dockerfile"
+    assert image["source"]["platform"] == "linux/amd64"
+    assert image["source"]["dockerBuildArgs"] == {"MODELS": "base"}
+    context = default.outdir / image["source"]["directory"]
+    assert (context / "Dockerfile").is_file() and (context / "worker" / "contract.py").is_file()
+    for excluded in (".venv", ".git", ".cdk", "cdk.out", "infra", "cdk.json"):
+        assert not (context / excluded).exists(), excluded
+
+
+def test_cpu_only_trial(trial: Synth) -> None:
+    resources = trial.one("AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
+    assert resources["Type"] == "EC2" and resources["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
+    assert resources["InstanceTypes"] == ["c6i", "c7i"]
+    assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023", "ImageIdOverride": "ami-0123456789abcdef0"}]
+    assert resources["UpdateToLatestImageVersion"] is False  # the AMI is pinned
+    public = [
+        ref(trial.stack.resolve(trial.stack.get_logical_id(subnet.node.default_child)))
+        for subnet in trial.stack.compute.vpc.public_subnets
+    ]
+    assert resources["Subnets"] == public and not trial.of_type("AWS::EC2::NatGateway")
+    definition = trial.one("AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    assert {r["Type"] for r in definition["ResourceRequirements"]} == {"VCPU", "MEMORY"}  # no GPU
+    env = env_of(trial.one("AWS::Batch::JobDefinition"))
+    assert env["WHISPER_DEVICE"] == "cpu" and env["WHISPER_DEFAULT_MODEL"] == "tiny.en"
+    assert env["WHISPER_METRICS_NAMESPACE"] == "WhisperTrial"
+    assert "Secrets" not in definition  # no webhook secret configured
+
+
+# ------------------------------------------------------------------------------------------ permissions
+
+
+def statements_by_action(statements: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in actions:
+            out.setdefault(action, []).extend(resources)
+    return out
+
+
+def bucket_objects(synth: Synth, suffix: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [arn(synth.logical_id(synth.stack.storage.bucket)), f"/{suffix}"]]}
+
+
+def test_worker_role_is_least_privilege(default: Synth) -> None:
+    stack = default.stack
+    statements = default.policy_statements(stack.compute.job_role)
+    granted = statements_by_action(statements)
+    jobs, dlq = arn(default.logical_id(stack.queues.jobs)), arn(default.logical_id(stack.queues.dlq))
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
+        assert granted[action] == [jobs], action
+    assert granted["sqs:SendMessage"] == [dlq]
+    assert bucket_objects(default, "audio/*") in granted["s3:GetObject"]
+    assert granted["s3:PutObject"] == [bucket_objects(default, "results/*")]
+    assert granted["s3:DeleteObject"] == [bucket_objects(default, "results/*")]
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["audio/*", "results/*"]}}
+    assert set(granted) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "sqs:SendMessage",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
+
+
+def test_extra_audio_buckets_are_read_only(trial: Synth) -> None:
+    granted = statements_by_action(trial.policy_statements(trial.stack.compute.job_role))
+    assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::legacy-audio/*"]]} in granted["s3:GetObject"]
+
+
+def test_only_the_execution_role_reads_the_webhook_secret(default: Synth) -> None:
+    execution_role = default.stack.compute.container.execution_role
+    granted = statements_by_action(default.policy_statements(execution_role))
+    assert granted["secretsmanager:GetSecretValue"] == [SECRET_ARN]
+    for role in (default.stack.compute.job_role, default.stack.scaler.role):
+        assert "secretsmanager:GetSecretValue" not in statements_by_action(default.policy_statements(role))
+
+
+def test_scaler_role_reads_depth_and_submits_to_our_queue_only(default: Synth) -> None:
+    stack = default.stack
+    granted = statements_by_action(default.policy_statements(stack.scaler.role))
+    assert granted["sqs:GetQueueAttributes"] == [arn(default.logical_id(stack.queues.jobs))]
+    job_queue = {"Fn::GetAtt": [default.logical_id(stack.compute.job_queue), "JobQueueArn"]}
+    assert granted["batch:SubmitJob"] == [job_queue, ref(default.logical_id(stack.compute.job_definition))]
+    assert granted["batch:ListJobs"] == ["*"]  # no resource-level permissions exist for ListJobs
+    assert set(granted) == {
+        "sqs:GetQueueAttributes",
+        "batch:SubmitJob",
+        "batch:ListJobs",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+def test_api_roles_send_to_the_queue_and_read_two_documents(default: Synth) -> None:
+    api = default.stack.api
+    assert api is not None
+    send = statements_by_action(default.policy_statements(api.send_role))
+    assert send["sqs:SendMessage"] == [arn(default.logical_id(default.stack.queues.jobs))]
+    status = statements_by_action(default.policy_statements(api.status_role))
+    assert status["s3:GetObject"] == [
+        bucket_objects(default, "results/*/result.json"),
+        bucket_objects(default, "results/*/status.json"),
+    ]
+    assert "s3:PutObject" not in status
+
+
+def test_no_policy_grants_service_wide_wildcards(default: Synth) -> None:
+    for policy in default.of_type("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not [a for a in actions if a == "*" or a.endswith(":*")], actions
+
+
+# ------------------------------------------------------------------------------------------------ scaler
+
+
+def test_scaler_lambda_runs_every_minute(default: Synth) -> None:
+    function_id = default.logical_id(default.stack.scaler.function)
+    function = default.resources[function_id]["Properties"]
+    assert function["Handler"] == "functions.scaler.handler"
+    assert function["Runtime"] == "python3.14" and function["Architectures"] == ["arm64"]
+    assert function["Timeout"] < 60  # done before the next tick
+    env = function["Environment"]["Variables"]
+    assert env["QUEUE_URL"] == ref(default.logical_id(default.stack.queues.jobs))
+    assert env["MAX_WORKERS"] == "8" and env["MESSAGES_PER_WORKER"] == "10"
+    assert env["JOB_DEFINITION"] == ref(default.logical_id(default.stack.compute.job_definition))
+    rule = default.one("AWS::Events::Rule")["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    assert rule["Targets"][0]["Arn"] == arn(function_id)
+    assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+def test_lambda_bundle_holds_handlers_and_powertools(default: Synth) -> None:
+    function = default.resources[default.logical_id(default.stack.scaler.function)]["Properties"]
+    key = function["Code"]["S3Key"].removesuffix(".zip")
+    bundle = default.outdir / f"asset.{key}"
+    assert (bundle / "functions" / "scaler.py").is_file()
+    assert (bundle / "functions" / "scaler_logic.py").is_file()
+    assert (bundle / "aws_lambda_powertools" / "__init__.py").is_file()
+    assert (bundle / "typing_extensions.py").is_file()
+    assert not list(bundle.rglob("__pycache__"))
+
+
+def test_log_groups_expire(default: Synth) -> None:
+    groups = default.of_type("AWS::Logs::LogGroup").values()
+    assert groups and all(group["Properties"]["RetentionInDays"] == 30 for group in groups)
+
+
+# -------------------------------------------------------------------------------------------- monitoring
+
+
+def test_alarms_on_dead_letters_oldest_message_and_scaler(default: Synth) -> None:
+    stack = default.stack
+    topic = ref(default.logical_id(stack.monitoring.topic))
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"] for a in default.of_type("AWS::CloudWatch::Alarm").values()
+    }
+    dlq = alarms["ApproximateNumberOfMessagesVisible"]
+    assert dlq["Namespace"] == "AWS/SQS" and dlq["Threshold"] == 0
+    assert dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    queue_name = {"Fn::GetAtt": [default.logical_id(stack.queues.dlq), "QueueName"]}
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
+    oldest = alarms["ApproximateAgeOfOldestMessage"]
+    assert oldest["Threshold"] == 30 * 60
+    assert oldest["Dimensions"][0]["Value"] == {"Fn::GetAtt": [default.logical_id(stack.queues.jobs), "QueueName"]}
+    assert alarms["Errors"]["Namespace"] == "AWS/Lambda"
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+
+
+def test_alarm_topic_is_encrypted_and_ssl_only(default: Synth, trial: Synth) -> None:
+    topic = default.one("AWS::SNS::Topic")["Properties"]
+    assert topic["KmsMasterKeyId"] == arn(default.logical_id(default.stack.monitoring.topic.master_key))
+    assert default.one("AWS::KMS::Key")["Properties"]["EnableKeyRotation"] is True
+    key_policy = json.dumps(default.one("AWS::KMS::Key")["Properties"]["KeyPolicy"])
+    assert "cloudwatch.amazonaws.com" in key_policy
+    statements = default.one("AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in statements)
+    assert not default.of_type("AWS::SNS::Subscription")
+    subscription = trial.one("AWS::SNS::Subscription")["Properties"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+def dashboard(synth: Synth) -> list[dict[str, Any]]:
+    """The dashboard's widgets, with CloudFormation references replaced by a placeholder."""
+    parts = synth.one("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]["Fn::Join"][1]
+    return json.loads("".join(part if isinstance(part, str) else "REF" for part in parts))["widgets"]
+
+
+def graphed(synth: Synth) -> list[Any]:
+    return [metric for widget in dashboard(synth) for metric in widget["properties"]["metrics"]]
+
+
+def test_dashboard_shows_queue_and_worker_metrics(default: Synth, trial: Synth) -> None:
+    titles = {widget["properties"]["title"] for widget in dashboard(default)}
+    assert {"Queue depth", "Oldest waiting message (s)", "Dead letters", "Jobs completed / failed / retried"} <= titles
+    assert {"Audio seconds transcribed", "Realtime factor"} <= titles
+    metrics = graphed(default)
+    worker = {m[1] for m in metrics if m[0] == "WhisperBatch" and m[2:4] == ["service", "whisper-batch"]}
+    assert worker >= {*WORKER_METRICS, "JobsRetried"}  # JobsFailed: the total by service; by code below
+    sqs = {m[1] for m in metrics if m[0] == "AWS/SQS"}
+    assert sqs >= {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
+    (search,) = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    assert search.startswith('SEARCH(\'{WhisperBatch,error_code,service} MetricName="JobsFailed"')
+    trial_metrics = graphed(trial)
+    assert any(m[0] == "WhisperTrial" and m[1] == "RealtimeFactor" for m in trial_metrics)  # namespace from context
+
+
+# --------------------------------------------------------------------------------------------------- api
+
+
+def test_post_jobs_validates_and_sends_to_sqs(default: Synth) -> None:
+    api = default.stack.api
+    assert api is not None
+    post = next(
+        m for m in default.of_type("AWS::ApiGateway::Method").values() if m["Properties"]["HttpMethod"] == "POST"
+    )
+    props = post["Properties"]
+    assert props["AuthorizationType"] == "AWS_IAM"
+    integration = props["Integration"]
+    assert integration["Type"] == "AWS" and integration["PassthroughBehavior"] == "NEVER"
+    assert ":sqs:path/" in json.dumps(integration["Uri"])
+    assert integration["Credentials"] == arn(default.logical_id(api.send_role))
+    assert integration["RequestTemplates"] == {
+        "application/json": "Action=SendMessage&MessageBody=$util.urlEncode($input.body)"
+    }
+    validator = default.one("AWS::ApiGateway::RequestValidator")["Properties"]
+    assert validator["ValidateRequestBody"] is True
+    assert props["RequestValidatorId"] == ref(default.stack.resolve(default.stack.get_logical_id(
+        api.node.find_child("Validator").node.default_child)))  # fmt: skip
+    model = default.one("AWS::ApiGateway::Model")
+    assert props["RequestModels"] == {"application/json": ref(next(iter(default.of_type("AWS::ApiGateway::Model"))))}
+    assert model["Properties"]["Schema"] == to_draft4(json_schema())
+    assert model["Properties"]["Schema"]["$schema"] == "http://json-schema.org/draft-04/schema#"
+
+
+def test_get_job_reads_results_through_lambda(default: Synth) -> None:
+    get = next(m for m in default.of_type("AWS::ApiGateway::Method").values() if m["Properties"]["HttpMethod"] == "GET")
+    assert get["Properties"]["AuthorizationType"] == "AWS_IAM"
+    assert get["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    assert get["Properties"]["RequestParameters"] == {"method.request.path.job_id": True}
+    paths = {r["Properties"]["PathPart"] for r in default.of_type("AWS::ApiGateway::Resource").values()}
+    assert paths == {"jobs", "{job_id}"}
+
+
+def test_stage_is_throttled_and_logged(default: Synth) -> None:
+    stage = default.one("AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "v1"
+    (settings,) = stage["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 10 and settings["ThrottlingBurstLimit"] == 20
+    assert settings["LoggingLevel"] == "ERROR" and settings["MetricsEnabled"] is True
+    assert "DestinationArn" in stage["AccessLogSetting"]
+    api = default.one("AWS::ApiGateway::RestApi")["Properties"]
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+
+def test_api_can_be_left_out() -> None:
+    app = App(context={**CONTEXT, "api": "false"})  # constructed, not synthesized: enough to see what exists
+    stack = build(app, env={})
+    assert stack.api is None
+    assert stack.node.try_find_child("ApiUrl") is None and stack.node.try_find_child("QueueUrl") is not None
+
+
+def test_api_key_mode(trial: Synth) -> None:
+    for method in trial.of_type("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["ApiKeyRequired"] is True
+        assert method["Properties"]["AuthorizationType"] == "NONE"
+    plan = trial.one("AWS::ApiGateway::UsagePlan")["Properties"]
+    assert plan["Throttle"] == {"BurstLimit": 20, "RateLimit": 10}
+    assert plan["Quota"] == {"Limit": 1000, "Period": "DAY"}
+    assert trial.one("AWS::ApiGateway::UsagePlanKey")
+
+
+# ------------------------------------------------------------------------------------------------ cdk-nag
+
+
+@pytest.mark.parametrize("name", ["default", "trial"])
+def test_cdk_nag_has_no_unsuppressed_findings(name: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(name)
+    annotations = Annotations.from_stack(synth.stack)
+    assert annotations.find_error("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+    assert annotations.find_warning("*", Match.string_like_regexp("AwsSolutions-.*")) == []
+
+
+def test_every_suppression_says_why(default: Synth) -> None:
+    suppressions = [
+        rule
+        for resource in default.resources.values()
+        for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    ]
+    assert {rule["id"] for rule in suppressions} == {
+        "AwsSolutions-IAM4",
+        "AwsSolutions-IAM5",
+        "AwsSolutions-COG4",
+        "AwsSolutions-APIG3",
+    }
+    for rule in suppressions:
+        assert len(rule["reason"]) >= 60, rule
+        if rule["id"].startswith("AwsSolutions-IAM"):
+            assert rule["applies_to"], rule  # granular: only the named policy or resource
+
+
+def test_cdk_nag_is_live(tmp_path: Path) -> None:
+    """The same aspect flags a careless bucket, so a clean report above means something."""
+    app = App(outdir=str(tmp_path), context={"@aws-cdk/core:annotationsInValidationReport": False})
+    canary = Stack(app, "Canary")
+    s3.Bucket(canary, "Careless")
+    from aws_cdk import Aspects
+
+    Aspects.of(app).add(AwsSolutionsChecks())
+    app.synth()
+    errors = Annotations.from_stack(canary).find_error("*", Match.string_like_regexp("AwsSolutions-S.*"))
+    assert {e.entry.data.split(":")[0] for e in errors} >= {"AwsSolutions-S1", "AwsSolutions-S10"}
