@@ -1,0 +1,28 @@
+"""The chaos soak in small: 20 messages, 2 worker processes, random kill -9 and SIGTERM; nothing lost or doubled."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def row(output: str, name: str) -> str:
+    match = re.search(rf"^{re.escape(name)}\s+(.*)$", output, re.MULTILINE)
+    assert match, f"no {name!r} row in:\n{output}"
+    return match.group(1).strip()
+
+
+def test_small_chaos_soak_loses_nothing_and_transcribes_nothing_twice() -> None:
+    command = [sys.executable, "scripts/chaos.py", "--messages", "20", "--workers", "2", "--seconds", "240"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=270)
+    output = run.stdout + run.stderr
+
+    assert run.returncode == 0, output
+    assert row(output, "lost") == "0", output
+    assert row(output, "transcribed twice") == "0", output
+    assert row(output, "time limit hit") == "no", output
+    assert row(output, "messages sent") == "20", output

