@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean chaos synth deploy destroy cdk-cli
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, exactly pinned, so no resolver step can choose a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,13 +20,45 @@ install: $(STAMP)
 demo: install
 	$(BIN)/whisper-worker demo
 
-test: install
+test: install cdk-cli
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+chaos: install
+	$(BIN)/python scripts/chaos.py
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# --- AWS CDK (infra/, cdk.json): the CLI lives in .cdk/, pinned; `make deploy CDK_ARGS="-c cpuOnly=true"`.
+CDK_VERSION := 2.1148.1
+CDK_DIR := .cdk
+CDK := $(CDK_DIR)/node_modules/.bin/cdk
+CDK_STAMP := $(CDK_DIR)/.installed-$(CDK_VERSION)
+CDK_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true
+CDK_ARGS ?=
+
+$(CDK_STAMP):
+	npm install --no-fund --no-audit --silent --prefix $(CDK_DIR) aws-cdk@$(CDK_VERSION)
+	touch $(CDK_STAMP)
+
+# For `make test`: without npm the CLI synth test skips instead of failing the whole suite.
+cdk-cli:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(CDK_STAMP); \
+	else echo "npm not found: not installing the aws-cdk CLI (tests/test_infra_cli.py will skip)"; fi
+
+synth: install $(CDK_STAMP)
+	@$(CDK_ENV) $(CDK) synth --no-notices $(CDK_ARGS)
+
+deploy: install $(CDK_STAMP)
+	@args="$$($(BIN)/python -m infra.preflight $(CDK_ARGS))" || exit 1; \
+	$(CDK_ENV) $(CDK) deploy --no-notices --outputs-file cdk-outputs.json $$args $(CDK_ARGS) && \
+	$(BIN)/python -m infra.preflight outputs cdk-outputs.json
+
+destroy: install $(CDK_STAMP)
+	$(CDK_ENV) $(CDK) destroy --no-notices $(CDK_ARGS)
+	@echo "The results bucket is retained by default (context removalPolicy=retain): empty and delete it yourself."
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -482,6 +482,7 @@ def test_json_schema() -> None:
         "initial_prompt",
         "beam_size",
         "callback_url",
+        "progress_callback",
         "metadata",
     }
     assert all(prop.get("description") for prop in props.values())

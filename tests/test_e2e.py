@@ -32,7 +32,8 @@ def test_message_in_every_format_out_signed_callback_message_deleted(harness: Ha
 
     assert stats.completed == 1 and stats.failed == 0
     assert harness.object_keys() == sorted(
-        ["results/jfk-1/result.json"] + [f"results/jfk-1/transcript.{fmt}" for fmt in FORMATS]
+        ["results/jfk-1/result.json", "results/jfk-1/status.json"]
+        + [f"results/jfk-1/transcript.{fmt}" for fmt in FORMATS]
     )
     for fmt in FORMATS:
         obj = harness.object(f"results/jfk-1/transcript.{fmt}")
@@ -83,7 +84,11 @@ def test_legacy_camel_case_message_is_served(harness: Harness) -> None:
     assert stats.completed == 1
     srt = harness.object("results/legacy-42/transcript.srt")["Body"].read().decode()
     assert "ask not what your country can do for you" in srt.lower()
-    assert harness.object_keys() == ["results/legacy-42/result.json", "results/legacy-42/transcript.srt"]
+    assert harness.object_keys() == [
+        "results/legacy-42/result.json",
+        "results/legacy-42/status.json",
+        "results/legacy-42/transcript.srt",
+    ]
     [callback] = harness.receiver.wait_for(1, timeout=10)
     assert callback.signature_valid and callback.payload["metadata"] == {"userId": "user-9"}
 

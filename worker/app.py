@@ -5,6 +5,7 @@ from __future__ import annotations
 from worker import aws
 from worker.callback import CallbackPolicy, CallbackSender
 from worker.engine import Engine, pick_device
+from worker.metrics import JobMetrics
 from worker.models import ModelCache
 from worker.netguard import guarded_transport
 from worker.pipeline import JobProcessor
@@ -14,7 +15,8 @@ from worker.settings import Settings
 from worker.store import ResultStore
 
 
-def build_engine(settings: Settings, s3: object = None) -> Engine:
+def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | None = None) -> Engine:
+    metrics = metrics or JobMetrics(settings.metrics_namespace)
     return Engine(
         ModelCache(
             model_dir=settings.model_dir,
@@ -22,25 +24,32 @@ def build_engine(settings: Settings, s3: object = None) -> Engine:
             download=settings.model_download,
             device=pick_device(settings.device),
             s3_client=s3,
+            mirror=settings.model_mirror,
+            on_load=metrics.model_loaded,
         )
     )
 
 
-def build_worker(settings: Settings, engine: Engine | None = None) -> Worker:
+def build_worker(settings: Settings, engine: Engine | None = None, metrics: JobMetrics | None = None) -> Worker:
     queue_url, bucket = settings.require_queue()
     s3 = aws.client("s3", settings)
     sqs = aws.client("sqs", settings)
-    callbacks = None
+    metrics = metrics or JobMetrics(settings.metrics_namespace)
+    callbacks = progress_callbacks = None
     if settings.webhook_secret:
         policy = CallbackPolicy(attempts=settings.callback_attempts, timeout=settings.callback_timeout)
         # Callback URLs come from job messages: connections only to public addresses unless configured.
         transport = guarded_transport(allow_private=settings.allow_private_urls)
         callbacks = CallbackSender(settings.webhook_secret, policy, transport=transport)
+        # Progress events are advisory: two tries, no long backoff, so a slow backend cannot stall a job.
+        quick = CallbackPolicy(attempts=min(2, settings.callback_attempts), timeout=settings.callback_timeout)
+        progress_callbacks = CallbackSender(settings.webhook_secret, quick, transport=transport)
     processor = JobProcessor(
         settings=settings,
         s3=s3,
         store=ResultStore(s3, bucket, settings.results_prefix),
-        engine=engine or build_engine(settings, s3),
+        engine=engine or build_engine(settings, s3, metrics),
         callbacks=callbacks,
+        progress_callbacks=progress_callbacks,
     )
-    return Worker(settings, JobQueue(sqs, queue_url, settings.dlq_url), processor)
+    return Worker(settings, JobQueue(sqs, queue_url, settings.dlq_url), processor, metrics)

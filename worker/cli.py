@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from worker.client_cli import add_client_commands
+
 
 def _run(args: argparse.Namespace) -> int:
     from worker.app import build_worker
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("audio", nargs="*", help="audio or video files (default: a short sample)")
     demo.add_argument("--model", default="tiny.en", help="model name (default: tiny.en, bundled)")
     demo.set_defaults(handler=_demo)
+
+    add_client_commands(commands)  # submit, status, fetch, estimate, dlq: see worker/client_cli.py
+    from worker.ops_cli import register as add_ops_commands
+
+    add_ops_commands(commands)  # models fetch|list, health: see worker/ops_cli.py
     return parser
 
 

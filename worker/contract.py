@@ -269,6 +269,13 @@ class JobRequest(BaseModel):
         max_length=MAX_URL_LENGTH,
         description="http(s) URL to POST a signed notification to when the job succeeds or fails.",
     )
+    progress_callback: StrictBool = Field(
+        default=False,
+        description=(
+            "Whether to also POST a signed progress event to callback_url at each state change "
+            '({"job_id", "event": "progress", "state", "percent"}).'
+        ),
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description=(

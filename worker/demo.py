@@ -14,6 +14,7 @@ from typing import TextIO
 
 from worker.app import build_worker
 from worker.localaws import LocalAws
+from worker.metrics import JobMetrics
 from worker.receiver import CallbackReceiver
 from worker.render import FORMATS
 from worker.settings import Settings
@@ -58,8 +59,11 @@ def run_demo(audio_files: list[Path], *, model: str = DEMO_MODEL, out: TextIO) -
             sqs.send_message(QueueUrl=local.resources.queue_url, MessageBody=json.dumps(message))
             jobs.append(job_id)
         print(f"Sent {len(jobs)} job(s) to the embedded queue; transcribing with {model} ...", file=out)
-        settings = local.settings(Settings.from_env(), webhook_secret=secret, wait_seconds=1, max_idle_seconds=3.0)
-        stats = build_worker(settings).run()
+        settings = local.settings(
+            Settings.from_env(), webhook_secret=secret, wait_seconds=1, max_idle_seconds=3.0, default_model=model
+        )
+        quiet = JobMetrics(settings.metrics_namespace, write=lambda line: None)  # the demo prints its own report
+        stats = build_worker(settings, metrics=quiet).run()
         with contextlib.suppress(TimeoutError):
             receiver.wait_for(len(jobs), timeout=30)
         callbacks = {c.payload.get("job_id"): c for c in receiver.received if c.payload}

@@ -10,6 +10,8 @@ import torch
 from worker.decode import SAMPLE_RATE
 from worker.errors import InvalidMessage, ResourceExhausted
 from worker.models import ModelCache
+from worker.transcribe_progress import PercentHook
+from worker.transcribe_progress import transcribe as transcribe_with_progress
 from worker.transcript import Segment, Transcript, Word
 
 
@@ -51,7 +53,10 @@ class Engine:
     def __init__(self, models: ModelCache) -> None:
         self.models = models
 
-    def transcribe(self, model_name: str, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def transcribe(
+        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+    ) -> Transcript:
+        """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``)."""
         model = self.models.get(model_name)
         if options.language and not model.is_multilingual and options.language not in ("en", "english"):
             raise InvalidMessage(
@@ -70,7 +75,7 @@ class Engine:
         if options.beam_size:
             kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
         try:
-            result = model.transcribe(audio, **kwargs)
+            result = transcribe_with_progress(model, audio, progress, **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             raise ResourceExhausted(f"GPU out of memory: {exc}") from exc

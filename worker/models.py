@@ -3,10 +3,11 @@
 A name resolves, in this order, to:
 1. a source configured for it (``WHISPER_MODEL_SOURCES``): a local ``.pt``, an ``s3://`` ``.pt``, a CTranslate2
    model directory, or ``pkg:<python package>`` holding one;
-2. an official checkpoint already in the model directory (sha256 checked by openai-whisper);
+2. an official checkpoint already in the model directory (sha256 checked here before every load);
 3. a bundled CTranslate2 package known for that name (sha256 checked here), converted once and cached;
-4. a download of the official checkpoint, only when downloads are enabled.
-Anything else is an ``UnknownModel``: the worker never downloads by surprise.
+4. a download of the official checkpoint (``worker.modelfetch``), only when downloads are enabled.
+Anything else is an ``UnknownModel``: the worker never downloads by surprise. An official checkpoint whose hash
+does not match is refused rather than downloaded again (openai-whisper's ``load_model`` would re-download it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import importlib.util
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,9 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
-from worker import ct2convert
+from worker import ct2convert, modelfetch
 from worker.errors import UnknownModel
+from worker.logs import logger
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,7 @@ class Checkpoint:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return modelfetch.sha256_file(path)
 
 
 def _package_dir(package: str) -> Path:
@@ -154,30 +155,91 @@ def available(model_dir: Path) -> list[str]:
     return [n for n, url in whisper._MODELS.items() if (model_dir / os.path.basename(url)).is_file()]
 
 
-def load(checkpoint: Checkpoint, device: str, model_dir: Path) -> Whisper:
-    if checkpoint.official_name:
-        # openai-whisper verifies the file's sha256 (downloading only if missing and allowed).
-        return whisper.load_model(checkpoint.official_name, device=device, download_root=str(model_dir))
-    data = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+def _build(path: Path, checkpoint: Checkpoint) -> Whisper:
+    """The model on the CPU, with the alignment heads word timestamps need."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
     model = Whisper(ModelDimensions(**data["dims"]))
     model.load_state_dict(data["model_state_dict"])
-    if checkpoint.alignment_heads:
+    if checkpoint.official_name:
+        model.set_alignment_heads(whisper._ALIGNMENT_HEADS[checkpoint.official_name])
+    elif checkpoint.alignment_heads:
         mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
         for layer, head in checkpoint.alignment_heads:
             mask[layer, head] = True
         model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
-    return model.to(device)
+    return model
+
+
+def _load_official(checkpoint: Checkpoint, model_dir: Path, *, download: bool, mirror: str | None) -> Whisper:
+    """Load an official checkpoint only if its sha256 matches the published one; download only when allowed.
+
+    The file is hashed in a thread while torch reads it: hashing large-v3 (3 GB) takes seconds, and hashlib
+    releases the GIL, so verification costs almost nothing on top of the load. Nothing is returned before the
+    hash has matched.
+    """
+    name = checkpoint.official_name
+    assert name is not None
+    spec = modelfetch.official(name, mirror)
+    path = model_dir / spec.filename
+    if not path.is_file():
+        if not download:
+            raise UnknownModel(f"model {name!r} is not in {model_dir} and downloads are disabled")
+        return _build(modelfetch.fetch(spec, model_dir).path, checkpoint)  # hashed while downloading
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-checkpoint") as pool:
+        digest = pool.submit(_sha256, path)
+        try:
+            model: Whisper | None = _build(path, checkpoint)
+            failure: Exception | None = None
+        except Exception as exc:  # a damaged file: the hash below says so more clearly than torch would
+            model, failure = None, exc
+        actual = digest.result()
+    if actual != spec.sha256:
+        if not download:
+            raise UnknownModel(
+                f"{path} has sha256 {actual}, expected {spec.sha256}; run 'whisper-worker models fetch {name}'"
+            )
+        return _build(modelfetch.fetch(spec, model_dir).path, checkpoint)  # replaced by a verified download
+    if failure is not None:
+        raise failure
+    assert model is not None
+    return model
+
+
+def load(
+    checkpoint: Checkpoint, device: str, model_dir: Path, *, download: bool = False, mirror: str | None = None
+) -> Whisper:
+    if checkpoint.official_name:
+        return _load_official(checkpoint, model_dir, download=download, mirror=mirror).to(device)
+    return _build(checkpoint.path, checkpoint).to(device)
+
+
+LoadHook = Callable[[str, float, str], None]  # (model name, seconds, device)
 
 
 class ModelCache:
-    """One loaded model per name per process; loading is serialised so two threads never load twice."""
+    """One loaded model per name per process; loading is serialised so two threads never load twice.
 
-    def __init__(self, *, model_dir: Path, sources: dict[str, str], download: bool, device: str, s3_client: Any = None):
+    ``on_load`` hears about every load (name, seconds from resolve to ready, device): the ModelLoadSeconds metric.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_dir: Path,
+        sources: dict[str, str],
+        download: bool,
+        device: str,
+        s3_client: Any = None,
+        mirror: str | None = None,
+        on_load: LoadHook | None = None,
+    ):
         self._model_dir = model_dir
         self._sources = sources
         self._download = download
         self._device = device
         self._s3 = s3_client
+        self._mirror = mirror
+        self._on_load = on_load
         self._models: dict[str, Whisper] = {}
         self._lock = threading.Lock()
 
@@ -185,9 +247,13 @@ class ModelCache:
     def device(self) -> str:
         return self._device
 
+    def loaded(self, name: str) -> bool:
+        return name in self._models
+
     def get(self, name: str) -> Whisper:
         with self._lock:
             if name not in self._models:
+                started = time.monotonic()
                 checkpoint = resolve(
                     name,
                     model_dir=self._model_dir,
@@ -195,5 +261,17 @@ class ModelCache:
                     download=self._download,
                     s3_client=self._s3,
                 )
-                self._models[name] = load(checkpoint, self._device, self._model_dir)
+                self._models[name] = load(
+                    checkpoint, self._device, self._model_dir, download=self._download, mirror=self._mirror
+                )
+                seconds = time.monotonic() - started
+                logger.info(
+                    "model loaded",
+                    extra={"model": name, "load_seconds": round(seconds, 3), "device": self._device},
+                )
+                if self._on_load is not None:
+                    try:
+                        self._on_load(name, seconds, self._device)
+                    except Exception:  # a metrics problem must not fail the job
+                        logger.exception("model load hook failed")
             return self._models[name]

@@ -24,6 +24,7 @@ from worker.errors import BlockedUrl, InvalidMessage, JobError, TransientError
 from worker.fetch import fetched
 from worker.logs import logger
 from worker.netguard import check_url
+from worker.progress import STATUS_FILE, ProgressReporter
 from worker.queue import QueueMessage
 from worker.render import render
 from worker.settings import Settings
@@ -38,6 +39,9 @@ class Outcome:
     job_id: str | None
     error: JobError | None = None
     retry_after: int | None = None  # for "busy": when the other worker's claim on the job runs out
+    model: str | None = None
+    audio_seconds: float | None = None  # for metrics: set when transcription finished
+    processing_seconds: float | None = None
 
 
 def request_fingerprint(request: JobRequest) -> str:
@@ -59,12 +63,15 @@ class JobProcessor:
         store: ResultStore,
         engine: Engine,
         callbacks: CallbackSender | None,
+        progress_callbacks: CallbackSender | None = None,
     ) -> None:
         self.settings = settings
         self.s3 = s3
         self.store = store
         self.engine = engine
         self.callbacks = callbacks
+        # Progress events use a sender with few retries: a slow backend must not hold up the transcription.
+        self.progress_callbacks = progress_callbacks or callbacks
         self.claims = ClaimStore(s3, store.bucket)
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
@@ -73,21 +80,29 @@ class JobProcessor:
             request = parse_message(message.body)
         except ContractError as exc:
             return self._reject(message, exc)
-        logger.append_keys(job_id=request.job_id)
         model = request.model or self.settings.default_model
+        logger.append_keys(job_id=request.job_id, model=model)
         fingerprint = request_fingerprint(request)
         owner = f"{socket.gethostname()}:{os.getpid()}:{message.message_id}"
+        progress = self._progress(request, message)
         failed = functools.partial(
-            self._failed, message, request, model, fingerprint, started=started, max_receive_count=max_receive_count
+            self._failed,
+            message,
+            request,
+            model,
+            fingerprint,
+            started=started,
+            max_receive_count=max_receive_count,
+            progress=progress,
         )
         try:
             with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
                 previous = self.store.get_result(request.job_id)
                 if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
                     logger.info("job already completed; acknowledging duplicate delivery")
-                    return Outcome("duplicate", request.job_id)
+                    return Outcome("duplicate", request.job_id, model=model)
                 try:
-                    result = self._transcribe(request, model, message, fingerprint, started)
+                    result = self._transcribe(request, model, message, fingerprint, started, progress)
                 except JobError as exc:
                     return failed(exc)  # reported while the claim is still ours
                 except Exception as exc:  # a bug must not lose the message: treat it as transient
@@ -97,18 +112,45 @@ class JobProcessor:
                     return failed(error)
         except ClaimHeld as held:
             logger.info("job is being processed elsewhere; retrying later", extra={"holder": held.owner})
-            return Outcome("busy", request.job_id, retry_after=int(held.seconds_left) + 1)
+            return Outcome("busy", request.job_id, retry_after=int(held.seconds_left) + 1, model=model)
         except JobError as exc:  # S3 unreachable while claiming or checking for a finished result
             return failed(exc)
         self._notify(request, result)
-        return Outcome("completed", request.job_id)
+        return Outcome(
+            "completed",
+            request.job_id,
+            model=model,
+            audio_seconds=result["duration_seconds"],
+            processing_seconds=result["processing_seconds"],
+        )
+
+    def _progress(self, request: JobRequest, message: QueueMessage) -> ProgressReporter:
+        notify = None
+        if request.progress_callback and request.callback_url:
+            notify = functools.partial(self._send_progress, request, message)
+        return ProgressReporter(
+            s3=self.s3,
+            bucket=self.store.bucket,
+            key=self.store.key(request.job_id, STATUS_FILE),
+            job_id=request.job_id,
+            message_id=message.message_id,
+            interval=self.settings.progress_interval,
+            notify=notify,
+        )
 
     def _transcribe(
-        self, request: JobRequest, model: str, message: QueueMessage, fingerprint: str, started: float
+        self,
+        request: JobRequest,
+        model: str,
+        message: QueueMessage,
+        fingerprint: str,
+        started: float,
+        progress: ProgressReporter,
     ) -> dict:
         s = self.settings
         if request.audio.startswith("http://") and not s.allow_http:
             raise BlockedUrl("audio URL must use https")
+        progress.state("fetching")
         with fetched(
             request.audio,
             s3=self.s3,
@@ -117,6 +159,7 @@ class JobProcessor:
             allow_http=s.allow_http,
             allow_private=s.allow_private_urls,
         ) as path:
+            progress.state("decoding")
             audio = decode_audio(path, max_seconds=s.max_audio_seconds)
         options = TranscribeOptions(
             language=request.language,
@@ -125,7 +168,9 @@ class JobProcessor:
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size,
         )
-        transcript = self.engine.transcribe(model, audio, options)
+        progress.state("transcribing", 0.0)
+        transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+        progress.state("storing")
         keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
         result = self._result(request, model, message, fingerprint, started, status="completed", results=keys)
         result.update(
@@ -135,7 +180,11 @@ class JobProcessor:
         )
         # result.json goes last: its presence with status "completed" means every transcript is in place.
         self.store.put_result(request.job_id, result)
-        logger.info("job completed", extra={"duration_seconds": transcript.duration, "model": model})
+        progress.state("completed", 100.0)
+        logger.info(
+            "job completed",
+            extra={"duration_seconds": transcript.duration, "processing_seconds": result["processing_seconds"]},
+        )
         return result
 
     def _result(
@@ -181,6 +230,7 @@ class JobProcessor:
         *,
         started: float,
         max_receive_count: int | None,
+        progress: ProgressReporter | None = None,
     ) -> Outcome:
         last_try = max_receive_count is not None and message.receive_count >= max_receive_count
         logger.warning(
@@ -195,8 +245,16 @@ class JobProcessor:
         if error.permanent or last_try:
             result = self._result(request, model, message, fingerprint, started, status="failed", error=error)
             self._store_failure(request.job_id, result)
+            if progress is not None:
+                progress.state("failed")
             self._notify(request, result)
-        return Outcome("failed" if error.permanent else "retry", request.job_id, error)
+        return Outcome(
+            "failed" if error.permanent else "retry",
+            request.job_id,
+            error,
+            model=model,
+            processing_seconds=round(time.monotonic() - started, 3),
+        )
 
     def _reject(self, message: QueueMessage, exc: ContractError) -> Outcome:
         """A message that breaks the contract: report it wherever its fields allow, then dead-letter it."""
@@ -236,16 +294,28 @@ class JobProcessor:
             return
         payload = callback_payload(result)
         event_id = f"{job_id}-{result['status']}-{result.get('request_sha256') or result['message_id']}"
-        s = self.settings
-
-        def guard(target: str) -> None:
-            check_url(target, allow_http=s.allow_http, allow_private=s.allow_private_urls)
-
-        outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=guard)
+        outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
         logger.info(
             "callback delivered" if outcome.delivered else "callback not delivered",
             extra={"attempts": outcome.attempts, "status_code": outcome.status_code, "error": outcome.error},
         )
+
+    def _guard(self, target: str) -> None:
+        s = self.settings
+        check_url(target, allow_http=s.allow_http, allow_private=s.allow_private_urls)
+
+    def _send_progress(self, request: JobRequest, message: QueueMessage, state: str, percent: float | None) -> None:
+        """The optional ``progress`` event; one webhook id per job, state and receive, so retries de-duplicate."""
+        if self.progress_callbacks is None or request.callback_url is None:
+            return  # the final callback logs the missing secret
+        payload = {"job_id": request.job_id, "event": "progress", "state": state, "percent": percent}
+        event_id = f"{request.job_id}-progress-{state}-{message.message_id}-{message.receive_count}"
+        outcome = self.progress_callbacks.send(request.callback_url, payload, event_id=event_id, url_guard=self._guard)
+        if not outcome.delivered:
+            logger.info(
+                "progress callback not delivered",
+                extra={"state": state, "attempts": outcome.attempts, "error": outcome.error},
+            )
 
 
 CALLBACK_FIELDS = (

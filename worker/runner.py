@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.logs import logger
+from worker.metrics import JobMetrics, JobReport, queue_wait_seconds
 from worker.pipeline import JobProcessor, Outcome
 from worker.queue import Heartbeat, JobQueue, QueueMessage
 from worker.settings import SQS_MAX_VISIBILITY_SECONDS, Settings
@@ -57,10 +58,13 @@ def retry_delay(receive_count: int, base_seconds: int) -> int:
 
 
 class Worker:
-    def __init__(self, settings: Settings, queue: JobQueue, processor: JobProcessor) -> None:
+    def __init__(
+        self, settings: Settings, queue: JobQueue, processor: JobProcessor, metrics: JobMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.queue = queue
         self.processor = processor
+        self.metrics = metrics or JobMetrics(settings.metrics_namespace)
         self.stats = RunStats()
         self._stop = _Stop()
 
@@ -77,6 +81,12 @@ class Worker:
         if info.dlq_url is None:
             raise RuntimeError("the jobs queue has no dead-letter queue (redrive policy) and WHISPER_DLQ_URL is unset")
         s = self.settings
+        if s.preload_model:
+            self._preload(s.default_model)
+        logger.info(
+            "worker started",
+            extra={"default_model": s.default_model, "preload": s.preload_model, "max_receive": info.max_receive_count},
+        )
         last_activity = time.monotonic()
         with Heartbeat(self.queue, s.visibility_timeout) as heartbeat:
             while not self._stop.requested.is_set():
@@ -102,6 +112,20 @@ class Worker:
                 last_activity = time.monotonic()
         return self.stats
 
+    def _preload(self, name: str) -> None:
+        """Load the default model while the first long poll waits, so the first job does not pay for it."""
+        models = self.processor.engine.models
+        if models.loaded(name):
+            return
+
+        def load() -> None:
+            try:
+                models.get(name)
+            except Exception as exc:  # the jobs that ask for it will fail with the reason
+                logger.warning("could not preload the default model", extra={"model": name, "error": str(exc)})
+
+        threading.Thread(target=load, name="model-preload", daemon=True).start()
+
     def _receive(self, remaining: int | None, wait: int) -> list[QueueMessage]:
         batch = self.settings.receive_batch if remaining is None else min(self.settings.receive_batch, remaining)
         try:
@@ -117,6 +141,7 @@ class Worker:
 
     def _handle(self, message: QueueMessage, max_receive_count: int | None, heartbeat: Heartbeat) -> None:
         logger.append_keys(message_id=message.message_id, receive_count=message.receive_count)
+        waited = queue_wait_seconds(message.sent_timestamp_ms)
         box: list[Outcome] = []
         job = threading.Thread(
             target=lambda: box.append(self.processor.process(message, max_receive_count=max_receive_count)),
@@ -135,14 +160,37 @@ class Worker:
                     self._release(held, heartbeat)
                 self._stop.requested.set()
                 return
+        outcome = box[0] if box else Outcome("retry", None)
         try:
-            self._settle(message, box[0] if box else Outcome("retry", None))
+            self._settle(message, outcome)
         except (ClientError, BotoCoreError) as exc:
             # The message reappears after its visibility timeout; the duplicate check stops a second transcription.
             logger.error("could not settle message on the queue", extra={"error": str(exc)})
         finally:
             heartbeat.release(message)
-            logger.remove_keys(["job_id", "message_id", "receive_count"])
+            self._report(message, outcome, max_receive_count, waited)
+            logger.remove_keys(["job_id", "message_id", "receive_count", "model"])
+
+    def _report(
+        self, message: QueueMessage, outcome: Outcome, max_receive_count: int | None, waited: float | None
+    ) -> None:
+        """One EMF flush per settled message; metrics never break the loop."""
+        last_try = max_receive_count is not None and message.receive_count >= max_receive_count
+        report = JobReport(
+            verdict=outcome.verdict,
+            job_id=outcome.job_id,
+            message_id=message.message_id,
+            model=outcome.model,
+            error_code=outcome.error.code if outcome.error else None,
+            final=outcome.verdict == "failed" or (outcome.verdict == "retry" and last_try),
+            queue_wait_seconds=waited,
+            audio_seconds=outcome.audio_seconds,
+            processing_seconds=outcome.processing_seconds,
+        )
+        try:
+            self.metrics.job_settled(report)
+        except Exception:
+            logger.exception("could not emit metrics")
 
     def _settle(self, message: QueueMessage, outcome: Outcome) -> None:
         self.stats.verdicts.append((outcome.job_id, outcome.verdict))

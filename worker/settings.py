@@ -17,6 +17,7 @@ SQS_MAX_BATCH = 10
 SQS_MAX_VISIBILITY_SECONDS = 12 * 60 * 60
 SQS_MAX_MESSAGE_ATTRIBUTE_CHARS = 256  # we keep attribute values short; SQS allows more
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "whisper-batch" / "models"
+DEFAULT_METRICS_NAMESPACE = "WhisperBatch"
 
 
 class SettingsError(ValueError):
@@ -106,6 +107,10 @@ class Settings:
     max_jobs: int | None = None
     max_idle_seconds: float | None = None
     shutdown_grace: float = 25.0
+    model_mirror: str | None = None
+    preload_model: bool = True
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    progress_interval: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +144,11 @@ class Settings:
             max_jobs=max_jobs or None,
             max_idle_seconds=max_idle or None,
             shutdown_grace=_float(env, "WHISPER_SHUTDOWN_GRACE_SECONDS", 25.0),
+            model_mirror=_get(env, "WHISPER_MODEL_MIRROR"),
+            preload_model=_bool(env, "WHISPER_PRELOAD_MODEL", True),
+            metrics_namespace=_get(env, "WHISPER_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
+            or DEFAULT_METRICS_NAMESPACE,
+            progress_interval=_float(env, "WHISPER_PROGRESS_INTERVAL_SECONDS", 5.0),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
