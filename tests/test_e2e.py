@@ -8,6 +8,7 @@ import jiwer
 from whisper.normalizers import EnglishTextNormalizer
 
 from tests.conftest import JFK, JFK_TEXT, TEST_MODEL, Harness
+from worker.receiver import CallbackReceiver
 from worker.render import CONTENT_TYPES, FORMATS
 
 
@@ -117,3 +118,21 @@ def test_redelivered_finished_job_is_not_transcribed_again(harness: Harness) -> 
     assert harness.result("dup")["finished_at"] == finished
     assert len(harness.receiver.wait_for(1, timeout=5)) == 1
     assert harness.queue_depth() == 0
+
+
+def test_redelivery_of_a_finished_job_resends_a_callback_that_never_arrived(harness: Harness, secret: str) -> None:
+    audio = harness.upload(JFK, "audio/resend.flac")
+    with CallbackReceiver(secret, responses=[500, 500, 500]) as flaky:  # down for the whole first delivery
+        body = {"job_id": "resend", "audio": audio, "model": TEST_MODEL, "callback_url": flaky.url}
+        harness.send(body)
+        assert harness.run_worker().completed == 1
+        assert harness.result("resend")["callback"]["delivered"] is False
+
+        harness.send(body)  # the backend never heard back and sends the job again
+        again = harness.run_worker()
+
+        assert (again.completed, again.duplicates) == (0, 1)  # not transcribed twice
+        [delivered] = flaky.wait_for(1, timeout=10)
+        assert delivered.signature_valid and delivered.payload["status"] == "completed"
+        assert len({r.headers["webhook-id"] for r in flaky.requests}) == 1  # one event, retried
+        assert harness.result("resend")["callback"]["delivered"] is True

@@ -11,7 +11,7 @@ from worker.settings import Settings, SettingsError
 
 def test_defaults_are_production_safe() -> None:
     s = Settings.from_env({})
-    assert (s.wait_seconds, s.receive_batch, s.visibility_timeout) == (20, 10, 300)
+    assert (s.wait_seconds, s.receive_batch, s.visibility_timeout) == (20, 1, 300)
     assert s.default_model == "base" and s.model_download is False
     assert s.allow_http is False and s.allow_private_urls is False
     assert s.max_jobs is None and s.max_idle_seconds is None and s.shutdown_grace == 25.0

@@ -49,6 +49,7 @@ class ClaimStore:
         self.s3 = s3
         self.bucket = bucket
         self.clock = clock
+        self._live: dict[str, _Lease] = {}  # leases held by running jobs, for release_all()
 
     def _write(self, key: str, owner: str, lease_seconds: float, **condition: str) -> str:
         body = json.dumps({"owner": owner, "expires_at": self.clock() + lease_seconds})
@@ -109,9 +110,19 @@ class ClaimStore:
 
         renewer = threading.Thread(target=renew, name="claim-renewal", daemon=True)
         renewer.start()
+        self._live[key] = lease
         try:
             yield
         finally:
             stop.set()
             renewer.join(timeout=5)
-            self.release(lease)
+            if self._live.pop(key, None) is not None:
+                self.release(lease)
+
+    def release_all(self) -> None:
+        """Drop every claim still held, for a worker abandoning its jobs at shutdown: the next worker need not
+        wait for the lease to run out."""
+        for key in list(self._live):
+            lease = self._live.pop(key, None)
+            if lease is not None:
+                self.release(lease)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from worker.callback import CallbackSender
+from worker.callback import CallbackOutcome, CallbackSender
 from worker.claim import CLAIM_FILE, ClaimHeld, ClaimStore
 from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
 from worker.decode import decode_audio
@@ -100,6 +100,8 @@ class JobProcessor:
                 previous = self.store.get_result(request.job_id)
                 if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
                     logger.info("job already completed; acknowledging duplicate delivery")
+                    if not (previous.get("callback") or {"delivered": True}).get("delivered"):
+                        self._notify(request, previous)  # the first delivery never arrived
                     return Outcome("duplicate", request.job_id, model=model)
                 try:
                     result = self._transcribe(request, model, message, fingerprint, started, progress)
@@ -244,7 +246,7 @@ class JobProcessor:
         )
         if error.permanent or last_try:
             result = self._result(request, model, message, fingerprint, started, status="failed", error=error)
-            self._store_failure(request.job_id, result)
+            self._save_result(request.job_id, result)
             if progress is not None:
                 progress.state("failed")
             self._notify(request, result)
@@ -273,25 +275,34 @@ class JobProcessor:
             job_id=job_id,
             metadata=metadata,
         )
-        self._store_failure(folder, result)
+        self._save_result(folder, result)
         if callback_url:
             self._send(callback_url, result, job_id or message.message_id)
         return Outcome("failed", job_id, error)
 
-    def _store_failure(self, folder: str, result: dict) -> None:
+    def _save_result(self, folder: str, result: dict) -> None:
         try:
             self.store.put_result(folder, result)
-        except JobError as exc:  # the DLQ still carries the error; do not mask the original failure
-            logger.error("could not store failed result", extra={"error": exc.message})
+        except JobError as exc:  # never mask the job's own outcome: a failure is still in the DLQ, a transcript in S3
+            logger.error("could not store result.json", extra={"error": exc.message})
 
     def _notify(self, request: JobRequest, result: dict) -> None:
-        if request.callback_url:
-            self._send(request.callback_url, result, request.job_id)
+        """Send the result callback and record in result.json whether it arrived, so a redelivery of a finished
+        job can send it again if it did not (same webhook-id: receivers de-duplicate)."""
+        if not request.callback_url:
+            return
+        outcome = self._send(request.callback_url, result, request.job_id)
+        result["callback"] = {
+            "delivered": bool(outcome and outcome.delivered),
+            "attempts": outcome.attempts if outcome else 0,
+            "error": outcome.error if outcome else "webhook secret not configured",
+        }
+        self._save_result(request.job_id, result)
 
-    def _send(self, url: str, result: dict, job_id: str) -> None:
+    def _send(self, url: str, result: dict, job_id: str) -> CallbackOutcome | None:
         if self.callbacks is None:
             logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
-            return
+            return None
         payload = callback_payload(result)
         event_id = f"{job_id}-{result['status']}-{result.get('request_sha256') or result['message_id']}"
         outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
@@ -299,6 +310,7 @@ class JobProcessor:
             "callback delivered" if outcome.delivered else "callback not delivered",
             extra={"attempts": outcome.attempts, "status_code": outcome.status_code, "error": outcome.error},
         )
+        return outcome
 
     def _guard(self, target: str) -> None:
         s = self.settings

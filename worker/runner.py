@@ -32,6 +32,7 @@ class RunStats:
     retried: int = 0
     busy: int = 0
     released: int = 0
+    abandoned: bool = False  # a job was still running at shutdown: the caller must end the process
     verdicts: list[tuple[str | None, str]] = field(default_factory=list)
 
 
@@ -154,11 +155,9 @@ class Worker:
             if self._stop.immediate.is_set() or (
                 self._stop.deadline is not None and time.monotonic() > self._stop.deadline and job.is_alive()
             ):
-                logger.warning("job did not finish within the shutdown grace period; releasing it")
-                self._release(message, heartbeat)
-                for held in heartbeat.held():
-                    self._release(held, heartbeat)
-                self._stop.requested.set()
+                reason = "second signal" if self._stop.immediate.is_set() else "shutdown grace period ran out"
+                logger.warning("abandoning the job in hand; releasing it", extra={"reason": reason})
+                self._abandon(message, heartbeat)
                 return
         outcome = box[0] if box else Outcome("retry", None)
         try:
@@ -211,6 +210,17 @@ class Worker:
             delay = retry_delay(message.receive_count, self.settings.retry_base_seconds)
             self.queue.set_visibility(message, delay)
             self.stats.retried += 1
+
+    def _abandon(self, message: QueueMessage, heartbeat: Heartbeat) -> None:
+        """Hand the job in hand and every held message to other workers now. The job thread cannot be stopped,
+        so the process must exit right after (see ``RunStats.abandoned``) before it writes anything more."""
+        self._release(message, heartbeat)
+        for held in heartbeat.held():
+            self._release(held, heartbeat)
+        self.processor.claims.release_all()
+        self.stats.abandoned = True
+        self._stop.requested.set()
+        logger.remove_keys(["job_id", "message_id", "receive_count", "model"])
 
     def _release(self, message: QueueMessage, heartbeat: Heartbeat) -> None:
         heartbeat.release(message)

@@ -94,7 +94,9 @@ class Settings:
     model_sources: Mapping[str, str] = field(default_factory=dict)
     device: str = "auto"
     wait_seconds: int = SQS_MAX_WAIT_SECONDS
-    receive_batch: int = SQS_MAX_BATCH
+    # One at a time by default: a worker that dies charges a receive to every message it holds, and enough of
+    # those send never-attempted messages to the DLQ. Raise it only where workers rarely die.
+    receive_batch: int = 1
     visibility_timeout: int = 300
     retry_base_seconds: int = 30
     max_audio_bytes: int = 2 * 1024**3
@@ -131,7 +133,7 @@ class Settings:
             model_sources=_model_sources(_get(env, "WHISPER_MODEL_SOURCES")),
             device=(_get(env, "WHISPER_DEVICE", "auto") or "auto").lower(),
             wait_seconds=min(_int(env, "WHISPER_WAIT_SECONDS", SQS_MAX_WAIT_SECONDS), SQS_MAX_WAIT_SECONDS),
-            receive_batch=min(_int(env, "WHISPER_RECEIVE_BATCH", SQS_MAX_BATCH, minimum=1), SQS_MAX_BATCH),
+            receive_batch=min(_int(env, "WHISPER_RECEIVE_BATCH", 1, minimum=1), SQS_MAX_BATCH),
             visibility_timeout=_int(env, "WHISPER_VISIBILITY_TIMEOUT", 300, minimum=10),
             retry_base_seconds=_int(env, "WHISPER_RETRY_BASE_SECONDS", 30),
             max_audio_bytes=_int(env, "WHISPER_MAX_AUDIO_BYTES", 2 * 1024**3, minimum=1),
