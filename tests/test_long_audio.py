@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
 
+from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL, Harness
 from worker.app import build_engine
-from worker.decode import SAMPLE_RATE, decode_audio
-
-
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
+from worker.decode import decode_audio
 
 
 def test_clip_longer_than_visibility_timeout_is_processed_exactly_once(harness: Harness, tmp_path: Path) -> None:
     speech = decode_audio(JFK, max_seconds=60)
-    _write_wav(tmp_path / "long.wav", np.concatenate([speech] * 4))  # 44 s: several times the 2 s timeout
+    write_wav(tmp_path / "long.wav", np.concatenate([speech] * 4))  # 44 s: several times the 2 s timeout
     audio = harness.upload(tmp_path / "long.wav", "audio/long.wav")
     harness.send({"job_id": "long", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url})
 

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
-from worker.decode import SAMPLE_RATE, decode_audio
+from worker.decode import decode_audio
 from worker.localaws import LocalAws
 from worker.models import resolve
 from worker.receiver import CallbackReceiver
@@ -93,16 +93,6 @@ class WorkerProcess:
 
 def completed_lines(workers: list[WorkerProcess], job_id: str) -> list[dict[str, Any]]:
     return [r for w in workers for r in w.lines() if r.get("message") == "job completed" and r.get("job_id") == job_id]
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 class Backend:
