@@ -405,3 +405,10 @@ def test_public_ip_literals_pass() -> None:
 )
 def test_is_public_address(address: str, public: bool) -> None:
     assert is_public_address(address) is public
+
+
+def test_errors_never_repeat_presigned_credentials(http_base: str) -> None:
+    """Error messages travel to result.json, callbacks and DLQ attributes: no signature or password in them."""
+    with pytest.raises(AudioNotFound) as error, http_fetch(f"{http_base}/missing?X-Amz-Signature=s3cr3t"):
+        pass
+    assert "s3cr3t" not in error.value.message and "/missing" in error.value.message

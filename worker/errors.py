@@ -20,12 +20,15 @@ Only the class decides a message's fate; ``code`` is the stable name backends se
 
 from __future__ import annotations
 
+from worker.redact import redact
+
 
 class JobError(Exception):
     code = "internal_error"
     permanent = False
 
     def __init__(self, message: str) -> None:
+        message = redact(message)  # the message reaches result.json, callbacks and the DLQ: no presigned URLs
         super().__init__(message)
         self.message = message
 

@@ -60,7 +60,7 @@ def _fetch_http(url: str, target: Any, cap: int, timeout: float, allow_http: boo
         ):
             if response.status_code in (401, 403, 404, 410):
                 raise AudioNotFound(f"{url} answered {response.status_code}")
-            if response.is_redirect:
+            if 300 <= response.status_code < 400:  # redirects (and 304/300) are not audio
                 raise AudioNotFound(f"{url} redirects; give the final URL")
             if response.status_code >= 400:
                 raise FetchUnavailable(f"{url} answered {response.status_code}")
