@@ -1,0 +1,150 @@
+"""S3 failing under the worker: 500s, 503 throttling and slow answers, injected by a loopback proxy in front of
+moto's server. Every job still ends completed, exactly once, with one callback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.conftest import JFK, TEST_MODEL, Harness
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
+
+
+@dataclass
+class Fault:
+    method: str
+    path_contains: str
+    times: int
+    status: int | None = None  # answer this instead of forwarding
+    delay: float = 0.0  # or forward after this long
+
+
+class FaultyProxy:
+    """Forwards every request to ``upstream`` except those a fault rule claims; counts what it injected."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.faults: list[Fault] = []
+        self.injected = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                fault = proxy._claim(self.command, self.path)
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status is not None:
+                    code = "SlowDown" if fault.status == 503 else "InternalError"
+                    self._reply(fault.status, {"content-type": "application/xml"}, _s3_error(code))
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
+                answer = httpx.request(self.command, proxy.upstream + self.path, headers=headers, content=body)
+                self._reply(answer.status_code, answer.headers, answer.content)
+
+            def _reply(self, status: int, headers: object, body: bytes) -> None:
+                self.send_response(status)
+                for key, value in dict(headers).items():  # type: ignore[call-overload]
+                    if key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _claim(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and fault.path_contains in path:
+                    fault.times -= 1
+                    self.injected += 1
+                    return fault
+        return None
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+def _s3_error(code: str) -> bytes:
+    return f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+
+
+@pytest.fixture
+def proxy(harness: Harness) -> Iterator[FaultyProxy]:
+    faulty = FaultyProxy(harness.resources.endpoint_url)
+    yield faulty
+    faulty.close()
+
+
+def _submit(harness: Harness, job_id: str) -> None:
+    audio = harness.upload(JFK, f"audio/{job_id}.flac")
+    harness.send({"job_id": job_id, "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url})
+
+
+def _assert_completed_once(harness: Harness, job_id: str, attempt: int) -> None:
+    result = harness.result(job_id)
+    assert result["status"] == "completed" and result["attempt"] == attempt
+    assert len(harness.receiver.wait_for(1, timeout=10)) == 1
+    assert harness.queue_depth() == 0 and harness.dead_letters() == []
+
+
+def test_brief_s3_throttling_is_absorbed_by_client_retries(harness: Harness, proxy: FaultyProxy) -> None:
+    _submit(harness, "throttled")
+    proxy.faults.append(Fault("GET", "/audio/throttled.flac", times=2, status=503))
+
+    stats = harness.run_worker(endpoint_url=proxy.url)
+
+    assert proxy.injected == 2 and stats.completed == 1 and stats.retried == 0
+    _assert_completed_once(harness, "throttled", attempt=1)
+
+
+def test_s3_down_while_fetching_leaves_the_message_for_a_later_try(harness: Harness, proxy: FaultyProxy) -> None:
+    _submit(harness, "fetch-down")
+    proxy.faults.append(Fault("GET", "/audio/fetch-down.flac", times=12, status=500))
+
+    stats = harness.run_worker(endpoint_url=proxy.url, max_idle_seconds=8.0)
+
+    assert proxy.injected == 12
+    assert stats.retried >= 1 and stats.completed == 1 and stats.failed == 0
+    _assert_completed_once(harness, "fetch-down", attempt=stats.retried + 1)
+
+
+def test_s3_refusing_to_store_results_retries_the_job_without_losing_it(harness: Harness, proxy: FaultyProxy) -> None:
+    _submit(harness, "store-down")
+    proxy.faults.append(Fault("PUT", "/results/store-down/transcript.json", times=12, status=503))
+
+    stats = harness.run_worker(endpoint_url=proxy.url, max_idle_seconds=8.0)
+
+    assert proxy.injected == 12
+    assert stats.retried >= 1 and stats.completed == 1
+    _assert_completed_once(harness, "store-down", attempt=stats.retried + 1)
+
+
+def test_slow_s3_answers_only_slow_the_job_down(harness: Harness, proxy: FaultyProxy) -> None:
+    _submit(harness, "slow")
+    proxy.faults.append(Fault("GET", "/audio/slow.flac", times=1, delay=2.0))
+
+    started = time.monotonic()
+    stats = harness.run_worker(endpoint_url=proxy.url)
+
+    assert proxy.injected == 1 and stats.completed == 1 and time.monotonic() - started >= 2.0
+    _assert_completed_once(harness, "slow", attempt=1)
