@@ -145,7 +145,7 @@ class WhisperBatchStack(Stack):
         _allow(
             worker, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], bucket.arn_for_objects(f"{RESULTS_PREFIX}*")
         )
-        _allow_list(worker, bucket.bucket_arn, (AUDIO_PREFIX, RESULTS_PREFIX))  # a missing key answers 404, not 403
+        _allow_list(worker, bucket.bucket_arn)
         for name in self.config.extra_audio_buckets:
             _allow(worker, ["s3:GetObject"], f"arn:{Aws.PARTITION}:s3:::{name}/*")
 
@@ -161,7 +161,7 @@ class WhisperBatchStack(Stack):
             _allow(
                 status, ["s3:GetObject"], *(bucket.arn_for_objects(f"{RESULTS_PREFIX}*/{n}") for n in STATUS_DOCUMENTS)
             )
-            _allow_list(status, bucket.bucket_arn, (RESULTS_PREFIX,))
+            _allow_list(status, bucket.bucket_arn)
 
     def _outputs(self) -> None:
         CfnOutput(self, "QueueUrl", value=self.queues.jobs.queue_url, description="Send job messages here")
@@ -177,11 +177,9 @@ def _allow(role: iam.IRole, actions: list[str], *resources: str) -> None:
     role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
 
 
-def _allow_list(role: iam.IRole, bucket_arn: str, prefixes: tuple[str, ...]) -> None:
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
-        )
-    )
+def _allow_list(role: iam.IRole, bucket_arn: str) -> None:
+    """Without s3:ListBucket a missing key answers 403, which reads as an outage, not as "no result yet".
+
+    Unconditioned on purpose: a GetObject request carries no ``s3:prefix``, so a prefix-conditioned grant would
+    not count when S3 decides between 404 and 403."""
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]))
