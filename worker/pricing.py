@@ -104,7 +104,7 @@ class Instance:
 INSTANCES: Final[dict[str, Instance]] = {
     instance.name: instance
     for instance in (
-        # 2 vCPU AMD EPYC (Zen 3, Milan): the CPU family of the VM our tiny.en figure was measured on.
+        # 2 vCPU AMD EPYC: the CPU family of the VM our tiny.en figure was measured on (generation not known).
         Instance("c6a.large", None, "tiny", 8.0, on_demand_hourly=0.0765, spot_hourly=0.035),
         # NVIDIA T4 16 GB, 320 GB/s: 5.45 x 320/608 = 2.9x for large.
         Instance("g4dn.xlarge", "NVIDIA T4", "large", _large_on(320), on_demand_hourly=0.526, spot_hourly=0.22),
@@ -120,8 +120,8 @@ INSTANCES: Final[dict[str, Instance]] = {
 # Measured throughput per (instance, model family); these override the derivation above.
 MEASURED: Final[dict[tuple[str, str], tuple[float, str]]] = {
     # tiny.en through the whole worker (fetch, decode, transcribe, store) on tests/data/jfk.flac, 2026:
-    # 7-10x realtime on a 2-vCPU AMD EPYC Zen 3 VM, taken as 8x on c6a.large (same CPU family, same vCPUs).
-    ("c6a.large", "tiny"): (8.0, "measured: tiny.en through the worker on a 2-vCPU AMD EPYC (Zen 3) machine"),
+    # 10x per job, 7.8x end to end with start-up (95 s recordings) on a 2-vCPU AMD EPYC VM: taken as 8x.
+    ("c6a.large", "tiny"): (8.0, "measured: tiny.en through the worker on a 2-vCPU AMD EPYC machine"),
 }
 
 # --------------------------------------------------------------------------------------- managed APIs
