@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import random
 import secrets
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from worker.decode import SAMPLE_RATE, decode_audio
-from worker.localaws import LocalAws, LocalResources
+from worker.localaws import LocalAws
 from worker.models import resolve
 from worker.receiver import CallbackReceiver
 
@@ -149,34 +148,18 @@ def send_all(sqs: Any, queue_url: str, messages: list[Sent]) -> None:
         sent.message_id = sqs.send_message(QueueUrl=queue_url, MessageBody=sent.body)["MessageId"]
 
 
-def worker_env(r: LocalResources, secret: str, model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHISPER_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SESSION_TOKEN="testing",
-        AWS_REGION="us-east-1",
-        AWS_ENDPOINT_URL=r.endpoint_url,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        WHISPER_QUEUE_URL=r.queue_url,
-        WHISPER_DLQ_URL=r.dlq_url,
-        WHISPER_RESULTS_BUCKET=r.bucket,
-        WHISPER_WEBHOOK_SECRET=secret,
-        WHISPER_DEFAULT_MODEL=MODEL,
-        WHISPER_MODEL_DIR=str(model_dir),
-        WHISPER_DEVICE="cpu",
-        WHISPER_ALLOW_HTTP="true",
-        WHISPER_ALLOW_PRIVATE_URLS="true",
-        WHISPER_WAIT_SECONDS="1",
-        WHISPER_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
-        WHISPER_RETRY_BASE_SECONDS="1",
-        WHISPER_SHUTDOWN_GRACE_SECONDS=str(SHUTDOWN_GRACE),
-        WHISPER_CALLBACK_ATTEMPTS="3",
-        WHISPER_MAX_IDLE_SECONDS="120",  # a safety net: should this script die, its workers stop by themselves
-        OMP_NUM_THREADS="1",  # several workers share few cores; one thread each avoids oversubscription
-        PYTHONUNBUFFERED="1",
+def worker_env(local: LocalAws, secret: str, model_dir: Path) -> dict[str, str]:
+    env = local.worker_env(
+        secret=secret,
+        model_dir=model_dir,
+        model=MODEL,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        retry_base_seconds=1,
+        shutdown_grace_seconds=SHUTDOWN_GRACE,
+        callback_attempts=3,
+        max_idle_seconds=120,  # a safety net: should this script die, its workers stop by themselves
     )
+    env["OMP_NUM_THREADS"] = "1"  # several workers share few cores; one thread each avoids oversubscription
     return env
 
 
@@ -383,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = upload_inputs(s3, r.bucket, workdir)
         sent = make_messages(args.messages, rng, urls, r.bucket, rx.url)
         send_all(sqs, r.queue_url, sent)
-        fleet = Fleet(worker_env(r, secret, workdir / "models"), workdir, args.workers)
+        fleet = Fleet(worker_env(local, secret, workdir / "models"), workdir, args.workers)
         try:
             settled = run_chaos(fleet, sqs, r.queue_url, rng, args.kill_every, deadline)
         finally:

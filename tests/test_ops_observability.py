@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
 import sys
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
-from worker.decode import SAMPLE_RATE, decode_audio
+from worker.decode import decode_audio
 from worker.localaws import LocalAws
 from worker.receiver import CallbackReceiver, ReceivedCallback
 
@@ -57,14 +56,6 @@ class WorkerRun:
         return [r for r in self.records if "_aws" in r]
 
 
-def _wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def _history(s3: Any, bucket: str, key: str) -> list[dict]:
     versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
     return [
@@ -88,7 +79,7 @@ def run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
         assert r is not None
         s3, sqs = local.client("s3"), local.client("sqs")
         s3.put_bucket_versioning(Bucket=r.bucket, VersioningConfiguration={"Status": "Enabled"})
-        _wav(tmp / "long.wav", np.concatenate([decode_audio(JFK, max_seconds=60)] * 3))
+        write_wav(tmp / "long.wav", np.concatenate([decode_audio(JFK, max_seconds=60)] * 3))
         s3.upload_file(str(tmp / "long.wav"), r.bucket, "audio/long.wav")
         urls = {
             job: s3.generate_presigned_url("get_object", Params={"Bucket": r.bucket, "Key": key}, ExpiresIn=3600)
@@ -102,21 +93,12 @@ def run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             job: sqs.send_message(QueueUrl=r.queue_url, MessageBody=json.dumps(body))["MessageId"]
             for job, body in bodies.items()
         }
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPER_", "POWERTOOLS_"))}
-        env.update(
-            AWS_ENDPOINT_URL=r.endpoint_url,
-            AWS_REGION="us-east-1",
-            WHISPER_QUEUE_URL=r.queue_url,
-            WHISPER_RESULTS_BUCKET=r.bucket,
-            WHISPER_WEBHOOK_SECRET=secret,
-            WHISPER_DEFAULT_MODEL=TEST_MODEL,
-            WHISPER_MODEL_DIR=str(model_dir),
-            WHISPER_DEVICE="cpu",
-            WHISPER_WAIT_SECONDS="1",
-            WHISPER_ALLOW_HTTP="true",
-            WHISPER_ALLOW_PRIVATE_URLS="true",
-            WHISPER_METRICS_NAMESPACE=NAMESPACE,
-            WHISPER_PROGRESS_INTERVAL_SECONDS="0",
+        env = local.worker_env(
+            secret=secret,
+            model_dir=model_dir,
+            model=TEST_MODEL,
+            metrics_namespace=NAMESPACE,
+            progress_interval_seconds=0,
         )
         done = subprocess.run(
             [sys.executable, "-m", "worker.cli", "run", "--max-jobs", "2"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -196,33 +195,12 @@ def spawn(tmp_path: Path, secret: str, warm_model_dir: Path) -> Iterator[Callabl
     started: list[WorkerProcess] = []
 
     def start(local: LocalAws, **settings: object) -> WorkerProcess:
-        r = local.resources
-        assert r is not None
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHISPER_"))}
-        env.update(
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            AWS_SESSION_TOKEN="testing",
-            AWS_REGION="us-east-1",
-            AWS_ENDPOINT_URL=r.endpoint_url,
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-            WHISPER_QUEUE_URL=r.queue_url,
-            WHISPER_DLQ_URL=r.dlq_url,
-            WHISPER_RESULTS_BUCKET=r.bucket,
-            WHISPER_WEBHOOK_SECRET=secret,
-            WHISPER_DEFAULT_MODEL=TEST_MODEL,
-            WHISPER_MODEL_DIR=str(warm_model_dir),
-            WHISPER_DEVICE="cpu",
-            WHISPER_ALLOW_HTTP="true",
-            WHISPER_ALLOW_PRIVATE_URLS="true",
-            WHISPER_WAIT_SECONDS="1",
-            WHISPER_RETRY_BASE_SECONDS="1",
-            WHISPER_CALLBACK_ATTEMPTS="3",
-            WHISPER_MAX_IDLE_SECONDS="60",  # a safety net: a forgotten worker stops by itself
-            PYTHONUNBUFFERED="1",
-        )
-        env.update({f"WHISPER_{name.upper()}": str(value) for name, value in settings.items()})
+        env = local.worker_env(
+            secret=secret,
+            model_dir=warm_model_dir,
+            model=TEST_MODEL,
+            **{"retry_base_seconds": 1, "callback_attempts": 3, "max_idle_seconds": 60} | settings,
+        )  # max_idle_seconds: a safety net, a forgotten worker stops by itself
         worker = WorkerProcess(env, tmp_path / f"worker-{len(started) + 1}.log")
         started.append(worker)
         return worker

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -98,6 +99,34 @@ class LocalAws:
             allow_private_urls=True,
             **overrides,
         )
+
+    def worker_env(self, *, secret: str, model_dir: Path, model: str = "tiny.en", **settings: object) -> dict[str, str]:
+        """The environment for a ``whisper-worker run`` process against these resources: this process's
+        environment without AWS or worker variables, fake credentials, loopback URLs allowed, and ``settings``
+        as ``WHISPER_<NAME>`` variables (``max_idle_seconds=60`` → ``WHISPER_MAX_IDLE_SECONDS=60``)."""
+        assert self.resources is not None, "use inside 'with'"
+        r = self.resources
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHISPER_", "POWERTOOLS_"))}
+        env.update(_FAKE_CREDENTIALS)
+        env.update(
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=r.endpoint_url,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            WHISPER_QUEUE_URL=r.queue_url,
+            WHISPER_DLQ_URL=r.dlq_url,
+            WHISPER_RESULTS_BUCKET=r.bucket,
+            WHISPER_WEBHOOK_SECRET=secret,
+            WHISPER_DEFAULT_MODEL=model,
+            WHISPER_MODEL_DIR=str(model_dir),
+            WHISPER_DEVICE="cpu",
+            WHISPER_ALLOW_HTTP="true",
+            WHISPER_ALLOW_PRIVATE_URLS="true",
+            WHISPER_WAIT_SECONDS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update({f"WHISPER_{name.upper()}": str(value) for name, value in settings.items()})
+        return env
 
     def client(self, service: str) -> Any:
         assert self.resources is not None, "use inside 'with'"
