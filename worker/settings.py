@@ -113,6 +113,13 @@ class Settings:
     preload_model: bool = True
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     progress_interval: float = 5.0
+    # Messages in progress at once. Their audio is fetched and decoded while others are transcribed, and the
+    # batched engine runs windows from all of them in one forward pass.
+    concurrency: int = 1
+    # "auto" picks the fastest engine measured for the device (see worker/engines.py).
+    engine: str = "auto"
+    # Most 30-second windows in one forward pass; 0 lets the engine choose for its device.
+    batch_windows: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +158,9 @@ class Settings:
             metrics_namespace=_get(env, "WHISPER_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
             or DEFAULT_METRICS_NAMESPACE,
             progress_interval=_float(env, "WHISPER_PROGRESS_INTERVAL_SECONDS", 5.0),
+            concurrency=_int(env, "WHISPER_CONCURRENCY", 1, minimum=1),
+            engine=(_get(env, "WHISPER_ENGINE", "auto") or "auto").lower(),
+            batch_windows=_int(env, "WHISPER_BATCH_WINDOWS", 0),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
