@@ -99,6 +99,7 @@ def run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             model=TEST_MODEL,
             metrics_namespace=NAMESPACE,
             progress_interval_seconds=0,
+            batch_windows=1,  # one window per forward pass, so a two-window job reports a middle percent
         )
         done = subprocess.run(
             [sys.executable, "-m", "worker.cli", "run", "--max-jobs", "2"],

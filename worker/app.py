@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from worker import aws
+from worker.batch_engine import BatchedEngine
 from worker.callback import CallbackPolicy, CallbackSender
 from worker.engine import Engine, pick_device
+from worker.engines import make_engine
 from worker.metrics import JobMetrics
 from worker.models import ModelCache
 from worker.netguard import guarded_transport
@@ -15,9 +17,9 @@ from worker.settings import Settings
 from worker.store import ResultStore
 
 
-def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | None = None) -> Engine:
+def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | None = None) -> Engine | BatchedEngine:
     metrics = metrics or JobMetrics(settings.metrics_namespace)
-    return Engine(
+    return make_engine(
         ModelCache(
             model_dir=settings.model_dir,
             sources=dict(settings.model_sources),
@@ -26,7 +28,9 @@ def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | No
             s3_client=s3,
             mirror=settings.model_mirror,
             on_load=metrics.model_loaded,
-        )
+        ),
+        settings.engine,
+        settings.batch_windows,
     )
 
 

@@ -10,7 +10,10 @@ from botocore.config import Config
 from worker.settings import Settings
 
 # Adaptive retries absorb S3/SQS throttling before our own error handling sees it.
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=5, read_timeout=60)
+# A pool that covers every message in progress (each holds a connection while it fetches or stores).
+_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=5, read_timeout=60, max_pool_connections=64
+)
 
 
 def client(service: str, settings: Settings) -> Any:

@@ -9,7 +9,7 @@ import torch
 
 from worker.decode import SAMPLE_RATE
 from worker.errors import InvalidMessage, ResourceExhausted
-from worker.models import ModelCache
+from worker.models import ModelCache, inference_lock
 from worker.transcribe_progress import PercentHook
 from worker.transcribe_progress import transcribe as transcribe_with_progress
 from worker.transcript import Segment, Transcript, Word
@@ -22,6 +22,15 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     word_timestamps: bool = False
     beam_size: int | None = None
+
+
+def check_options(model_name: str, multilingual: bool, options: TranscribeOptions) -> None:
+    if options.language and not multilingual and options.language not in ("en", "english"):
+        raise InvalidMessage(
+            f"model {model_name!r} is English-only; language {options.language!r} needs a multilingual model"
+        )
+    if options.task == "translate" and not multilingual:
+        raise InvalidMessage(f"model {model_name!r} is English-only and cannot translate")
 
 
 def pick_device(preference: str) -> str:
@@ -50,6 +59,8 @@ def _segment(index: int, raw: dict) -> Segment:
 
 
 class Engine:
+    """openai-whisper's ``transcribe()``, one file at a time: every option, the reference for accuracy."""
+
     def __init__(self, models: ModelCache) -> None:
         self.models = models
 
@@ -58,12 +69,7 @@ class Engine:
     ) -> Transcript:
         """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``)."""
         model = self.models.get(model_name)
-        if options.language and not model.is_multilingual and options.language not in ("en", "english"):
-            raise InvalidMessage(
-                f"model {model_name!r} is English-only; language {options.language!r} needs a multilingual model"
-            )
-        if options.task == "translate" and not model.is_multilingual:
-            raise InvalidMessage(f"model {model_name!r} is English-only and cannot translate")
+        check_options(model_name, model.is_multilingual, options)
         kwargs: dict = {
             "language": options.language,
             "task": options.task,
@@ -75,7 +81,8 @@ class Engine:
         if options.beam_size:
             kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
         try:
-            result = transcribe_with_progress(model, audio, progress, **kwargs)
+            with inference_lock(model):
+                result = transcribe_with_progress(model, audio, progress, **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             raise ResourceExhausted(f"GPU out of memory: {exc}") from exc
@@ -87,3 +94,8 @@ class Engine:
             segments=segments,
             task=options.task,
         )
+
+    def transcribe_many(
+        self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
+    ) -> list[Transcript]:
+        return [self.transcribe(model_name, audio, options) for audio in audios]

@@ -150,6 +150,22 @@ def resolve(
     raise UnknownModel(f"model {name!r} is not available{hint}")
 
 
+def ct2_directory(name: str, sources: dict[str, str]) -> Path | None:
+    """The CTranslate2 directory holding ``name``'s weights, where there is one (bundled or configured)."""
+    source = sources.get(name)
+    if source is not None:
+        if source.startswith("pkg:"):
+            return _package_dir(source[4:])
+        path = Path(source).expanduser()
+        return path if (path / "model.bin").is_file() else None
+    if name in BUNDLED and importlib.util.find_spec(BUNDLED[name].package):
+        directory = _package_dir(BUNDLED[name].package)
+        if _sha256(directory / "model.bin") != BUNDLED[name].sha256:
+            raise UnknownModel(f"{directory / 'model.bin'} does not match its pinned sha256")
+        return directory
+    return None
+
+
 def available(model_dir: Path) -> list[str]:
     """Official models whose checkpoints are present in the model directory."""
     return [n for n, url in whisper._MODELS.items() if (model_dir / os.path.basename(url)).is_file()]
@@ -213,6 +229,20 @@ def load(
     return _build(checkpoint.path, checkpoint).to(device)
 
 
+def inference_lock(model: Whisper) -> threading.Lock:
+    """One forward pass at a time per model: openai-whisper's key/value cache lives in hooks on the model."""
+    lock = getattr(model, "_inference_lock", None)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = getattr(model, "_inference_lock", None)
+            if lock is None:
+                lock = threading.Lock()
+                model._inference_lock = lock  # type: ignore[attr-defined]
+    return lock
+
+
+_LOCKS_GUARD = threading.Lock()
+
 LoadHook = Callable[[str, float, str], None]  # (model name, seconds, device)
 
 
@@ -247,8 +277,21 @@ class ModelCache:
     def device(self) -> str:
         return self._device
 
+    @property
+    def sources(self) -> dict[str, str]:
+        return dict(self._sources)
+
     def loaded(self, name: str) -> bool:
         return name in self._models
+
+    def report_load(self, name: str, seconds: float, device: str) -> None:
+        """Tell the load hook about weights loaded outside this cache (another engine's format)."""
+        logger.info("model loaded", extra={"model": name, "load_seconds": round(seconds, 3), "device": device})
+        if self._on_load is not None:
+            try:
+                self._on_load(name, seconds, device)
+            except Exception:  # a metrics problem must not fail the job
+                logger.exception("model load hook failed")
 
     def get(self, name: str) -> Whisper:
         with self._lock:
@@ -264,14 +307,5 @@ class ModelCache:
                 self._models[name] = load(
                     checkpoint, self._device, self._model_dir, download=self._download, mirror=self._mirror
                 )
-                seconds = time.monotonic() - started
-                logger.info(
-                    "model loaded",
-                    extra={"model": name, "load_seconds": round(seconds, 3), "device": self._device},
-                )
-                if self._on_load is not None:
-                    try:
-                        self._on_load(name, seconds, self._device)
-                    except Exception:  # a metrics problem must not fail the job
-                        logger.exception("model load hook failed")
+                self.report_load(name, time.monotonic() - started, self._device)
             return self._models[name]

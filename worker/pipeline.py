@@ -81,7 +81,7 @@ class JobProcessor:
         except ContractError as exc:
             return self._reject(message, exc)
         model = request.model or self.settings.default_model
-        logger.append_keys(job_id=request.job_id, model=model)
+        logger.thread_safe_append_keys(job_id=request.job_id, model=model)  # this job's thread only
         fingerprint = request_fingerprint(request)
         owner = f"{socket.gethostname()}:{os.getpid()}:{message.message_id}"
         progress = self._progress(request, message)

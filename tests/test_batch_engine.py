@@ -1,0 +1,209 @@
+"""The batched engine on real tiny.en weights: same tokens as openai-whisper, packing split back per job."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import torch
+from whisper.decoding import DecodingOptions, decode
+from whisper.normalizers import EnglishTextNormalizer
+from whisper.tokenizer import get_tokenizer
+
+from tests.audio_factory import JFK
+from worker.app import build_engine
+from worker.batch_engine import BatchedEngine, _spans, _Split
+from worker.decode import SAMPLE_RATE, decode_audio
+from worker.engine import TranscribeOptions
+from worker.engines import resolve_engine
+from worker.greedy import Decoded, decode_greedy, log_mel
+from worker.settings import Settings, SettingsError
+from worker.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
+
+SENTENCE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+EN = TranscribeOptions(language="en")
+normalise = EnglishTextNormalizer()
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    return decode_audio(JFK, max_seconds=60)
+
+
+def _engine(model_dir: Path, name: str) -> BatchedEngine:
+    engine = build_engine(Settings(model_dir=model_dir, default_model="tiny.en", device="cpu", engine=name))
+    assert isinstance(engine, BatchedEngine)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory) -> BatchedEngine:
+    return _engine(tmp_path_factory.mktemp("models"), "batched")
+
+
+def _words(text: str) -> str:
+    return normalise(text)
+
+
+def test_greedy_decoder_gives_openai_whispers_tokens(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    model = batched.reference.models.get("tiny.en")
+    windows = np.zeros((2, WINDOW_SAMPLES), dtype=np.float32)
+    windows[0, : jfk.size] = jfk
+    windows[1, : 5 * SAMPLE_RATE] = jfk[: 5 * SAMPLE_RATE]
+    mel = log_mel(torch.from_numpy(windows), model.dims.n_mels)
+    tokenizer = get_tokenizer(False)
+    ours = decode_greedy(model, mel, tokenizer)
+    theirs = decode(model, mel, DecodingOptions(language="en", without_timestamps=False, fp16=False))
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.tokens == list(reference.tokens)
+        assert mine.avg_logprob == pytest.approx(reference.avg_logprob, abs=1e-4)
+        assert mine.no_speech_prob == pytest.approx(reference.no_speech_prob, abs=1e-4)
+
+
+def test_packed_clips_come_back_to_their_own_jobs(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    first, second = jfk[: int(4.6 * SAMPLE_RATE)], jfk[int(7.7 * SAMPLE_RATE) :]
+    assert len(pack([Piece(0, 0, jfk.size), Piece(1, 0, first.size), Piece(2, 0, second.size)])) == 1
+    whole, opening, closing = batched.transcribe_many("tiny.en", [jfk, first, second], EN)
+    assert _words(whole.text) == SENTENCE
+    assert jiwer.wer("and so my fellow americans ask not", _words(opening.text)) <= 0.15
+    assert jiwer.wer("ask what you can do for your country", _words(closing.text)) <= 0.15
+    assert "fellow" not in closing.text and "country" not in opening.text.split()[-1:]
+    for transcript, audio in ((whole, jfk), (opening, first), (closing, second)):
+        assert transcript.duration == pytest.approx(audio.size / SAMPLE_RATE, abs=0.01)
+        assert all(0 <= s.start <= s.end <= transcript.duration for s in transcript.segments)
+
+
+def test_long_audio_is_cut_at_pauses_and_keeps_its_timeline(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    # Pauses long enough that no window holds the sentence twice: repeated text is what transcribe()'s
+    # compression check rejects, and this test is about cutting, not about that check.
+    pause = np.zeros(12 * SAMPLE_RATE, dtype=np.float32)
+    audio = np.concatenate([jfk, pause, jfk, pause, jfk])  # 57 s
+    cuts = cut_points(audio)
+    loud = float(np.sqrt(np.mean(audio**2)))
+    quiet = [float(np.sqrt(np.mean(audio[c - 1600 : c + 1600] ** 2))) for c in cuts]
+    assert len(cuts) >= 1 and all(q < loud / 5 for q in quiet), "cuts land in pauses, not in words"
+    (transcript,) = batched.transcribe_many("tiny.en", [audio], EN)
+    assert jiwer.wer(" ".join([SENTENCE] * 3), _words(transcript.text)) <= 0.1
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end <= transcript.duration
+    assert transcript.segments[-1].start > 46.0, "the last sentence sits late in the file's timeline"
+
+
+def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    backend = batched._backend("tiny.en")
+    calls: list[int] = []
+    original = backend.decode
+
+    def counting(windows: np.ndarray, tokenizer: object) -> list[Decoded]:
+        calls.append(len(windows))
+        return original(windows, tokenizer)
+
+    backend.decode = counting  # type: ignore[method-assign]
+    try:
+        clips = [jfk[: int(s * SAMPLE_RATE)] for s in (4.6, 4.6, 4.6, 4.6, 4.6)]
+        results: dict[int, str] = {}
+        gate = threading.Barrier(len(clips))
+
+        def job(i: int) -> None:
+            gate.wait()
+            results[i] = batched.transcribe("tiny.en", clips[i], EN).text
+
+        threads = [threading.Thread(target=job, args=(i,)) for i in range(len(clips))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        backend.decode = original  # type: ignore[method-assign]
+    assert len(results) == len(clips)
+    assert all(jiwer.wer("and so my fellow americans ask not", _words(t)) <= 0.15 for t in results.values())
+    assert len(calls) < len(clips), f"five calls took {len(calls)} forward passes"
+
+
+def test_options_the_batch_cannot_honour_take_the_reference_path(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    (transcript,) = batched.transcribe_many("tiny.en", [jfk], TranscribeOptions(language="en", word_timestamps=True))
+    assert transcript.segments[0].words, "word timestamps come from openai-whisper's transcribe()"
+
+
+def test_ctranslate2_engine_reads_the_same_speech(tmp_path: Path, jfk: np.ndarray) -> None:
+    engine = _engine(tmp_path, "ctranslate2")
+    whole, opening = engine.transcribe_many("tiny.en", [jfk, jfk[: int(4.6 * SAMPLE_RATE)]], EN)
+    assert _words(whole.text) == SENTENCE
+    assert jiwer.wer("and so my fellow americans ask not", _words(opening.text)) <= 0.15
+
+
+def test_engine_names_are_checked() -> None:
+    assert resolve_engine("batched", "cuda") == "batched"
+    assert resolve_engine("auto", "cuda") == "batched"
+    with pytest.raises(SettingsError, match="WHISPER_ENGINE"):
+        resolve_engine("fastest", "cpu")
+
+
+# --- splitting a decoded shared window back, on made-up tokens --------------------------------------
+
+TOKENIZER = get_tokenizer(False)
+BEGIN = TOKENIZER.timestamp_begin
+
+
+def _ts(seconds: float) -> int:
+    return BEGIN + round(seconds / 0.02)
+
+
+def _text(words: str) -> list[int]:
+    return TOKENIZER.encode(" " + words)
+
+
+def _window() -> Window:
+    # piece A at 0-5 s, piece B at 6.5-10 s of the window
+    return Window([(Piece(0, 0, 5 * SAMPLE_RATE), 0), (Piece(1, 0, int(3.5 * SAMPLE_RATE)), int(6.5 * SAMPLE_RATE))])
+
+
+def _split(tokens: list[int]) -> tuple[dict, list[Piece]]:
+    return _Split(_window(), Decoded(tokens, -0.2, 0.01), TOKENIZER).run()
+
+
+def test_spans_parse_timestamp_pairs() -> None:
+    tokens = [_ts(0), *_text("hello there"), _ts(2.0), _ts(2.4), *_text("again"), _ts(3.0), *_text("cut")]
+    spans = _spans(tokens, BEGIN)
+    assert [(s.start, s.end) for s in spans] == [(0.0, 2.0), (2.4, 3.0), (3.0, None)]
+
+
+def test_segments_go_to_the_piece_they_overlap() -> None:
+    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(6.6), *_text("second clip"), _ts(9.9)]
+    found, redo = _split(tokens)
+    assert redo == []
+    (a,), (b,) = found[_window().placements[0][0]].spans, found[_window().placements[1][0]].spans
+    assert a[2] == " first clip" and b[2] == " second clip"
+    assert b[0] == pytest.approx(0.1) and b[1] == pytest.approx(3.4)  # on the second clip's own timeline
+
+
+def test_a_segment_across_two_pieces_sends_both_back_alone() -> None:
+    tokens = [_ts(0), *_text("everything at once"), _ts(9.0)]
+    found, redo = _split(tokens)
+    assert len(redo) == 2 and found == {}
+
+
+def test_a_piece_the_decoder_skipped_is_decoded_again() -> None:
+    tokens = [_ts(0), *_text("first clip only"), _ts(4.8)]
+    found, redo = _split(tokens)
+    assert [p.job for p in redo] == [1] and next(iter(found)).job == 0
+
+
+def test_pack_and_cut_limits() -> None:
+    pieces = [Piece(i, 0, int(s * SAMPLE_RATE)) for i, s in enumerate((20, 8, 5, 12, 29))]
+    windows = pack(pieces)
+    assert sorted(p.job for w in windows for p, _ in w.placements) == [0, 1, 2, 3, 4]
+    assert all(w.used <= MAX_CUT_SECONDS * SAMPLE_RATE for w in windows)
+    assert len(windows) == 3
+    rng = np.random.default_rng(3)
+    speech = [rng.normal(0, 0.1, int(s * SAMPLE_RATE)).astype(np.float32) for s in (12, 14, 9, 16, 11)]
+    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    audio = np.concatenate([x for s in speech for x in (s, gap)])
+    cuts = cut_points(audio)
+    bounds = [0, *cuts, audio.size]
+    assert all(b - a <= MAX_CUT_SECONDS * SAMPLE_RATE for a, b in itertools.pairwise(bounds))
+    assert all(not np.any(audio[c - 80 : c + 80]) for c in cuts)

@@ -1,0 +1,58 @@
+"""Choose the engine for a device: the batched torch engine, CTranslate2 where installed, or the reference loop.
+
+Measured (``make bench``, README "Performance"): on CPU, CTranslate2's int8 kernels are the fastest, so
+``auto`` takes them when the optional package is installed and the model has CTranslate2 weights; on a GPU
+the batched torch engine is faster than both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+from worker.backends import Backend, Ct2Backend, TorchBackend, configure_cuda
+from worker.batch_engine import BatchedEngine
+from worker.engine import Engine
+from worker.models import ModelCache, ct2_directory
+from worker.settings import SettingsError
+
+ENGINES = ("auto", "batched", "ctranslate2", "sequential")
+# Windows per forward pass: a GPU keeps getting faster up to large batches; a CPU gains little past a few.
+DEFAULT_BATCH_WINDOWS = {"cuda": 64, "cpu": 8}
+
+
+def ct2_installed() -> bool:
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def resolve_engine(name: str, device: str) -> str:
+    if name not in ENGINES:
+        raise SettingsError(f"WHISPER_ENGINE must be one of {', '.join(ENGINES)}, not {name!r}")
+    if name != "auto":
+        return name
+    return "ctranslate2" if device == "cpu" and ct2_installed() else "batched"
+
+
+def make_engine(models: ModelCache, name: str, batch_windows: int = 0) -> Engine | BatchedEngine:
+    device = models.device
+    chosen = resolve_engine(name, device)
+    reference = Engine(models)
+    if chosen == "sequential":
+        return reference
+    if chosen == "ctranslate2" and not ct2_installed():
+        raise SettingsError("WHISPER_ENGINE=ctranslate2 needs the optional package: pip install 'whisper-batch[ct2]'")
+    if device.startswith("cuda"):
+        configure_cuda()
+    size = batch_windows or DEFAULT_BATCH_WINDOWS["cuda" if device.startswith("cuda") else "cpu"]
+
+    def backend_for(model_name: str) -> Backend:
+        if chosen == "ctranslate2":
+            directory = ct2_directory(model_name, models.sources)
+            if directory is not None:  # other models have no CTranslate2 weights: torch it is
+                started = time.monotonic()
+                backend = Ct2Backend(directory, "cuda" if device.startswith("cuda") else "cpu", size)
+                models.report_load(model_name, time.monotonic() - started, device)
+                return backend
+        return TorchBackend(models.get(model_name), size)
+
+    return BatchedEngine(reference, backend_for, name=chosen)
