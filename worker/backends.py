@@ -21,6 +21,9 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 from worker.greedy import MAX_INITIAL_TIMESTAMP, Decoded, decode_greedy, log_mel
 from worker.models import inference_lock
 
+# A CPU gains little from batches past a few windows, and a batch waits for its longest window.
+CPU_BATCH_WINDOWS = 8
+
 
 class Backend(Protocol):
     multilingual: bool
@@ -58,11 +61,21 @@ def configure_cuda() -> None:
         torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+def gpu_batch_windows(model: Whisper, budget_bytes: float = 8e9) -> int:
+    """Windows per pass on a GPU: as many as keep the cross-attention cache (every decoder layer's keys and
+    values for 1500 audio positions, fp16) within ``budget_bytes``; 128 for tiny, 32 for large."""
+    dims = model.dims
+    per_window = dims.n_text_layer * 2 * dims.n_audio_ctx * dims.n_audio_state * 2
+    return int(max(8, min(128, budget_bytes // per_window)))
+
+
 class TorchBackend:
     def __init__(self, model: Whisper, batch_windows: int) -> None:
         self.model = prepare_for_inference(model)
         self.device = next(model.parameters()).device
         self.multilingual = model.is_multilingual
+        if batch_windows <= 0:
+            batch_windows = gpu_batch_windows(model) if self.device.type == "cuda" else CPU_BATCH_WINDOWS
         self.batch_windows = batch_windows
         self._lock = inference_lock(model)  # shared with the reference engine's transcribe()
 
@@ -90,7 +103,7 @@ class TorchBackend:
                 mel = mel.half()
             result = whisper_decode(self.model, mel, options)[0]
         text_tokens = [t for t in result.tokens if t != tokenizer.eot]
-        return Decoded(text_tokens, result.avg_logprob, result.no_speech_prob)
+        return Decoded(text_tokens, result.avg_logprob, result.no_speech_prob, temperature)
 
     def detect_language(self, windows: np.ndarray) -> list[str]:
         with self._lock:
@@ -151,7 +164,8 @@ class Ct2Backend:
         return self._generate(windows, tokenizer)
 
     def decode_sampled(self, window: np.ndarray, tokenizer: Tokenizer, temperature: float) -> Decoded:
-        return self._generate(window[None], tokenizer, sampling_temperature=temperature, sampling_topk=0)[0]
+        (decoded,) = self._generate(window[None], tokenizer, sampling_temperature=temperature, sampling_topk=0)
+        return Decoded(decoded.tokens, decoded.avg_logprob, decoded.no_speech_prob, temperature)
 
     def detect_language(self, windows: np.ndarray) -> list[str]:
         with self._lock:

@@ -130,7 +130,7 @@ class _Split:
                     continue
             text = self.tokenizer.decode(span.tokens)
             start = min(max(span.start, lo), hi) - lo
-            found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded, 0.0))
+            found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded, self.decoded.temperature))
         if len(placed) > 1:
             for piece, lo, hi in placed:
                 if not found[piece].spans and hi - lo >= 1.0:

@@ -1,10 +1,15 @@
-"""Decode any common audio or video container to 16 kHz mono float32, in-process with PyAV."""
+"""Decode any common audio or video container to 16 kHz mono float32, in-process with PyAV.
+
+A RIFF/WAVE file that is already 16-bit PCM at 16 kHz mono skips FFmpeg: its samples are read with the standard
+library and numpy, giving exactly the values of the PyAV path below (int16 / 32768). PyAV is imported only when a
+file needs it, so such WAVs decode even where PyAV is missing.
+"""
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
-import av
 import numpy as np
 
 from worker.errors import AudioTooLong, UndecodableAudio
@@ -15,6 +20,33 @@ SAMPLE_RATE = 16_000
 def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
     """Samples in [-1, 1] at 16 kHz mono; refuses input longer than ``max_seconds`` while decoding."""
     max_samples = int(max_seconds * SAMPLE_RATE)
+    audio = _read_native_wav(path, max_samples, max_seconds)
+    if audio is None:
+        audio = _decode_with_pyav(path, max_samples, max_seconds)
+    return audio
+
+
+def _read_native_wav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray | None:
+    """The samples of a 16 kHz mono s16 WAV, or None when the file is anything else (PyAV then decodes it)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
+                return None
+            # The header's length can be wrong (streamed WAVs): read one sample past the limit and look.
+            data = wav.readframes(max_samples + 1)
+    except (wave.Error, EOFError, OSError, ValueError):
+        return None
+    samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+    if samples.size > max_samples:
+        raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
+    if samples.size == 0:
+        return None  # let PyAV judge an empty or odd file, so its errors stay the same
+    return samples.astype(np.float32) / 32768.0
+
+
+def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray:
+    import av
+
     chunks: list[np.ndarray] = []
     total = 0
     try:

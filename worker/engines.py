@@ -10,15 +10,13 @@ from __future__ import annotations
 import importlib.util
 import time
 
-from worker.backends import Backend, Ct2Backend, TorchBackend, configure_cuda
+from worker.backends import CPU_BATCH_WINDOWS, Backend, Ct2Backend, TorchBackend, configure_cuda
 from worker.batch_engine import BatchedEngine
 from worker.engine import Engine
 from worker.models import ModelCache, ct2_directory
 from worker.settings import SettingsError
 
 ENGINES = ("auto", "batched", "ctranslate2", "sequential")
-# Windows per forward pass: a GPU keeps getting faster up to large batches; a CPU gains little past a few.
-DEFAULT_BATCH_WINDOWS = {"cuda": 64, "cpu": 8}
 
 
 def ct2_installed() -> bool:
@@ -36,21 +34,22 @@ def resolve_engine(name: str, device: str) -> str:
 def make_engine(models: ModelCache, name: str, batch_windows: int = 0) -> Engine | BatchedEngine:
     device = models.device
     chosen = resolve_engine(name, device)
+    if device.startswith("cuda"):
+        configure_cuda()
     reference = Engine(models)
     if chosen == "sequential":
         return reference
     if chosen == "ctranslate2" and not ct2_installed():
         raise SettingsError("WHISPER_ENGINE=ctranslate2 needs the optional package: pip install 'whisper-batch[ct2]'")
-    if device.startswith("cuda"):
-        configure_cuda()
-    size = batch_windows or DEFAULT_BATCH_WINDOWS["cuda" if device.startswith("cuda") else "cpu"]
+    size = batch_windows  # 0: each backend picks for its device and model
 
     def backend_for(model_name: str) -> Backend:
         if chosen == "ctranslate2":
             directory = ct2_directory(model_name, models.sources)
             if directory is not None:  # other models have no CTranslate2 weights: torch it is
                 started = time.monotonic()
-                backend = Ct2Backend(directory, "cuda" if device.startswith("cuda") else "cpu", size)
+                kind = "cuda" if device.startswith("cuda") else "cpu"
+                backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS)
                 models.report_load(model_name, time.monotonic() - started, device)
                 return backend
         return TorchBackend(models.get(model_name), size)

@@ -24,6 +24,7 @@ class Decoded:
     tokens: list[int]  # sampled tokens, timestamps included, without the prompt and the end token
     avg_logprob: float
     no_speech_prob: float
+    temperature: float = 0.0
 
 
 def log_mel(windows: torch.Tensor, n_mels: int) -> torch.Tensor:
