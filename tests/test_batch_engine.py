@@ -168,8 +168,19 @@ def _split(tokens: list[int]) -> tuple[dict, list[Piece]]:
 
 def test_spans_parse_timestamp_pairs() -> None:
     tokens = [_ts(0), *_text("hello there"), _ts(2.0), _ts(2.4), *_text("again"), _ts(3.0), *_text("cut")]
-    spans = _spans(tokens, BEGIN)
-    assert [(s.start, s.end) for s in spans] == [(0.0, 2.0), (2.4, 3.0), (3.0, None)]
+    spans, tail = _spans(tokens, BEGIN)
+    assert [(s.start, s.end) for s in spans] == [(0.0, 2.0), (2.4, 3.0), (3.0, None)] and tail is None
+    spans, tail = _spans([_ts(0), *_text("hello"), _ts(2.0), _ts(6.0)], BEGIN)
+    assert [(s.start, s.end) for s in spans] == [(0.0, 2.0)] and tail == pytest.approx(6.0)
+
+
+def test_speech_the_decoder_defers_gets_a_window_of_its_own() -> None:
+    # "speech starts at 3 s but runs on": the second piece's rest, from 3 s into the window, is decoded again
+    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(6.6), *_text("second"), _ts(8.0), _ts(8.4)]
+    found, redo = _split(tokens)
+    assert len(redo) == 1 and redo[0].job == 1
+    assert redo[0].start == int((8.4 - 6.5) * SAMPLE_RATE) and redo[0].end == int(3.5 * SAMPLE_RATE)
+    assert [span[2] for span in found[_window().placements[1][0]].spans] == [" second"]
 
 
 def test_segments_go_to_the_piece_they_overlap() -> None:
@@ -194,7 +205,7 @@ def test_a_piece_the_decoder_skipped_is_decoded_again() -> None:
 
 
 def test_pack_and_cut_limits() -> None:
-    pieces = [Piece(i, 0, int(s * SAMPLE_RATE)) for i, s in enumerate((20, 8, 5, 12, 29))]
+    pieces = [Piece(i, 0, int(s * SAMPLE_RATE)) for i, s in enumerate((20, 8, 5, 12, 27))]
     windows = pack(pieces)
     assert sorted(p.job for w in windows for p, _ in w.placements) == [0, 1, 2, 3, 4]
     assert all(w.used <= MAX_CUT_SECONDS * SAMPLE_RATE for w in windows)

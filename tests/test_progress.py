@@ -62,27 +62,27 @@ def _reporter(local: LocalAws, clock: FakeClock, notified: list, interval: float
     )
 
 
-def test_states_are_written_at_once_and_percent_at_most_every_interval(local_aws: LocalAws) -> None:
+def test_first_and_final_states_are_written_at_once_and_the_rest_at_most_every_interval(local_aws: LocalAws) -> None:
     clock, notified = FakeClock(), []
     progress = _reporter(local_aws, clock, notified)
-    progress.state("fetching")
+    progress.state("fetching")  # the first state: written at once
     progress.percent(50)  # not transcribing yet: ignored
-    progress.state("decoding")
-    progress.state("transcribing", 0.0)
+    progress.state("decoding")  # within the interval: held back, as is ...
+    progress.state("transcribing", 0.0)  # ... this
     clock.now += 1
     progress.percent(10)  # 1 s after the last write: held back
     clock.now += 5
-    progress.percent(20.04)  # 6 s: written
+    progress.percent(20.04)  # 6 s: written, with the latest state
     clock.now += 1
-    progress.percent(30)  # held back, but remembered ...
-    progress.state("storing")  # ... and replaced by the state change, written at once
-    progress.state("completed", 100.0)
+    progress.percent(30)  # held back
+    progress.state("storing")  # held back
+    clock.now += 6
+    progress.state("storing")  # an interval later: written
+    progress.state("completed", 100.0)  # final: written at once
 
     history = _history(local_aws, KEY)
     assert [(d["state"], d["percent"]) for d in history] == [
         ("fetching", None),
-        ("decoding", None),
-        ("transcribing", 0.0),
         ("transcribing", 20.0),
         ("storing", None),
         ("completed", 100.0),
@@ -91,7 +91,14 @@ def test_states_are_written_at_once_and_percent_at_most_every_interval(local_aws
         assert set(doc) == {"job_id", "state", "percent", "updated_at", "message_id"}
         assert doc["job_id"] == "p-1" and doc["message_id"] == "msg-1"
         assert datetime.fromisoformat(doc["updated_at"]).tzinfo is not None
-    changes = [("fetching", None), ("decoding", None), ("transcribing", 0.0), ("storing", None), ("completed", 100.0)]
+    changes = [
+        ("fetching", None),
+        ("decoding", None),
+        ("transcribing", 0.0),
+        ("storing", None),
+        ("storing", None),
+        ("completed", 100.0),
+    ]
     assert notified == changes
     obj = local_aws.client("s3").get_object(Bucket=local_aws.resources.bucket, Key=KEY)  # type: ignore[union-attr]
     assert obj["ContentType"] == "application/json" and obj["CacheControl"] == "no-cache"

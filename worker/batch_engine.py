@@ -42,6 +42,9 @@ LOGPROB_LIMIT = -1.0
 NO_SPEECH_LIMIT = 0.6
 STRADDLE_SECONDS = 0.5  # a segment reaching this far into a second piece belongs to neither alone
 TIME_PRECISION = 0.02
+LINGER_SECONDS = 0.05
+MAX_REQUESTS_PER_PASS = 64
+MAX_ROUNDS = 4  # windows of their own for what a shared window could not place, then for what is left of those
 
 BackendFor = Callable[[str], Backend]
 
@@ -53,8 +56,11 @@ class _Span:
     tokens: list[int]
 
 
-def _spans(tokens: list[int], begin: int) -> list[_Span]:
-    """Segments from ``<|t0|> text <|t1|><|t1'|> text <|t2|>...``; text before any timestamp starts at 0."""
+def _spans(tokens: list[int], begin: int) -> tuple[list[_Span], float | None]:
+    """Segments from ``<|t0|> text <|t1|><|t1'|> text <|t2|>...``; text before any timestamp starts at 0.
+
+    Also the time of a last, lone timestamp: Whisper's way of saying speech starts there but runs past what
+    it was shown, to be transcribed from there in a window of its own."""
     spans: list[_Span] = []
     start: float | None = None
     text: list[int] = []
@@ -64,7 +70,7 @@ def _spans(tokens: list[int], begin: int) -> list[_Span]:
             if text:
                 spans.append(_Span(start or 0.0, at, text))
                 text, start = [], None
-            elif start is None:
+            else:
                 start = at
         else:
             if start is None:
@@ -72,7 +78,8 @@ def _spans(tokens: list[int], begin: int) -> list[_Span]:
             text.append(token)
     if text:
         spans.append(_Span(start or 0.0, None, text))
-    return spans
+        return spans, None
+    return spans, start  # a timestamp after a closed segment, then the end: resume from there
 
 
 def compression_ratio(text: str) -> float:
@@ -107,7 +114,8 @@ class _Split:
         placed = [(p, off / SAMPLE_RATE, (off + p.samples) / SAMPLE_RATE) for p, off in self.window.placements]
         found: dict[Piece, _PieceText] = {p: _PieceText() for p, _ in self.window.placements}
         redo: set[Piece] = set()
-        for span in _spans(self.decoded.tokens, self.tokenizer.timestamp_begin):
+        spans, tail = _spans(self.decoded.tokens, self.tokenizer.timestamp_begin)
+        for span in spans:
             end = span.end if span.end is not None else placed[-1][2] if len(placed) == 1 else None
             if end is None:  # unfinished last segment in a shared window: whose it is cannot be told
                 end = max(hi for _, _, hi in placed)
@@ -131,13 +139,35 @@ class _Split:
             text = self.tokenizer.decode(span.tokens)
             start = min(max(span.start, lo), hi) - lo
             found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded, self.decoded.temperature))
-        if len(placed) > 1:
-            for piece, lo, hi in placed:
-                if not found[piece].spans and hi - lo >= 1.0:
-                    redo.add(piece)  # a piece the decoder skipped
+        rest: list[Piece] = []
+        for piece, lo, hi in placed:
+            if piece in redo:
+                continue
+            if tail is not None and hi - max(tail, lo) >= 1.0 and found[piece].spans and tail > lo + 0.5:
+                # transcribed up to ``tail``: the rest of this piece gets a window of its own
+                rest.append(Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end))
+            elif not found[piece].spans and hi - lo >= 1.0 and len(placed) > 1:
+                redo.add(piece)  # a piece the decoder skipped, or said it would come back to
         for piece in redo:
             found.pop(piece, None)
-        return found, sorted(redo, key=lambda p: (p.job, p.start))
+        return found, sorted([*redo, *rest], key=lambda p: (p.job, p.start))
+
+
+class EngineStats:
+    """Counters since start, for benchmarks and logs: forward passes, windows, fallbacks, seconds decoding."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[str, float] = defaultdict(float)
+
+    def count(self, **amounts: float) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self.values[name] += amount
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return {k: round(v, 3) for k, v in self.values.items()}
 
 
 @dataclass
@@ -161,6 +191,7 @@ class BatchedEngine:
         self._backends: dict[str, Backend] = {}
         self._backends_lock = threading.Lock()
         self.models = _Preloader(self)  # the runner preloads the default model through this
+        self.stats = EngineStats()
         self._pack = pack_windows
         self._pending: list[_Request] = []
         self._wake = threading.Condition()
@@ -202,6 +233,11 @@ class BatchedEngine:
             with self._wake:
                 while not self._pending:
                     self._wake.wait()
+                # Messages started together reach here a few milliseconds apart: a short wait lets them share
+                # the pass instead of the first one going alone.
+                deadline = time.monotonic() + LINGER_SECONDS
+                while len(self._pending) < MAX_REQUESTS_PER_PASS and (left := deadline - time.monotonic()) > 0:
+                    self._wake.wait(left)
                 taken, self._pending = self._pending, []
             groups: dict[tuple[str, TranscribeOptions], list[_Request]] = defaultdict(list)
             for request in taken:
@@ -247,8 +283,12 @@ class BatchedEngine:
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
                 raise ResourceExhausted(f"GPU out of memory: {exc}") from exc
+        by_job: dict[int, list[tuple[Piece, _PieceText]]] = defaultdict(list)
+        for piece, found in texts.items():
+            by_job[piece.job].append((piece, found))
         transcripts = [
-            self._assemble(audio, pieces[job], texts, languages[job], options) for job, audio in enumerate(audios)
+            self._assemble(audio, sorted(by_job[job], key=lambda item: item[0].start), languages[job], options)
+            for job, audio in enumerate(audios)
         ]
         logger.debug(
             "batch transcribed",
@@ -279,11 +319,11 @@ class BatchedEngine:
         texts: dict[Piece, _PieceText] = {}
         windows = pack(pieces) if self._pack else single(pieces)
         redo = self._decode_windows(backend, tokenizer, audios, windows, texts, progress)
-        if redo:
+        for _ in range(MAX_ROUNDS):
+            if not redo:
+                break
             logger.debug("pieces decoded again alone", extra={"pieces": len(redo)})
-            left = self._decode_windows(backend, tokenizer, audios, single(redo), texts, progress)
-            for piece in left:  # cannot happen with one piece per window; kept empty rather than lost
-                texts[piece] = _PieceText()
+            redo = self._decode_windows(backend, tokenizer, audios, single(redo), texts, progress)
         return texts
 
     def _decode_windows(
@@ -295,36 +335,47 @@ class BatchedEngine:
         texts: dict[Piece, _PieceText],
         progress: _Progress,
     ) -> list[Piece]:
+        """Decode ``windows`` in passes of ``batch_windows``; return the pieces that need a window of their own.
+
+        A window whose greedy text fails transcribe()'s checks is split up if shared; if alone, it is sampled
+        again at rising temperatures, all such windows of a pass together, keeping the last try if none pass."""
         redo: list[Piece] = []
+
+        def accept(window: Window, decoded: Decoded) -> None:
+            found, again = _Split(window, decoded, tokenizer).run()
+            texts.update(found)
+            redo.extend(again)
+
         size = max(1, backend.batch_windows)
         for first in range(0, len(windows), size):
             chunk = windows[first : first + size]
             batch = np.stack([w.audio(audios) for w in chunk])
-            for index, (window, decoded) in enumerate(zip(chunk, backend.decode(batch, tokenizer), strict=True)):
-                decoded = self._checked(backend, tokenizer, window, batch[index], decoded)
-                if decoded is None:  # a shared window that reads wrong: each piece alone
+            started = time.monotonic()
+            retry: list[tuple[Window, np.ndarray]] = []
+            for window, audio, decoded in zip(chunk, batch, backend.decode(batch, tokenizer), strict=True):
+                if _acceptable(decoded, self._text(tokenizer, decoded)):
+                    accept(window, decoded)
+                elif len(window.placements) > 1:
                     redo.extend(p for p, _ in window.placements)
-                    continue
-                found, again = _Split(window, decoded, tokenizer).run()
-                texts.update(found)
-                redo.extend(again)
+                else:
+                    retry.append((window, audio))
+            self.stats.count(passes=1, windows=len(chunk))
+            for temperature in TEMPERATURES:
+                if not retry:
+                    break
+                sampled = backend.decode_sampled(np.stack([a for _, a in retry]), tokenizer, temperature)
+                self.stats.count(passes=1, sampled_windows=len(retry))
+                still = []
+                for (window, audio), decoded in zip(retry, sampled, strict=True):
+                    if _acceptable(decoded, self._text(tokenizer, decoded)) or temperature == TEMPERATURES[-1]:
+                        accept(window, decoded)
+                    else:
+                        still.append((window, audio))
+                retry = still
+            self.stats.count(decode_seconds=time.monotonic() - started)
             progress.done([p for w in chunk for p, _ in w.placements])
+        self.stats.count(pieces_again=len(redo))
         return redo
-
-    def _checked(
-        self, backend: Backend, tokenizer: Tokenizer, window: Window, audio: np.ndarray, decoded: Decoded
-    ) -> Decoded | None:
-        """The greedy result if it passes transcribe()'s checks; else a shared window is split up (None), and a
-        window of its own is decoded again at rising temperatures, keeping the last try as transcribe() does."""
-        if _acceptable(decoded, self._text(tokenizer, decoded)):
-            return decoded
-        if len(window.placements) > 1:
-            return None
-        for temperature in TEMPERATURES:
-            decoded = backend.decode_sampled(audio, tokenizer, temperature)
-            if _acceptable(decoded, self._text(tokenizer, decoded)):
-                break
-        return decoded
 
     @staticmethod
     def _text(tokenizer: Tokenizer, decoded: Decoded) -> str:
@@ -333,17 +384,13 @@ class BatchedEngine:
     @staticmethod
     def _assemble(
         audio: np.ndarray,
-        pieces: list[Piece],
-        texts: dict[Piece, _PieceText],
+        found_pieces: list[tuple[Piece, _PieceText]],
         language: str,
         options: TranscribeOptions,
     ) -> Transcript:
         segments: list[Segment] = []
         duration = audio.size / SAMPLE_RATE
-        for piece in pieces:
-            found = texts.get(piece)
-            if found is None:
-                continue
+        for piece, found in found_pieces:
             base = piece.start / SAMPLE_RATE
             for start, end, text, decoded, temperature in found.spans:
                 if _silent(decoded) or not text.strip():

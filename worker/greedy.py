@@ -95,9 +95,16 @@ class _TimestampRules:
 
 @torch.inference_mode()
 def decode_greedy(
-    model: Whisper, mel: torch.Tensor, tokenizer: Tokenizer, *, max_tokens: int = 224, precision: float = 0.02
+    model: Whisper,
+    mel: torch.Tensor,
+    tokenizer: Tokenizer,
+    *,
+    temperature: float = 0.0,
+    max_tokens: int = 224,
+    precision: float = 0.02,
 ) -> list[Decoded]:
-    """Greedy decoding with timestamps of a batch of log-Mel windows ``[batch, n_mels, 3000]``."""
+    """Decoding with timestamps of a batch of log-Mel windows ``[batch, n_mels, 3000]``: greedy at temperature
+    0, else one sample per row from the filtered distribution."""
     batch = mel.shape[0]
     device = mel.device
     audio_features = model.encoder(mel.to(next(model.parameters()).dtype))
@@ -116,7 +123,10 @@ def decode_greedy(
             if step == 0 and tokenizer.no_speech is not None:
                 no_speech = logits[:, len(prompt) - 1].softmax(dim=-1)[:, tokenizer.no_speech]
             logits = rules.apply(logits[:, -1], step)
-            chosen = logits.argmax(dim=-1)
+            if temperature > 0:
+                chosen = torch.multinomial((logits / temperature).softmax(dim=-1), 1).squeeze(1)
+            else:
+                chosen = logits.argmax(dim=-1)
             logprob = F.log_softmax(logits, dim=-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
             chosen = torch.where(finished, torch.full_like(chosen, tokenizer.eot), chosen)
             sum_logprobs += torch.where(finished, torch.zeros_like(logprob), logprob)
@@ -138,5 +148,5 @@ def decode_greedy(
         seq = sampled[row]
         ends = np.flatnonzero(seq == tokenizer.eot)
         seq = seq[: ends[0]] if ends.size else seq
-        results.append(Decoded([int(t) for t in seq], float(avg[row]), float(no_speech_np[row])))
+        results.append(Decoded([int(t) for t in seq], float(avg[row]), float(no_speech_np[row]), temperature))
     return results

@@ -8,8 +8,10 @@ States, in order: ``fetching`` → ``decoding`` → ``transcribing`` (``percent`
 ``failed`` is written only when the failure is final (the backend gets the failure result and callback); a
 transient failure leaves the last state in place until the retry starts again with ``fetching``.
 
-Every state change is written at once; percent updates at most once per ``interval`` seconds
-(``WHISPER_PROGRESS_INTERVAL_SECONDS``), so an hour of audio costs a few hundred PUTs, not thousands.
+The first state and the final one (``completed`` or ``failed``) are written at once; in between, the document
+is rewritten at most once per ``interval`` seconds (``WHISPER_PROGRESS_INTERVAL_SECONDS``) with the latest
+state and percent. A clip transcribed in a second costs two PUTs, not five, and an hour of audio a few hundred,
+not thousands.
 Progress is best effort: a failed write is logged and the job goes on, since ``result.json`` stays the source
 of truth. ``notify`` (the progress callback) is called at state changes only.
 """
@@ -30,6 +32,7 @@ from worker.logs import logger
 STATUS_FILE = "status.json"
 State = Literal["fetching", "decoding", "transcribing", "storing", "completed", "failed"]
 STATES: tuple[State, ...] = ("fetching", "decoding", "transcribing", "storing", "completed", "failed")
+FINAL_STATES = ("completed", "failed")
 
 Notify = Callable[[str, float | None], None]  # (state, percent)
 
@@ -39,7 +42,7 @@ def _utc_now() -> str:
 
 
 class ProgressReporter:
-    """Writes one job's ``status.json``; thread-safe, throttled for percent, immediate for state changes."""
+    """Writes one job's ``status.json``; thread-safe, at most once per interval but for the first and final state."""
 
     def __init__(
         self,
@@ -80,13 +83,15 @@ class ProgressReporter:
         }
 
     def state(self, state: State, percent: float | None = None) -> None:
-        """Enter ``state``: written at once, and announced to ``notify``."""
+        """Enter ``state``: written unless the last write is more recent than ``interval`` (the first and the
+        final state always are), and announced to ``notify``."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         with self._lock:
             self._state = state
             self._percent = percent
-            self._write()
+            if state in FINAL_STATES or not self._recently_written():
+                self._write()
         if self._notify is not None:
             try:
                 self._notify(state, percent)
@@ -99,9 +104,11 @@ class ProgressReporter:
             if self._state != "transcribing":
                 return
             self._percent = round(max(0.0, min(100.0, value)), 1)
-            if self._written_at is not None and self._clock() - self._written_at < self.interval:
-                return
-            self._write()
+            if not self._recently_written():
+                self._write()
+
+    def _recently_written(self) -> bool:
+        return self._written_at is not None and self._clock() - self._written_at < self.interval
 
     def _write(self) -> None:
         body = json.dumps(self.document(), separators=(",", ":")).encode()

@@ -19,10 +19,11 @@ WINDOW_SECONDS = 30.0
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
 # Silence between packed pieces: long enough that the decoder ends a segment there, short enough to pack well.
 PACK_GAP_SECONDS = 1.5
-# A cut is looked for in the last third of each window: shorter windows would waste encoder work.
-MIN_CUT_SECONDS = 20.0
-# Cut a little before the window's end so the last word is never clipped by the window edge.
-MAX_CUT_SECONDS = 29.5
+# A cut is looked for in the last part of each window: shorter windows would waste encoder work.
+MIN_CUT_SECONDS = 18.0
+# Speech that runs into a window's last seconds reads to Whisper as cut off by the window: it was trained to
+# give only that speech's start time, for the next window to transcribe. So every window ends in 2 s of silence.
+MAX_CUT_SECONDS = 28.0
 _FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
 _SMOOTH_FRAMES = 15  # 300 ms: a pause between phrases, not the gap inside a plosive
 
@@ -68,12 +69,12 @@ def cut_points(audio: np.ndarray) -> list[int]:
     """Sample offsets where ``audio`` is cut into pieces of at most ``MAX_CUT_SECONDS``, each at a pause."""
     total = audio.size
     limit = int(MAX_CUT_SECONDS * SAMPLE_RATE)
-    if total <= WINDOW_SAMPLES:
+    if total <= limit:
         return []
     energy = _smoothed_energy(audio)
     cuts: list[int] = []
     start = 0
-    while total - start > WINDOW_SAMPLES:
+    while total - start > limit:
         lo = (start + int(MIN_CUT_SECONDS * SAMPLE_RATE)) // _FRAME
         hi = (start + limit) // _FRAME
         span = energy[lo:hi]
