@@ -106,6 +106,9 @@ class WhisperBatchStack(Stack):
             "WHISPER_DEFAULT_MODEL": config.default_model,
             "WHISPER_MODEL_DOWNLOAD": str(config.model_download).lower(),
             "WHISPER_DEVICE": "cpu" if config.cpu_only else "cuda",
+            # Messages in progress per worker: their audio is fetched while others are on the GPU, and their
+            # windows share forward passes (README "Performance").
+            "WHISPER_CONCURRENCY": "4" if config.cpu_only else "16",
             "WHISPER_MAX_IDLE_SECONDS": str(config.max_idle_seconds),
             "WHISPER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
             "WHISPER_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),

@@ -16,12 +16,13 @@ from whisper.tokenizer import get_tokenizer
 
 from tests.audio_factory import JFK
 from worker.app import build_engine
-from worker.batch_engine import BatchedEngine, _spans, _Split
+from worker.batch_engine import BatchedEngine
 from worker.decode import SAMPLE_RATE, decode_audio
 from worker.engine import TranscribeOptions
 from worker.engines import resolve_engine
 from worker.greedy import Decoded, decode_greedy, log_mel
 from worker.settings import Settings, SettingsError
+from worker.splitback import Split, spans_of
 from worker.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
 
 SENTENCE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -163,14 +164,14 @@ def _window() -> Window:
 
 
 def _split(tokens: list[int]) -> tuple[dict, list[Piece]]:
-    return _Split(_window(), Decoded(tokens, -0.2, 0.01), TOKENIZER).run()
+    return Split(_window(), Decoded(tokens, -0.2, 0.01), TOKENIZER).run()
 
 
 def test_spans_parse_timestamp_pairs() -> None:
     tokens = [_ts(0), *_text("hello there"), _ts(2.0), _ts(2.4), *_text("again"), _ts(3.0), *_text("cut")]
-    spans, tail = _spans(tokens, BEGIN)
+    spans, tail = spans_of(tokens, BEGIN)
     assert [(s.start, s.end) for s in spans] == [(0.0, 2.0), (2.4, 3.0), (3.0, None)] and tail is None
-    spans, tail = _spans([_ts(0), *_text("hello"), _ts(2.0), _ts(6.0)], BEGIN)
+    spans, tail = spans_of([_ts(0), *_text("hello"), _ts(2.0), _ts(6.0)], BEGIN)
     assert [(s.start, s.end) for s in spans] == [(0.0, 2.0)] and tail == pytest.approx(6.0)
 
 

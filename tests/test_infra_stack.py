@@ -296,6 +296,7 @@ def test_worker_environment_matches_the_readme(default: Synth) -> None:
     assert env["WHISPER_DEFAULT_MODEL"] == "base"
     assert env["WHISPER_MODEL_DOWNLOAD"] == "false"
     assert env["WHISPER_DEVICE"] == "cuda"
+    assert env["WHISPER_CONCURRENCY"] == "16"
     assert env["WHISPER_MAX_IDLE_SECONDS"] == "300"
     assert env["WHISPER_VISIBILITY_TIMEOUT"] == "300"  # the queue's own timeout
     assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) < 30  # Batch SIGKILLs 30 s after SIGTERM

@@ -9,6 +9,7 @@ timestamps tell whose words are whose (see ``batch_engine``).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,7 @@ class Window:
     def used(self) -> int:
         return max((offset + piece.samples for piece, offset in self.placements), default=0)
 
-    def audio(self, audios: list[np.ndarray]) -> np.ndarray:
+    def audio(self, audios: Mapping[int, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:
         buffer = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
         for piece, offset in self.placements:
             buffer[offset : offset + piece.samples] = audios[piece.job][piece.start : piece.end]
