@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint install clean chaos synth deploy destroy cdk-cli
+.PHONY: demo test lint install clean chaos synth deploy destroy cdk-cli bench gpu-bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,21 @@ test: install cdk-cli
 
 chaos: install
 	$(BIN)/python scripts/chaos.py
+
+# Throughput benchmark (bench/run.py), not part of `make test`: `make bench BENCH_ARGS="--device cuda --repeat 10"`.
+BENCH_ARGS ?=
+BENCH_STAMP := $(STAMP)-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# .gpu/ for the benchmark on an offline GPU machine (bench/gpu_bundle.py); there: `bash bench/gpu.sh`.
+gpu-bundle: install
+	$(BIN)/python -m bench.gpu_bundle
 
 lint: install
 	$(BIN)/ruff check .

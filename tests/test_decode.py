@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from audio_factory import (
     write_empty_audio_stream,
     write_video_only,
     write_video_with_audio,
+    write_wav,
 )
 
 from worker.decode import SAMPLE_RATE, decode_audio
@@ -216,3 +219,66 @@ def test_full_scale_multichannel_stays_within_unit_range(tmp_path: Path, channel
     decoded = decode_audio(path, max_seconds=60)
     assert np.abs(decoded).max() <= 1.0
     assert np.abs(decoded).max() > 0.9
+
+
+# --- 16 kHz mono s16 WAV: read without FFmpeg, same values as the PyAV path.
+
+
+def _pyav_only(path: Path, max_seconds: float = 60) -> np.ndarray:
+    from worker.decode import _decode_with_pyav
+
+    return _decode_with_pyav(path, int(max_seconds * SAMPLE_RATE), max_seconds)
+
+
+def test_native_wav_equals_pyav_path(tmp_path: Path, jfk: np.ndarray) -> None:
+    path = write_wav(tmp_path / "native.wav", jfk)
+    fast = decode_audio(path, max_seconds=60)
+    slow = _pyav_only(path)
+    assert fast.dtype == slow.dtype == np.float32
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_native_wav_is_read_without_pyav(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "native.wav", tone(440.0, 1.0, SAMPLE_RATE))
+    # A fresh interpreter where importing av fails: the fast path must not need it.
+    code = (
+        "import sys; sys.modules['av'] = None\n"
+        "from pathlib import Path\n"
+        "from worker.decode import decode_audio\n"
+        f"a = decode_audio(Path({str(path)!r}), max_seconds=60)\n"
+        "assert a.size == 16000 and 'av' not in {m for m, v in sys.modules.items() if v is not None}, a.size\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_native_wav_too_long_is_refused(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "long.wav", tone(440.0, 3.0, SAMPLE_RATE))
+    with pytest.raises(AudioTooLong):
+        decode_audio(path, max_seconds=2)
+    assert decode_audio(path, max_seconds=3).size == 3 * SAMPLE_RATE
+
+
+def test_native_wav_with_wrong_length_in_header(tmp_path: Path) -> None:
+    # Streamed WAVs often carry a data size that is too large; the samples actually there are what counts.
+    path = write_wav(tmp_path / "streamed.wav", tone(440.0, 1.0, SAMPLE_RATE))
+    data = bytearray(path.read_bytes())
+    assert data[36:40] == b"data"
+    data[40:44] = (0x7FFFFFF0).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    decoded = decode_audio(path, max_seconds=60)
+    assert decoded.size == SAMPLE_RATE
+    with pytest.raises(AudioTooLong):
+        decode_audio(path, max_seconds=0.5)
+
+
+def test_other_wavs_still_go_through_pyav(tmp_path: Path, jfk: np.ndarray) -> None:
+    stereo = write_audio(tmp_path / "stereo.wav", jfk, SAMPLE_RATE, container="wav", codec="pcm_s16le", channels=2)
+    decoded = decode_audio(stereo, max_seconds=60)
+    np.testing.assert_array_equal(decoded, _pyav_only(stereo))
+    assert rms(decoded) == pytest.approx(rms(jfk), rel=0.05)  # down-mixed, not doubled
+
+
+def test_header_only_wav_is_undecodable(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "header-only.wav", np.zeros(0, dtype=np.float32))
+    with pytest.raises(UndecodableAudio):
+        decode_audio(path, max_seconds=60)

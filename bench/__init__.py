@@ -1,0 +1,8 @@
+"""Throughput benchmark (``make bench``): one corpus through openai-whisper, faster-whisper, our engine and our
+worker, side by side, with speed, WER and peak memory in one table.
+
+* ``corpus``: builds the synthetic corpus (espeak-ng, text from ``texts``) or reads a directory of audio + .txt;
+* ``run``: the command line; one child process per system, peak RSS from ``os.wait4``;
+* ``systems``: what runs inside each child (``worker_system`` for the end-to-end worker);
+* ``wer`` and ``report``: scoring and the table.
+"""

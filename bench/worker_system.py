@@ -1,0 +1,183 @@
+"""The ``worker`` system: our worker end to end, through the interface a backend uses.
+
+The embedded AWS (``LocalAws``: moto's S3 + SQS on loopback) gets every corpus file in its bucket; ONE
+``whisper-worker run`` process is started with the environment ``LocalAws.worker_env`` gives it. Two clocks:
+
+* cold start: a warm-up message (the JFK sample) waits in the queue before the process is spawned; from the
+  spawn to its ``result.json`` appearing in S3. This is what a scaled-from-zero Batch job costs.
+* wall: with the model loaded, every corpus message is sent at once; from the first send to the last
+  ``result.json`` whose status is final, found by listing the bucket every 0.2 s (so the clock is that coarse).
+  Fetching from S3, decoding, rendering and storing are inside it, as they are in production.
+
+The worker's peak RSS is its own: ``VmHWM`` from /proc just before it is stopped, or ``ru_maxrss`` from
+``os.wait4`` when it has exited, whichever is larger.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.systems import Outcome, Spec
+from worker.localaws import LocalAws
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG = ROOT / ".cache" / "bench-worker.log"
+POLL_SECONDS = 0.2
+WARMUP_JOB = "warmup"
+FINAL = ("completed", "failed")
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).parent / "whisper-worker"  # what the container's entrypoint runs
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "worker.cli"]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:80] or "audio"
+
+
+def _message(job_id: str, audio_url: str) -> str:
+    return json.dumps({"job_id": job_id, "audio": audio_url, "formats": ["txt", "json"], "language": "en"})
+
+
+class Results:
+    """Final ``result.json`` documents as they appear in the bucket, with the time each was first seen."""
+
+    def __init__(self, s3: Any, bucket: str, proc: subprocess.Popen) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._proc = proc
+        self.found: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def wait(self, job_ids: set[str], deadline: float) -> None:
+        pending = set(job_ids) - set(self.found)
+        paginator = self._s3.get_paginator("list_objects_v2")
+        while pending:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {self._proc.returncode}; its log: {LOG}")
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(pending)} job(s) without a final result; the worker's log: {LOG}")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix="results/"):
+                for obj in page.get("Contents", []):
+                    _, job_id, leaf = [*obj["Key"].split("/", 2), "", ""][:3]
+                    if leaf == "result.json" and job_id in pending:
+                        result = self._read_json(obj["Key"])
+                        if result.get("status") in FINAL:
+                            self.found[job_id] = (result, time.perf_counter())
+                            pending.discard(job_id)
+            if pending:
+                time.sleep(POLL_SECONDS)
+
+    def _read_json(self, key: str) -> dict[str, Any]:
+        return json.loads(self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+
+    def text(self, job_id: str) -> tuple[str | None, str | None]:
+        """(transcript, error) of a finished job."""
+        result, _ = self.found[job_id]
+        if result["status"] != "completed":
+            error = result.get("error") or {}
+            return None, f"{error.get('code', 'failed')}: {error.get('message', '')}"
+        body = self._s3.get_object(Bucket=self._bucket, Key=result["results"]["txt"])["Body"].read()
+        return body.decode("utf-8").strip(), None
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def _stop(proc: subprocess.Popen, grace: float = 60.0) -> float | None:
+    """SIGTERM, reap with ``os.wait4`` (SIGKILL after ``grace``); the process's ru_maxrss in MB."""
+    if proc.returncode is not None:
+        return None
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_maxrss / 1024  # KiB on Linux
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = float("inf")
+        time.sleep(0.1)
+
+
+def _worker_settings(spec: Spec) -> dict[str, object]:
+    settings: dict[str, object] = {"device": spec.device, "max_idle_seconds": 24 * 3600}
+    if spec.concurrency is not None:
+        settings["concurrency"] = spec.concurrency
+    if spec.engine is not None:
+        settings["engine"] = spec.engine
+    return settings
+
+
+def run_worker(spec: Spec) -> Outcome:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with LocalAws(bucket="whisper-bench", queue="whisper-bench", visibility_timeout=300) as local:
+        assert local.resources is not None
+        bucket, queue_url = local.resources.bucket, local.resources.queue_url
+        s3, sqs = local.client("s3"), local.client("sqs")
+        urls: dict[str, str] = {}
+        for item in spec.items:
+            if item["audio"] not in urls:
+                path = Path(item["audio"])
+                key = f"audio/{len(urls):04d}-{_safe(item['name'])}{path.suffix}"
+                s3.upload_file(str(path), bucket, key)
+                urls[item["audio"]] = f"s3://{bucket}/{key}"
+        warm_key = f"audio/{WARMUP_JOB}{Path(spec.warmup).suffix}"
+        s3.upload_file(spec.warmup, bucket, warm_key)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=_message(WARMUP_JOB, f"s3://{bucket}/{warm_key}"))
+
+        settings = _worker_settings(spec)
+        env = local.worker_env(secret=secret, model_dir=Path(spec.model_dir), model=spec.model, **settings)
+        with LOG.open("wb") as log:
+            started = time.perf_counter()
+            proc = subprocess.Popen([*_command(), "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        results = Results(s3, bucket, proc)
+        rss_mb: list[float | None] = []
+        try:
+            results.wait({WARMUP_JOB}, started + 600)
+            cold = results.found[WARMUP_JOB][1] - started
+            warm_result = results.found[WARMUP_JOB][0]
+            if warm_result["status"] != "completed":
+                raise RuntimeError(f"the warm-up job failed: {warm_result.get('error')}; the worker's log: {LOG}")
+
+            job_ids = [f"bench-{i:05d}" for i in range(len(spec.items))]
+            bodies = [_message(j, urls[item["audio"]]) for j, item in zip(job_ids, spec.items, strict=True)]
+            sent = time.perf_counter()
+            for start in range(0, len(bodies), 10):
+                entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
+                sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            results.wait(set(job_ids), sent + spec.timeout)
+            wall = max(results.found[j][1] for j in job_ids) - sent
+            rss_mb.append(_vm_hwm_mb(proc.pid))
+        finally:
+            rss_mb.append(_stop(proc))
+        texts, errors = zip(*(results.text(j) for j in job_ids), strict=True)
+    peaks = [m for m in rss_mb if m is not None]
+    return Outcome(
+        load_seconds=cold,
+        load_label="cold start",
+        wall_seconds=wall,
+        texts=list(texts),
+        item_seconds=[None] * len(job_ids),
+        errors=list(errors),
+        peak_rss_mb=max(peaks) if peaks else None,
+        extra={"log": str(LOG), "exit_code": proc.returncode, "settings": _worker_settings(spec)},
+    )

@@ -1,0 +1,252 @@
+"""The benchmark's own parts, fast: corpus manifests, WER, the table, and the WAVs it writes. No Whisper runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_factory import JFK, tone, write_wav
+
+from bench import corpus, report, run, systems
+from bench.report import Summary, add_ratios, format_report, format_table, summarise
+from bench.wer import corpus_wer, normalise
+from worker.decode import SAMPLE_RATE, _decode_with_pyav, decode_audio
+
+# ---------------------------------------------------------------------------------------------- corpus
+
+
+@pytest.fixture
+def user_corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "talks"
+    (root / "day2").mkdir(parents=True)
+    write_wav(root / "hello.wav", tone(220.0, 1.5, SAMPLE_RATE))
+    (root / "hello.txt").write_text("Hello there.\n")
+    write_wav(root / "day2" / "keynote.wav", tone(330.0, 61.0, SAMPLE_RATE, amplitude=0.1))
+    (root / "day2" / "keynote.txt").write_text("A long talk.")
+    shutil.copyfile(JFK, root / "jfk.flac")
+    (root / "jfk.txt").write_text("And so my fellow Americans")
+    write_wav(root / "no-reference.wav", tone(440.0, 0.5, SAMPLE_RATE))  # no .txt: not part of the corpus
+    return root
+
+
+def test_user_directory_becomes_a_corpus(user_corpus: Path) -> None:
+    found = corpus.from_directory(user_corpus)
+    by_name = {item.name: item for item in found.items}
+    assert sorted(by_name) == ["day2/keynote", "hello", "jfk"]
+    assert by_name["hello"].text == "Hello there."
+    assert by_name["hello"].seconds == pytest.approx(1.5)
+    assert by_name["hello"].kind == "clip"
+    assert by_name["day2/keynote"].kind == "long"  # over 60 s
+    assert by_name["jfk"].seconds == pytest.approx(11.0, abs=0.1)  # not a WAV: measured by decoding
+    assert found.seconds == pytest.approx(1.5 + 61.0 + 11.0, abs=0.2)
+
+
+def test_manifest_round_trip_and_is_preferred(user_corpus: Path) -> None:
+    found = corpus.from_directory(user_corpus)
+    path = corpus.write_manifest(found.root, list(found.items), "abc123")
+    assert '"audio": "day2/keynote.wav"' in path.read_text()  # relative: the directory can move
+    again, fingerprint = corpus.read_manifest(found.root)
+    assert fingerprint == "abc123"
+    assert again.items == found.items
+    # With a manifest present, the directory is read from it (a subset here), not scanned.
+    corpus.write_manifest(found.root, list(found.items[:1]))
+    assert len(corpus.from_directory(user_corpus).items) == 1
+
+
+def test_empty_directory_is_refused(tmp_path: Path) -> None:
+    write_wav(tmp_path / "orphan.wav", tone(440.0, 0.5, SAMPLE_RATE))
+    with pytest.raises(corpus.CorpusError, match=r"same-named \.txt"):
+        corpus.from_directory(tmp_path)
+
+
+def test_clip_plan_is_deterministic_and_varied() -> None:
+    plan = corpus.clip_plan()
+    assert plan == corpus.clip_plan()
+    assert len(plan) >= 35
+    assert len({voice for _, _, voice, _, _ in plan}) >= 8
+    assert {speed for *_, speed, _ in plan} <= set(range(140, 191))
+    assert len({name for name, *_ in plan}) == len(plan)
+    assert corpus.fingerprint("espeak 1") == corpus.fingerprint("espeak 1") != corpus.fingerprint("espeak 2")
+
+
+def test_sentences_split_at_sentence_ends() -> None:
+    assert corpus.sentences("Fellow countrymen: At this time. All dreaded it, all sought it! Why? And") == [
+        "Fellow countrymen:",
+        "At this time.",
+        "All dreaded it, all sought it!",
+        "Why?",
+        "And",
+    ]
+
+
+def test_corpus_wavs_take_the_decoders_fast_path(tmp_path: Path) -> None:
+    pcm = (tone(300.0, 2.0, SAMPLE_RATE) * 32767).astype(np.int16)
+    path = tmp_path / "clip.wav"
+    assert corpus.write_wav(path, pcm) == 2.0
+    fast = decode_audio(path, max_seconds=60)
+    np.testing.assert_array_equal(fast, _decode_with_pyav(path, 60 * SAMPLE_RATE, 60))
+    np.testing.assert_array_equal(fast, pcm.astype(np.float32) / 32768.0)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_speak_gives_16khz_speech() -> None:
+    pcm = corpus.speak("Slow and steady wins the race.", "en-us", 160, 50)
+    assert pcm.dtype == np.int16
+    assert 1.0 < pcm.size / SAMPLE_RATE < 4.0
+    assert np.abs(pcm).max() > 1000
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_default_corpus_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(corpus.texts, "CLIPS", [("aesop", "Slow and steady."), ("franklin", "Well done.")])
+    monkeypatch.setattr(corpus.texts, "LONG_PARAGRAPHS", ["One. Two.", "Three."])
+    logged: list[str] = []
+    built = corpus.build_default(tmp_path, log=logged.append)
+    assert [(i.name, i.kind) for i in built.items] == [
+        ("clip-01-aesop", "clip"),
+        ("clip-02-franklin", "clip"),
+        ("jfk", "clip"),
+        ("second-inaugural", "long"),
+    ]
+    assert built.items[-1].text == "One. Two. Three."
+    # sentences, two pauses between them and a longer one between paragraphs
+    pauses = corpus.PAUSES[0] + corpus.PARAGRAPH_PAUSE + corpus.PAUSES[1]
+    assert built.items[-1].seconds > pauses + 1.0
+    for item in built.items[:2]:
+        assert decode_audio(item.audio, max_seconds=60).size / SAMPLE_RATE == pytest.approx(item.seconds, abs=1e-3)
+    assert logged
+    logged.clear()
+    assert corpus.build_default(tmp_path, log=logged.append) == built
+    assert not logged  # same fingerprint: reused, not rebuilt
+
+
+def test_missing_espeak_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
+    with pytest.raises(corpus.CorpusError, match="apt-get install espeak-ng"):
+        corpus.espeak_version()
+
+
+# ---------------------------------------------------------------------------------------------- WER
+
+
+def test_normalise_ignores_case_punctuation_and_spelling() -> None:
+    assert normalise("Mr. Bennet's COLOUR, humour!") == normalise("mister bennet's color humor")
+
+
+def test_wer_is_over_all_words_not_a_mean_of_files() -> None:
+    # One error in a 1-word file and none in a 9-word file: 1/10, where a mean of rates would say 0.5.
+    nine = "the quick brown fox jumps over a lazy dog"
+    refs, hyps = ["hello", nine], ["yellow", nine]
+    assert corpus_wer(refs, hyps) == pytest.approx(0.1)
+
+
+def test_wer_counts_a_missing_transcript_as_deletions_and_skips_empty_references() -> None:
+    assert corpus_wer(["cats and dogs", "Um, uh."], ["", "something"]) == pytest.approx(1.0)
+    assert corpus_wer(["!?"], ["x"]) is None
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+ITEMS = [
+    {"name": "a", "text": "the cat sat on the mat", "kind": "clip", "seconds": 10.0},
+    {"name": "b", "text": "a dog ran", "kind": "clip", "seconds": 5.0},
+    {"name": "speech", "text": "with malice toward none", "kind": "long", "seconds": 300.0},
+]
+
+
+def _outcome(texts: list[str | None], wall: float, per_item: list[float | None] | None = None, **kw) -> dict:
+    errors = [None if t is not None else "unsupported: bad audio" for t in texts]
+    return {
+        "status": "ok",
+        "texts": texts,
+        "errors": errors,
+        "wall_seconds": wall,
+        "item_seconds": per_item or [None] * len(texts),
+        "load_seconds": 1.5,
+        **kw,
+    }
+
+
+@pytest.fixture
+def summaries() -> list[Summary]:
+    good = ["the cat sat on the mat", "a dog ran", "with malice toward none"]
+    result = [
+        summarise("reference", ITEMS, _outcome(good, 63.0, [2.0, 1.0, 60.0]), rss_mb=700.0),
+        summarise("faster-whisper", ITEMS, _outcome(["the cat sat on a mat", "a dog ran", None], 21.0, [1, 1, 19])),
+        summarise("faster-whisper-batched", ITEMS, {"status": "not installed", "detail": "pip install it"}),
+        summarise(
+            "worker",
+            ITEMS,
+            _outcome(good, 30.0, load_label="cold start", peak_rss_mb=900.0, load_seconds=4.7),
+            rss_mb=80.0,
+        ),
+    ]
+    add_ratios(result)
+    return result
+
+
+def test_summaries(summaries: list[Summary]) -> None:
+    ref, fw, missing, worker = summaries
+    assert ref.total.audio_seconds == 315.0
+    assert ref.total.realtime == pytest.approx(5.0)
+    assert ref.total.wer == 0.0
+    assert ref.kinds["long"].wall_seconds == 60.0
+    assert fw.vs_reference == pytest.approx(3.0)
+    assert fw.total.failed == 1
+    assert fw.kinds["long"].wer == 1.0  # all four words missing
+    assert fw.kinds["clip"].wer == pytest.approx(1 / 9)
+    assert fw.errors == ["speech: unsupported: bad audio"]
+    assert missing.status == "not installed"
+    assert worker.peak_rss_mb == 900.0  # the worker process's own, not the system process's
+    assert worker.kinds["clip"].wall_seconds is None  # jobs overlap: no per-kind time
+
+
+def test_table_is_fixed_width(summaries: list[Summary]) -> None:
+    lines = format_table(summaries).splitlines()
+    # Every numeric column is right-aligned: its header and each value in it end at the same offset.
+    ends, offset = [], 0
+    for _, width, _ in report.COLUMNS[:-1]:
+        offset += width
+        ends.append(offset)
+        offset += 2
+    numeric = ends[1:]
+    for line in lines[:1] + [line for line in lines[2:] if not line.startswith("  ") and "not installed" not in line]:
+        for end in numeric:
+            assert line[end - 1] != " " and not line[end : end + 2].strip(), (line, end)
+    rows = {line.split("  ")[0].strip(): line for line in lines[2:] if not line.startswith("  ")}
+    assert "3.00x" in rows["faster-whisper"]
+    assert "1 FAILED" in rows["faster-whisper"]
+    assert "not installed: pip install it" in rows["faster-whisper-batched"]
+    assert "load = cold start" in rows["worker"]
+    assert "4.70" in rows["worker"]
+    assert sum(1 for line in lines if line.startswith("  clips")) == 3
+    assert sum(1 for line in lines if line.startswith("  long")) == 3
+
+
+def test_report_names_the_machine_and_the_errors(summaries: list[Summary]) -> None:
+    text = format_report(summaries, "Some CPU, 2 cores, torch 2.13.0, device cpu", "corpus (3 items)")
+    assert text.startswith("machine: Some CPU, 2 cores")
+    assert "faster-whisper error: speech: unsupported: bad audio" in text
+    assert "EnglishTextNormalizer" in text
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_systems(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.parse_args([]).systems == ["reference", "faster-whisper", "faster-whisper-batched", "engine", "worker"]
+    assert "reference-nocudnn" in run.parse_args(["--device", "cuda"]).systems
+    assert run.parse_args(["--systems", "engine, worker"]).systems == ["engine", "worker"]
+    for bad in (["--systems", "nope"], ["--systems", "reference-nocudnn"], ["--repeat", "0"]):
+        with pytest.raises(SystemExit):
+            run.parse_args(bad)
+    assert "needs --device cuda" in capsys.readouterr().err
+
+
+def test_missing_package_is_not_installed_not_a_crash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(systems.SYSTEMS, "faster-whisper", "no_such_package_here")
+    outcome, rss = run.run_system(systems.Spec(system="faster-whisper", items=[]), tmp_path)
+    assert outcome["status"] == "not installed"
+    assert rss is None
