@@ -50,7 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--systems", help=f"comma list (default: all): {', '.join(SYSTEMS)}")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeat", type=int, default=1, help="transcribe every corpus item N times (fast devices)")
-    parser.add_argument("--concurrency", type=int, help="WHISPER_CONCURRENCY for the engine and worker systems")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="WHISPER_CONCURRENCY for the worker (default: 8 on cpu, 64 on cuda: enough messages in progress "
+        "that their windows fill the engine's passes)",
+    )
     parser.add_argument("--engine", help="WHISPER_ENGINE for the engine and worker systems")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="converted checkpoints' cache")
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint=checkpoint,
                 ct2_dir=ct2_dir,
                 warmup=str((args.warmup or corpus_mod.jfk_path()).resolve()),
-                concurrency=args.concurrency,
+                concurrency=args.concurrency or (64 if args.device == "cuda" else 8),
                 engine=args.engine,
                 timeout=600 + 5 * audio_seconds,
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +137,37 @@ class Harness:
 @pytest.fixture
 def harness(local_aws: LocalAws, settings: Settings, engine: Engine, receiver: CallbackReceiver) -> Harness:
     return Harness(local_aws, settings, engine, receiver)
+
+
+# --- the Dockerfile's install, started early so it runs beside the other tests ---------------------------
+
+FRESH_INSTALL_TEST = "test_install_commands_work_in_a_fresh_virtualenv"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The install's test goes last, so the rest of the suite runs while it installs."""
+    items.sort(key=lambda item: item.name == FRESH_INSTALL_TEST)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.name == FRESH_INSTALL_TEST for item in session.items):
+        from tests.test_dockerfile import FreshInstall
+
+        root = Path(tempfile.mkdtemp(prefix="fresh-install-"))
+        session.config.stash[_FRESH] = FreshInstall(root)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    install = session.config.stash.get(_FRESH, None)
+    if install is not None:
+        shutil.rmtree(install.root, ignore_errors=True)
+
+
+_FRESH = pytest.StashKey["object"]()
+
+
+@pytest.fixture
+def fresh_install(request: pytest.FixtureRequest) -> object:
+    install = request.config.stash.get(_FRESH, None)
+    assert install is not None, "started in pytest_collection_finish"
+    return install
