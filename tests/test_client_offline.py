@@ -95,12 +95,12 @@ def test_estimate_divides_the_audio_by_throughput_and_prices_the_instance_time()
 
 
 def test_measured_figures_win_and_cpu_instances_use_no_gpu_seconds() -> None:
-    estimate = pricing.estimate_cost(800, "tiny.en", "c6a.large", spot=True)
+    estimate = pricing.estimate_cost(730, "tiny.en", "c6a.large", spot=True)
     assert estimate.throughput.basis == "measured"
-    assert estimate.throughput.realtime_factor == 8.0
+    assert estimate.throughput.realtime_factor == 14.6
     assert estimate.gpu_seconds == 0
-    assert estimate.instance_seconds == 100
-    assert estimate.cost_usd == pytest.approx(100 / 3600 * 0.035)
+    assert estimate.instance_seconds == pytest.approx(50)
+    assert estimate.cost_usd == pytest.approx(50 / 3600 * 0.035)
 
 
 def test_unknown_models_and_instances_are_named_with_the_known_ones() -> None:

@@ -105,7 +105,7 @@ INSTANCES: Final[dict[str, Instance]] = {
     instance.name: instance
     for instance in (
         # 2 vCPU AMD EPYC: the CPU family of the VM our tiny.en figure was measured on (generation not known).
-        Instance("c6a.large", None, "tiny", 8.0, on_demand_hourly=0.0765, spot_hourly=0.035),
+        Instance("c6a.large", None, "tiny", 14.6, on_demand_hourly=0.0765, spot_hourly=0.035),
         # NVIDIA T4 16 GB, 320 GB/s: 5.45 x 320/608 = 2.9x for large.
         Instance("g4dn.xlarge", "NVIDIA T4", "large", _large_on(320), on_demand_hourly=0.526, spot_hourly=0.22),
         # NVIDIA A10G 24 GB, 600 GB/s: 5.45 x 600/608 = 5.4x for large.
@@ -119,9 +119,10 @@ INSTANCES: Final[dict[str, Instance]] = {
 
 # Measured throughput per (instance, model family); these override the derivation above.
 MEASURED: Final[dict[tuple[str, str], tuple[float, str]]] = {
-    # tiny.en through the whole worker (fetch, decode, transcribe, store) on tests/data/jfk.flac, 2026:
-    # 10x per job, 7.8x end to end with start-up (95 s recordings) on a 2-vCPU AMD EPYC VM: taken as 8x.
-    ("c6a.large", "tiny"): (8.0, "measured: tiny.en through the worker on a 2-vCPU AMD EPYC machine"),
+    # tiny.en through the whole worker (fetch, decode, transcribe, store; 8 messages at once, CTranslate2 int8) on
+    # `make bench`'s 709 s corpus on a 2-vCPU AMD EPYC VM, 2026: 14.6x realtime (openai-whisper's transcribe()
+    # file after file: 9.3x on the same audio).
+    ("c6a.large", "tiny"): (14.6, "measured: tiny.en through the worker on a 2-vCPU AMD EPYC machine (make bench)"),
 }
 
 # --------------------------------------------------------------------------------------- managed APIs
