@@ -170,8 +170,12 @@ class BatchedEngine:
                 arrived, self._incoming = self._incoming, []
             for request in arrived:
                 self._admit(request)
-            for key in [k for k, lane in self._lanes.items() if lane.tasks or lane.fresh]:
+            busy = [k for k, lane in self._lanes.items() if lane.tasks or lane.fresh]
+            for key in busy:
                 self._pass(key)
+            if not busy and self._jobs:  # cannot happen; fail loudly rather than spin on work that is gone
+                for job_id in list(self._jobs):
+                    self._fail_job(job_id, RuntimeError("internal error: a job's audio left the engine's queue"))
 
     def _admit(self, request: _Request) -> None:
         request.transcripts = [None] * len(request.audios)
@@ -295,9 +299,12 @@ class BatchedEngine:
             i for i, job in self._jobs.items() if (job.request.model, job.language, job.request.options.task) == key
         }
         for job_id in job_ids:
-            job = self._jobs.pop(job_id, None)
-            if job is not None and not job.request.future.done():
-                job.request.future.set_exception(exc)
+            self._fail_job(job_id, exc)
+
+    def _fail_job(self, job_id: int, exc: BaseException) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None and not job.request.future.done():
+            job.request.future.set_exception(exc)
 
 
 # Progress hooks write status.json to S3: one thread of their own keeps the model thread off the network,
