@@ -335,7 +335,7 @@ def _assemble(
     duration = audio.size / SAMPLE_RATE
     for piece, found in found_pieces:
         base = piece.start / SAMPLE_RATE
-        for start, end, text, decoded, temperature in found.spans:
+        for start, end, text, decoded in found.spans:
             if silent(decoded) or not text.strip():
                 continue
             segments.append(
@@ -347,7 +347,7 @@ def _assemble(
                     avg_logprob=decoded.avg_logprob,
                     no_speech_prob=decoded.no_speech_prob,
                     compression_ratio=round(compression_ratio(text), 3),
-                    temperature=temperature,
+                    temperature=decoded.temperature,
                 )
             )
     return Transcript(

@@ -64,8 +64,8 @@ def compression_ratio(text: str) -> float:
 
 
 def acceptable(decoded: Decoded, text: str) -> bool:
-    if decoded.no_speech_prob > NO_SPEECH_LIMIT and decoded.avg_logprob < LOGPROB_LIMIT:
-        return True  # silence: transcribe() drops it, and so do we
+    if silent(decoded):
+        return True  # transcribe() drops silence, and so do we
     return compression_ratio(text) <= COMPRESSION_RATIO_LIMIT and decoded.avg_logprob >= LOGPROB_LIMIT
 
 
@@ -75,9 +75,9 @@ def silent(decoded: Decoded) -> bool:
 
 @dataclass
 class PieceText:
-    """What one piece said: (start, end, text, the decoding it came from, temperature), times in the piece."""
+    """What one piece said: (start, end, text, the decoding it came from), times in the piece."""
 
-    spans: list[tuple[float, float, str, Decoded, float]] = field(default_factory=list)
+    spans: list[tuple[float, float, str, Decoded]] = field(default_factory=list)
 
 
 class Split:
@@ -116,7 +116,7 @@ class Split:
                     continue
             text = self.tokenizer.decode(span.tokens)
             start = min(max(span.start, lo), hi) - lo
-            found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded, self.decoded.temperature))
+            found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded))
         rest: list[Piece] = []
         for piece, lo, hi in placed:
             if piece in redo:

@@ -107,8 +107,3 @@ def pack(pieces: list[Piece], *, gap_seconds: float = PACK_GAP_SECONDS) -> list[
         else:
             windows.append(Window([(piece, 0)]))
     return windows
-
-
-def single(pieces: list[Piece]) -> list[Window]:
-    """One piece per window: for options that need a piece's own window (and for re-decoding)."""
-    return [Window([(piece, 0)]) for piece in pieces]
