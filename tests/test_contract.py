@@ -127,9 +127,22 @@ def test_models_accepted(model: str) -> None:
     assert parse_message(body(model=model.upper())).model == model.lower()
 
 
-@pytest.mark.parametrize("language", ["de", "haw", "english", "haitian creole", None])
-def test_languages_accepted(language: str | None) -> None:
-    assert parse_message(body(language=language)).language == language
+@pytest.mark.parametrize(
+    ("language", "code"),
+    [("de", "de"), ("haw", "haw"), ("english", "en"), ("haitian creole", "ht"), ("Castilian", "es"), (None, None)],
+)
+def test_languages_accepted_and_stored_as_codes(language: str | None, code: str | None) -> None:
+    assert parse_message(body(language=language)).language == code
+
+
+def test_language_table_matches_whisper() -> None:
+    from whisper.tokenizer import LANGUAGES as WHISPER_LANGUAGES
+    from whisper.tokenizer import TO_LANGUAGE_CODE
+
+    from worker.languages import LANGUAGES, language_code
+
+    assert list(LANGUAGES.items()) == list(WHISPER_LANGUAGES.items())
+    assert all(language_code(name) == code for name, code in TO_LANGUAGE_CODE.items())
 
 
 def test_explicit_nulls_mean_defaults() -> None:
@@ -304,6 +317,8 @@ def test_several_errors_are_all_reported() -> None:
         ("language", "e"),
         ("language", "english1"),
         ("language", "x" * 21),
+        ("language", "xx"),
+        ("language", "klingon"),
         ("initial_prompt", "p" * 1001),
         ("initial_prompt", 5),
         ("metadata", ["not", "a", "dict"]),

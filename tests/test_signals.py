@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """One ``python -m worker.cli run`` subprocess; stdout and stderr go to ``log_path``."""
+    """One ``python -m worker.cli run`` subprocess (or another ``command``); stdout and stderr go to ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: tuple[str, ...] = ("worker.cli", "run")) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 -- closed in wait()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"],
+            [sys.executable, "-m", *command],
             cwd=ROOT,
             env=env,
             stdout=self._log,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from worker import aws
 from worker.batch_engine import BatchedEngine
 from worker.callback import CallbackPolicy, CallbackSender
-from worker.engine import Engine, pick_device
+from worker.engine import Engine, pick_device, require_usable_device
 from worker.engines import make_engine
 from worker.metrics import JobMetrics
 from worker.models import ModelCache
@@ -19,18 +19,22 @@ from worker.store import ResultStore
 
 def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | None = None) -> Engine | BatchedEngine:
     metrics = metrics or JobMetrics(settings.metrics_namespace)
+    device = pick_device(settings.device)
+    require_usable_device(device)  # a worker without its device must not take messages
     return make_engine(
         ModelCache(
             model_dir=settings.model_dir,
             sources=dict(settings.model_sources),
             download=settings.model_download,
-            device=pick_device(settings.device),
+            device=device,
             s3_client=s3,
             mirror=settings.model_mirror,
             on_load=metrics.model_loaded,
         ),
         settings.engine,
         settings.batch_windows,
+        deadline_base_seconds=settings.job_deadline_base_seconds,
+        deadline_factor=settings.job_deadline_factor,
     )
 
 

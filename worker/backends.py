@@ -35,6 +35,7 @@ def _best_of(samples: list[Decoded]) -> list[Decoded]:
 
 class Backend(Protocol):
     multilingual: bool
+    num_languages: int
     batch_windows: int
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer: ...
@@ -82,13 +83,14 @@ class TorchBackend:
         self.model = prepare_for_inference(model)
         self.device = next(model.parameters()).device
         self.multilingual = model.is_multilingual
+        self.num_languages = model.num_languages
         if batch_windows <= 0:
             batch_windows = gpu_batch_windows(model) if self.device.type == "cuda" else CPU_BATCH_WINDOWS
         self.batch_windows = batch_windows
         self._lock = inference_lock(model)  # shared with the reference engine's transcribe()
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
-        return _tokenizer(self.multilingual, self.model.num_languages, language, task)
+        return _tokenizer(self.multilingual, self.num_languages, language, task)
 
     def _mel(self, windows: np.ndarray) -> torch.Tensor:
         return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels)

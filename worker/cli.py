@@ -13,13 +13,18 @@ from worker.client_cli import add_client_commands
 
 def _run(args: argparse.Namespace) -> int:
     from worker.app import build_worker
+    from worker.errors import WorkerUnfit
     from worker.logs import logger
     from worker.settings import Settings
 
     settings = Settings.from_env().with_overrides(max_jobs=args.max_jobs, max_idle_seconds=args.max_idle_seconds)
-    worker = build_worker(settings)
-    worker.install_signal_handlers()
-    stats = worker.run()
+    try:
+        worker = build_worker(settings)
+        worker.install_signal_handlers()
+        stats = worker.run()
+    except WorkerUnfit as exc:
+        logger.error("worker cannot serve; exiting before taking any message", extra={"reason": str(exc)})
+        return 3
     logger.info("worker stopped", extra={"stats": vars(stats) | {"verdicts": len(stats.verdicts)}})
     if stats.abandoned:
         # A job thread is still inside the model; ending the interpreter normally would wait on it or abort in

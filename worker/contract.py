@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from worker.languages import language_code
+
 __all__ = [
     "CONTRACT_VERSION",
     "JOB_ID_PATTERN",
@@ -240,7 +242,8 @@ class JobRequest(BaseModel):
         pattern=LANGUAGE_PATTERN,
         description=(
             "Spoken language as a 2-3 letter code (en, de, haw) or a Whisper language name "
-            "(english), case-insensitive; null means detect it."
+            "(english), case-insensitive, one of the languages Whisper knows (names are stored as codes); "
+            "null means detect it."
         ),
     )
     task: Literal["transcribe", "translate"] = Field(
@@ -340,6 +343,20 @@ class JobRequest(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = language_code(value)
+        if code is None:
+            raise PydanticCustomError(
+                "unsupported_language",
+                "{value!r} is not a language Whisper knows; use a code such as en, de, haw or a name such as german",
+                {"value": _short(value)},
+            )
+        return code
 
     @field_validator("formats", mode="before")
     @classmethod

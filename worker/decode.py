@@ -26,6 +26,46 @@ def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
     return audio
 
 
+def probe_seconds(path: Path) -> float | None:
+    """The length a file's header declares, in seconds, without decoding; None when unknown or unreadable.
+
+    An estimate for the decoded-audio budget only: it never raises (the decoder reports bad files) and may be
+    wrong (streamed or concatenated files), so ``decode_audio`` still enforces its own limit.
+    """
+    try:
+        seconds = _probe_wav(path)
+        if seconds is not None:
+            return seconds
+    except (wave.Error, EOFError, OSError, ValueError):
+        pass  # not a PCM WAV the standard library reads: ask PyAV
+    try:
+        return _probe_with_pyav(path)
+    except Exception:  # any failure to read a header just means "unknown"
+        return None
+
+
+def _probe_wav(path: Path) -> float | None:
+    with wave.open(str(path), "rb") as wav:
+        frames, frame_bytes, rate = wav.getnframes(), wav.getnchannels() * wav.getsampwidth(), wav.getframerate()
+    # Streamed WAVs declare 0 or 0xFFFFFFFF bytes of data: the file's size bounds what PCM it can hold.
+    frames = min(frames, path.stat().st_size // max(1, frame_bytes))
+    return frames / rate if frames > 0 and rate > 0 else None
+
+
+def _probe_with_pyav(path: Path) -> float | None:
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if container.duration:
+            return container.duration / av.time_base
+    return None
+
+
 def _read_native_wav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray | None:
     """The samples of a 16 kHz mono s16 WAV, or None when the file is anything else (PyAV then decodes it)."""
     try:

@@ -31,7 +31,14 @@ def resolve_engine(name: str, device: str) -> str:
     return "ctranslate2" if device == "cpu" and ct2_installed() else "batched"
 
 
-def make_engine(models: ModelCache, name: str, batch_windows: int = 0) -> Engine | BatchedEngine:
+def make_engine(
+    models: ModelCache,
+    name: str,
+    batch_windows: int = 0,
+    *,
+    deadline_base_seconds: float = 600.0,
+    deadline_factor: float = 4.0,
+) -> Engine | BatchedEngine:
     device = models.device
     chosen = resolve_engine(name, device)
     if device.startswith("cuda"):
@@ -45,7 +52,7 @@ def make_engine(models: ModelCache, name: str, batch_windows: int = 0) -> Engine
 
     def backend_for(model_name: str) -> Backend:
         if chosen == "ctranslate2":
-            directory = ct2_directory(model_name, models.sources)
+            directory = ct2_directory(model_name, models.sources, models.model_dir)
             if directory is not None:  # other models have no CTranslate2 weights: torch it is
                 started = time.monotonic()
                 kind = "cuda" if device.startswith("cuda") else "cpu"
@@ -54,4 +61,10 @@ def make_engine(models: ModelCache, name: str, batch_windows: int = 0) -> Engine
                 return backend
         return TorchBackend(models.get(model_name), size)
 
-    return BatchedEngine(reference, backend_for, name=chosen)
+    return BatchedEngine(
+        reference,
+        backend_for,
+        name=chosen,
+        deadline_base_seconds=deadline_base_seconds,
+        deadline_factor=deadline_factor,
+    )

@@ -13,7 +13,9 @@
     └── TransientError            may pass: message left on the queue, redelivered after a backoff
         ├── FetchUnavailable      fetch_unavailable   throttling, 5xx, timeouts, resets while fetching audio
         ├── StoreUnavailable      store_unavailable   S3 refused or failed to write results
-        └── ResourceExhausted     resource_exhausted  out of (GPU) memory
+        ├── ResourceExhausted     resource_exhausted  out of (GPU) memory
+        ├── EngineFailed          engine_failed       a forward pass or the engine's model thread raised
+        └── EngineTimeout         engine_timeout      the engine did not finish the job by its deadline
 
 Only the class decides a message's fate; ``code`` is the stable name backends see.
 """
@@ -83,3 +85,16 @@ class StoreUnavailable(TransientError):
 
 class ResourceExhausted(TransientError):
     code = "resource_exhausted"
+
+
+class EngineFailed(TransientError):
+    code = "engine_failed"
+
+
+class EngineTimeout(TransientError):
+    code = "engine_timeout"
+
+
+class WorkerUnfit(RuntimeError):
+    """Not a job's error: the worker cannot do any job (no usable device, the default model does not load), so it
+    exits before its first receive instead of charging messages a try."""

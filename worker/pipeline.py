@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from worker.audio_budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
 from worker.callback import CallbackOutcome, CallbackSender
 from worker.claim import CLAIM_FILE, ClaimHeld, ClaimStore
 from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
-from worker.decode import decode_audio
 from worker.engine import Engine, TranscribeOptions
 from worker.errors import BlockedUrl, InvalidMessage, JobError, TransientError
 from worker.fetch import fetched
@@ -73,6 +73,8 @@ class JobProcessor:
         # Progress events use a sender with few retries: a slow backend must not hold up the transcription.
         self.progress_callbacks = progress_callbacks or callbacks
         self.claims = ClaimStore(s3, store.bucket)
+        # One budget of decoded audio for all messages in progress: each waits for room before decoding.
+        self.audio_budget = AudioBudget(settings.max_decoded_seconds or default_budget_seconds())
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
         started = time.monotonic()
@@ -152,17 +154,6 @@ class JobProcessor:
         s = self.settings
         if request.audio.startswith("http://") and not s.allow_http:
             raise BlockedUrl("audio URL must use https")
-        progress.state("fetching")
-        with fetched(
-            request.audio,
-            s3=self.s3,
-            max_bytes=s.max_audio_bytes,
-            timeout=s.fetch_timeout,
-            allow_http=s.allow_http,
-            allow_private=s.allow_private_urls,
-        ) as path:
-            progress.state("decoding")
-            audio = decode_audio(path, max_seconds=s.max_audio_seconds)
         options = TranscribeOptions(
             language=request.language,
             task=request.task,
@@ -170,8 +161,25 @@ class JobProcessor:
             word_timestamps=request.word_timestamps,
             beam_size=request.beam_size,
         )
-        progress.state("transcribing", 0.0)
-        transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+        self.engine.check(model, options)  # a model that cannot serve these options fails before any fetch
+        progress.state("fetching")
+        decoded: Reservation | None = None
+        try:
+            with fetched(
+                request.audio,
+                s3=self.s3,
+                max_bytes=s.max_audio_bytes,
+                timeout=s.fetch_timeout,
+                allow_http=s.allow_http,
+                allow_private=s.allow_private_urls,
+            ) as path:
+                progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
+                audio, decoded = decode_within_budget(path, self.audio_budget, max_seconds=s.max_audio_seconds)
+            progress.state("transcribing", 0.0)
+            transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+        finally:
+            if decoded is not None:  # the engine is done with the samples, whatever it returned
+                decoded.release()
         progress.state("storing")
         keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
         result = self._result(request, model, message, fingerprint, started, status="completed", results=keys)

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.contract import best_effort_ids
+from worker.errors import WorkerUnfit
 from worker.logs import add_job_keys, clear_job_keys, logger
 from worker.metrics import JobMetrics, JobReport, queue_wait_seconds
 from worker.pipeline import JobProcessor, Outcome
@@ -38,6 +39,9 @@ BUSY_POLL_SECONDS = 1
 WATCH_SECONDS = 0.2
 # After abandoning, how long to let jobs already settling (a few queue calls) finish before returning.
 SETTLE_WAIT_SECONDS = 2.0
+# At WHISPER_MAX_RUNTIME_SECONDS the jobs in progress get this long to finish before they are released; the stack
+# sets the runtime limit this much and more below the Batch job's timeout.
+RUNTIME_FINISH_SECONDS = 600.0
 
 
 @dataclass
@@ -62,6 +66,9 @@ class _Stop:
         self.deadline: float | None = None
 
     def signal(self, grace: float) -> None:
+        if self.requested.is_set() and self.deadline is not None and self.deadline - time.monotonic() > grace:
+            self.deadline = time.monotonic() + grace  # a signal after the runtime limit shortens its long grace
+            return
         if self.requested.is_set():
             self.immediate.set()
         else:
@@ -99,6 +106,7 @@ class Worker:
         self._running: dict[str, QueueMessage] = {}  # message id -> message whose job is being processed
         self._settling: dict[str, QueueMessage] = {}  # processed, now being settled on the queue
         self._started = 0
+        self._started_at = time.monotonic()
 
     def request_stop(self, *_: Any) -> None:
         self._stop.signal(self.settings.shutdown_grace)
@@ -115,6 +123,7 @@ class Worker:
         s = self.settings
         if s.preload_model:
             self._preload(s.default_model)
+        self._started_at = time.monotonic()
         logger.info(
             "worker started",
             extra={
@@ -135,6 +144,7 @@ class Worker:
         receiving = True
         last_activity = time.monotonic()
         while True:
+            self._check_runtime()
             if self._stop.requested.is_set():
                 receiving = False
                 for message in self._take_pending():  # never started: hand them back now
@@ -216,19 +226,24 @@ class Worker:
                     daemon=True,
                 ).start()
 
+    def _check_runtime(self) -> None:
+        """Past WHISPER_MAX_RUNTIME_SECONDS: stop receiving and leave before the Batch job's timeout kills us."""
+        limit = self.settings.max_runtime_seconds
+        if limit is None or self._stop.requested.is_set() or time.monotonic() - self._started_at < limit:
+            return
+        logger.info("maximum runtime reached; finishing the jobs in progress", extra={"max_runtime_seconds": limit})
+        self._stop.signal(RUNTIME_FINISH_SECONDS)
+
     def _preload(self, name: str) -> None:
-        """Load the default model while the first long poll waits, so the first job does not pay for it."""
+        """Load the default model before the first receive: a worker that cannot load it must not take messages
+        (each receive counts against a message's tries), so it exits and Batch can replace it."""
         models = self.processor.engine.models
         if models.loaded(name):
             return
-
-        def load() -> None:
-            try:
-                models.get(name)
-            except Exception as exc:  # the jobs that ask for it will fail with the reason
-                logger.warning("could not preload the default model", extra={"model": name, "error": str(exc)})
-
-        threading.Thread(target=load, name="model-preload", daemon=True).start()
+        try:
+            models.get(name)
+        except Exception as exc:
+            raise WorkerUnfit(f"cannot load the default model {name!r}: {exc}") from exc
 
     def _receive(self, count: int, wait: int) -> list[QueueMessage]:
         try:

@@ -120,12 +120,22 @@ class Settings:
     engine: str = "auto"
     # Most 30-second windows in one forward pass; 0 lets the engine choose for its device.
     batch_windows: int = 0
+    # Seconds of decoded audio all messages in progress may hold together; None derives it from the memory limit
+    # (see worker/audio_budget.py). A message that would pass it waits for room before decoding.
+    max_decoded_seconds: float | None = None
+    # Stop receiving after this long and exit 0 once the jobs in progress end (below the Batch job's timeout).
+    max_runtime_seconds: float | None = None
+    # How long a job may wait on the engine: this many seconds plus ``job_deadline_factor`` per second of audio.
+    job_deadline_base_seconds: float = 600.0
+    job_deadline_factor: float = 4.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         max_jobs = _int(env, "WHISPER_MAX_JOBS", 0)
         max_idle = _float(env, "WHISPER_MAX_IDLE_SECONDS", 0.0)
+        max_decoded = _float(env, "WHISPER_MAX_DECODED_SECONDS", 0.0)
+        max_runtime = _float(env, "WHISPER_MAX_RUNTIME_SECONDS", 0.0)
         return cls(
             queue_url=_get(env, "WHISPER_QUEUE_URL"),
             dlq_url=_get(env, "WHISPER_DLQ_URL"),
@@ -161,6 +171,10 @@ class Settings:
             concurrency=_int(env, "WHISPER_CONCURRENCY", 1, minimum=1),
             engine=(_get(env, "WHISPER_ENGINE", "auto") or "auto").lower(),
             batch_windows=_int(env, "WHISPER_BATCH_WINDOWS", 0),
+            max_decoded_seconds=max_decoded or None,
+            max_runtime_seconds=max_runtime or None,
+            job_deadline_base_seconds=_float(env, "WHISPER_JOB_DEADLINE_BASE_SECONDS", 600.0),
+            job_deadline_factor=_float(env, "WHISPER_JOB_DEADLINE_FACTOR", 4.0),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -1,0 +1,79 @@
+"""Engine faults on purpose: a backend that raises on its Nth forward pass and on audio marked as poison, and a
+``whisper-worker run`` launcher that puts it under the batched engine of a real worker process.
+
+    python -m tests.faults      # like ``whisper-worker run``; TEST_FAULT_ON_CALL=N makes the Nth pass raise once
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+
+from tests.audio_factory import write_wav
+
+# Five seconds of this constant level mark audio the faulty backend refuses, wherever it lands in a window.
+POISON_LEVEL = 0.25
+POISON_SAMPLES = 16_000
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def write_poison(path: Any, seconds: float = 5.0) -> Any:
+    return write_wav(path, np.full(int(seconds * 16_000), POISON_LEVEL, dtype=np.float32))
+
+
+class FaultyBackend:
+    """Wraps a real backend: raises once on forward pass ``fail_on_call``, and on every pass holding poison."""
+
+    def __init__(self, inner: Any, *, fail_on_call: int | None = None) -> None:
+        self._inner = inner
+        self._fail_on_call = fail_on_call
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _check(self, windows: np.ndarray) -> None:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if call == self._fail_on_call:
+            raise InjectedFault(f"injected fault on forward pass {call}")
+        poisoned = (np.abs(windows - POISON_LEVEL) < 1e-3).sum(axis=1) >= POISON_SAMPLES
+        if poisoned.any():
+            raise InjectedFault("injected fault: poison audio in the batch")
+
+    def decode(self, windows: np.ndarray, tokenizer: Any) -> Any:
+        self._check(windows)
+        return self._inner.decode(windows, tokenizer)
+
+    def decode_sampled(self, windows: np.ndarray, tokenizer: Any, temperature: float) -> Any:
+        self._check(windows)
+        return self._inner.decode_sampled(windows, tokenizer, temperature)
+
+
+def faulty(engine: Any, fail_on_call: int | None = None) -> Any:
+    """The batched ``engine`` with every backend it loads wrapped in ``FaultyBackend``."""
+    load = engine._backend_for
+    engine._backend_for = lambda name: FaultyBackend(load(name), fail_on_call=fail_on_call)
+    return engine
+
+
+def main() -> int:
+    from worker import app, cli
+
+    make_engine = app.make_engine
+    fail_on_call = int(os.environ.get("TEST_FAULT_ON_CALL", "0")) or None
+    app.make_engine = lambda *args, **kwargs: faulty(make_engine(*args, **kwargs), fail_on_call)  # type: ignore[assignment]
+    return cli.main(["run"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
