@@ -134,7 +134,7 @@ class Compute(Construct):
                 batch.RetryStrategy.of(batch.Action.RETRY, SPOT_RECLAIM_REASON),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),  # anything else
             ],
-            timeout=Duration.hours(config.job_timeout_hours),
+            timeout=Duration.seconds(config.job_timeout_seconds),  # the worker leaves before it: stack.py
             propagate_tags=True,
         )
 

@@ -20,6 +20,11 @@ SQS_MAX_RECEIVE_COUNT: Final = 1000
 BATCH_MAX_RETRY_ATTEMPTS: Final = 10
 BATCH_MIN_TIMEOUT_SECONDS: Final = 60
 BATCH_STOP_GRACE_SECONDS: Final = 30  # SIGTERM, then SIGKILL this much later
+# The worker stops receiving at WHISPER_MAX_RUNTIME_SECONDS = job timeout - these two, so it leaves on its own
+# (exit 0, nothing lost) rather than being killed by Batch mid-job.
+WORKER_FINISH_SECONDS: Final = 600  # = RUNTIME_FINISH_SECONDS in worker/runner.py (not imported: it pulls in torch)
+WORKER_EXIT_MARGIN_SECONDS: Final = 300  # after that window: shutdown, releasing what is left, process exit
+WORKER_RUNTIME_HEADROOM_SECONDS: Final = WORKER_FINISH_SECONDS + WORKER_EXIT_MARGIN_SECONDS
 S3_MIN_IA_TRANSITION_DAYS: Final = 30  # S3 refuses STANDARD_IA transitions earlier than this
 # CloudWatch Logs accepts only these retention periods (days), named as aws_logs.RetentionDays members.
 CLOUDWATCH_RETENTION: Final = {
@@ -105,6 +110,15 @@ class InfraConfig:
     def instance_classes(self) -> tuple[str, ...]:
         return self.cpu_instance_classes if self.cpu_only else self.gpu_instance_classes
 
+    @property
+    def job_timeout_seconds(self) -> int:
+        return self.job_timeout_hours * 3600
+
+    @property
+    def worker_max_runtime_seconds(self) -> int:
+        """The worker's WHISPER_MAX_RUNTIME_SECONDS: when it stops receiving, so that it exits before the timeout."""
+        return self.job_timeout_seconds - WORKER_RUNTIME_HEADROOM_SECONDS
+
     @classmethod
     def from_context(cls, get: ContextGetter, env: Mapping[str, str] | None = None) -> InfraConfig:
         """Read every knob through ``get`` (``node.try_get_context``); unset keys keep the defaults above."""
@@ -173,7 +187,12 @@ class InfraConfig:
             raise ConfigError("the instance class list for this deployment is empty")
         if self.maxv_cpus < self.job_vcpus:
             raise ConfigError(f"maxvCpus ({self.maxv_cpus}) cannot fit one job of jobVcpus ({self.job_vcpus})")
-        if self.job_timeout_hours * 3600 < BATCH_MIN_TIMEOUT_SECONDS:
+        if self.worker_max_runtime_seconds <= 0:
+            raise ConfigError(
+                f"jobTimeoutHours ({self.job_timeout_hours}) leaves workers no runtime: they stop receiving "
+                f"{WORKER_RUNTIME_HEADROOM_SECONDS} s before the job timeout"
+            )
+        if self.job_timeout_seconds < BATCH_MIN_TIMEOUT_SECONDS:
             raise ConfigError("jobTimeoutHours is below Batch's minimum timeout")
         if self.log_retention_days not in CLOUDWATCH_RETENTION:
             raise ConfigError(f"logRetentionDays must be one of {sorted(CLOUDWATCH_RETENTION)}")

@@ -112,6 +112,8 @@ class WhisperBatchStack(Stack):
             "WHISPER_MAX_IDLE_SECONDS": str(config.max_idle_seconds),
             "WHISPER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
             "WHISPER_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+            # Stop receiving this long into the job, then finish, release and exit 0 before Batch's timeout.
+            "WHISPER_MAX_RUNTIME_SECONDS": str(config.worker_max_runtime_seconds),
             "AWS_REGION": Aws.REGION,
             "WHISPER_METRICS_NAMESPACE": config.metrics_namespace,
         }

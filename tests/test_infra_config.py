@@ -11,6 +11,7 @@ import pytest
 from infra.config import (
     CPU_MODELS,
     SQS_MAX_RETENTION_DAYS,
+    WORKER_FINISH_SECONDS,
     ConfigError,
     InfraConfig,
     LifecycleRule,
@@ -100,3 +101,21 @@ def test_cpu_only_takes_small_models() -> None:
 def test_default_model_must_be_baked_unless_downloads_are_allowed() -> None:
     assert config(models="base,large-v3", defaultModel="large-v3").models == ("base", "large-v3")
     assert config(defaultModel="turbo", modelDownload="true").default_model == "turbo"
+
+
+def test_worker_runtime_leaves_the_finishing_window_and_a_margin_before_the_job_timeout() -> None:
+    assert config().worker_max_runtime_seconds == 12 * 3600 - 15 * 60  # 600 s to finish + 300 s to leave
+    assert config(jobTimeoutHours="1").worker_max_runtime_seconds == 45 * 60
+
+
+def test_finishing_window_mirrors_the_worker() -> None:
+    from worker.runner import RUNTIME_FINISH_SECONDS  # torch-dependent: fine in tests, never in infra
+
+    assert WORKER_FINISH_SECONDS == RUNTIME_FINISH_SECONDS
+
+
+def test_job_timeout_too_short_for_any_runtime_is_refused() -> None:
+    with pytest.raises(ConfigError, match="jobTimeoutHours"):
+        config(jobTimeoutHours="0")  # context refuses it outright
+    with pytest.raises(ConfigError, match="leaves workers no runtime"):
+        InfraConfig(job_timeout_hours=0).validate()

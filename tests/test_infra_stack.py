@@ -101,6 +101,7 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         amiId="ami-0123456789abcdef0",
         extraAudioBuckets="legacy-audio",
         metricsNamespace="WhisperTrial",
+        jobTimeoutHours="2",
     )
 
 
@@ -332,6 +333,16 @@ def test_cpu_only_trial(trial: Synth) -> None:
     assert env["WHISPER_DEVICE"] == "cpu" and env["WHISPER_DEFAULT_MODEL"] == "tiny.en"
     assert env["WHISPER_METRICS_NAMESPACE"] == "WhisperTrial"
     assert "Secrets" not in definition  # no webhook secret configured
+
+
+@pytest.mark.parametrize(("name", "timeout_hours"), [("default", 12), ("trial", 2)])
+def test_worker_leaves_before_the_job_timeout(name: str, timeout_hours: int, request: pytest.FixtureRequest) -> None:
+    definition = request.getfixturevalue(name).one("AWS::Batch::JobDefinition")
+    timeout = definition["Properties"]["Timeout"]["AttemptDurationSeconds"]
+    runtime = int(env_of(definition)["WHISPER_MAX_RUNTIME_SECONDS"])
+    assert timeout == timeout_hours * 3600
+    assert runtime == timeout - 15 * 60  # 600 s to finish the jobs in progress + 300 s to release and exit
+    assert 0 < runtime < timeout
 
 
 # ------------------------------------------------------------------------------------------ permissions
