@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint install clean chaos synth deploy destroy cdk-cli bench gpu-bundle
+.PHONY: demo test lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,23 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The CDK app runs from a virtualenv of its own with only the infra install: synth and deploy never need torch.
+INFRA_VENV := .venv-infra
+INFRA_BIN := $(INFRA_VENV)/bin
+INFRA_STAMP := $(INFRA_VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+$(INFRA_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/pip install --quiet --upgrade pip
+	$(INFRA_BIN)/pip install --quiet -e '.[infra]'
+	touch $(INFRA_STAMP)
+
+install-infra: $(INFRA_STAMP)
+
 demo: install
 	$(BIN)/whisper-worker demo
 
-test: install cdk-cli
+test: install install-infra cdk-cli
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -63,17 +76,17 @@ cdk-cli:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(CDK_STAMP); \
 	else echo "npm not found: not installing the aws-cdk CLI (tests/test_infra_cli.py will skip)"; fi
 
-synth: install $(CDK_STAMP)
+synth: install-infra $(CDK_STAMP)
 	@$(CDK_ENV) $(CDK) synth --no-notices $(CDK_ARGS)
 
-deploy: install $(CDK_STAMP)
-	@args="$$($(BIN)/python -m infra.preflight $(CDK_ARGS))" || exit 1; \
+deploy: install-infra $(CDK_STAMP)
+	@args="$$($(INFRA_BIN)/python -m infra.preflight $(CDK_ARGS))" || exit 1; \
 	$(CDK_ENV) $(CDK) deploy --no-notices --outputs-file cdk-outputs.json $$args $(CDK_ARGS) && \
-	$(BIN)/python -m infra.preflight outputs cdk-outputs.json
+	$(INFRA_BIN)/python -m infra.preflight outputs cdk-outputs.json
 
-destroy: install $(CDK_STAMP)
+destroy: install-infra $(CDK_STAMP)
 	$(CDK_ENV) $(CDK) destroy --no-notices $(CDK_ARGS)
 	@echo "The results bucket is retained by default (context removalPolicy=retain): empty and delete it yourself."
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(INFRA_VENV) .pytest_cache

@@ -379,3 +379,52 @@ def test_readme_cli_examples_run_as_written(stack: Stack, tmp_path: Path) -> Non
     assert "$0.0167" in outputs["estimate --duration"]
     assert "message(s) in the DLQ" in outputs["dlq list"]
     assert outputs["dlq redrive"].startswith("redrove ")
+
+
+# --------------------------------------------------------------------------- the client install on its own
+
+HEAVY = {"torch", "numpy", "av", "openai-whisper", "moto", "ctranslate2", "faster-whisper"}
+CLIENT_SCRIPT = """
+import json, sys
+from worker.client import TranscriptionClient
+client = TranscriptionClient.from_env()
+job_id = client.upload_and_submit(sys.argv[1], formats=["json", "srt"])
+status = client.wait(job_id, timeout=float(sys.argv[2]))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "numpy", "av", "whisper", "moto"})
+print(json.dumps({"state": status.state, "text": client.text(job_id), "srt": client.read_transcript(job_id, "srt")
+                  .decode(), "heavy": heavy}))
+"""
+
+
+def test_the_bare_install_is_a_client_without_the_worker(stack: Stack, tmp_path: Path) -> None:
+    venv = tmp_path / "client-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in stack.env.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(PIP_NO_COMPILE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    root = Path(__file__).resolve().parent.parent
+    install = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(root)], env=env, capture_output=True, text=True
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    listing = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=json"], env=env, capture_output=True)
+    installed = {p["name"].lower() for p in json.loads(listing.stdout)}
+    assert {"whisper-batch", "boto3", "pydantic", "rich"} <= installed
+    assert not installed & HEAVY, installed & HEAVY
+
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", CLIENT_SCRIPT, str(JFK), str(JOB_TIMEOUT)],
+        cwd=tmp_path,  # not the checkout: the installed package only
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT + 60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["state"] == "completed" and SPOKEN in report["text"].lower()
+    assert "-->" in report["srt"] and report["heavy"] == []
+
+    cli_path = str(venv / "bin" / "whisper-worker")
+    assert subprocess.run([cli_path, "submit", "--help"], env=env, capture_output=True).returncode == 0
+    run = subprocess.run([cli_path, "run"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and "pip install 'whisper-batch[worker]'" in run.stderr

@@ -67,3 +67,40 @@ def test_cdk_synth_from_cdk_json(tmp_path: Path) -> None:
     (report,) = out.glob("AwsSolutions-*WhisperBatch-NagReport.csv")
     nag_report = report.read_text()
     assert ',"Non-Compliant"' not in nag_report
+
+
+INFRA_VENV = ROOT / ".venv-infra"
+SYNTH_PROBE = """
+import json, sys
+from aws_cdk import App
+from infra.app import build
+context = json.load(open("cdk.json"))["context"]  # what the CLI passes: feature flags and settings
+app = App(outdir=sys.argv[1], context=context)
+build(app, {})
+assembly = app.synth()
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "numpy", "whisper", "av", "moto"})
+print(json.dumps({"stacks": [s.stack_name for s in assembly.stacks], "heavy": heavy}))
+"""
+
+
+def test_the_infra_install_synthesizes_without_the_worker(tmp_path: Path) -> None:
+    """``make synth`` and ``make deploy`` run from ``.venv-infra``: the infra install only, never torch."""
+    python = INFRA_VENV / "bin" / "python"
+    assert python.exists(), "made by `make install-infra` (a prerequisite of `make test`)"
+    listing = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, check=True)
+    installed = {p["name"].lower() for p in json.loads(listing.stdout)}
+    assert {"aws-cdk-lib", "cdk-nag", "pydantic", "boto3"} <= installed
+    assert not installed & {"torch", "numpy", "openai-whisper", "av", "moto"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_", "WHISPER_"))}
+    env.update(JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20", AWS_EC2_METADATA_DISABLED="true")
+    done = subprocess.run(
+        [str(python), "-c", SYNTH_PROBE, str(tmp_path / "cdk.out")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"stacks": ["WhisperBatch"], "heavy": []}

@@ -10,8 +10,26 @@ from pathlib import Path
 
 from worker.client_cli import add_client_commands
 
+# The worker's and the demo's packages come with extras; the bare install is the client.
+_EXTRA_PACKAGES = frozenset({"torch", "whisper", "numpy", "av", "httpx", "standardwebhooks", "aws_lambda_powertools"})
+
+
+class MissingExtra(RuntimeError):
+    """A command needs an install extra that is not installed."""
+
+
+def _require(extra: str, *packages: str) -> None:
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        names = ", ".join(missing)
+        hint = f"pip install 'whisper-batch[{extra}]'"
+        raise MissingExtra(f"this command needs the {extra} install ({names} missing): {hint}")
+
 
 def _run(args: argparse.Namespace) -> int:
+    _require("worker", *sorted(_EXTRA_PACKAGES))
     from worker.app import build_worker
     from worker.errors import WorkerUnfit
     from worker.logs import logger
@@ -43,7 +61,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import os
+    _require("local", *sorted(_EXTRA_PACKAGES), "moto")
 
     os.environ.setdefault("WHISPER_LOG_LEVEL", "WARNING")  # the demo prints its own report
     from worker.demo import run_demo
@@ -83,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except SettingsError as exc:
         print(f"whisper-worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MissingExtra as exc:
+        print(f"whisper-worker: {exc}", file=sys.stderr)
         return 2
 
 
