@@ -3,16 +3,31 @@
     python scripts/chaos.py --messages 200 --workers 3 --seconds 900 --kill-every 10 --seed 7
 
 This process hosts everything on loopback: moto's S3 + SQS server (jobs queue with maxReceiveCount 5 and a DLQ)
-and a callback receiver. It uploads two real speech files, sends N messages (about 80 % good, 20 % bad in the
-ways a backend gets wrong), runs W ``whisper-worker run`` processes, restarts them as they die, and at random
-moments sends ``kill -9`` or SIGTERM to one of them. It stops when the jobs queue is empty with nothing in flight,
-or at the time limit, and prints a table. Each worker's log (JSON lines) is a file under a temp dir.
+and a callback receiver. It uploads two real speech files, sends N messages (about 80 % good, 20 % bad: each
+kind in ``BAD_KINDS`` at least once, however small N), runs W workers that take several jobs at once, restarts
+them as they die, and at random moments sends ``kill -9`` or SIGTERM to one of them. It stops when the jobs queue
+is empty with nothing in flight, when the jobs in flight have made no progress for ``STALL_SECONDS``, or at the
+time limit, and prints a table. Each worker's log (JSON lines) is a file under a temp dir.
+
+Bad kinds are what a backend gets wrong (a missing object, garbage, an unknown model, broken messages) and
+poison jobs (a language the model does not know, audio that decodes part way, audio the engine fails on). Each
+must end with its error code in result.json and its message in the DLQ; ``engine_fault`` is transient, so SQS
+itself moves it there after maxReceiveCount tries (an entry with no error_code attribute) and result.json, written
+by the last try, carries the code.
+
+Workers run through ``python -m tests.faults`` by default (``--no-engine-faults``: ``whisper-worker run``), a
+test backend, not for production: the real worker with a backend that fails every forward pass holding
+``engine_fault`` audio, and, once, a random early pass of each process (``TEST_FAULT_ON_CALL``), which the engine
+absorbs by decoding the pass again part by part; a pass (or re-decoded part) of one job's one piece cannot be
+split, so one good try per process may fail on it (and is retried); any more is counted "beyond the injected
+faults".
 
 Worker exit statuses in the table: 0 a clean stop, -9 our kill -9, -15 a SIGTERM that came while the worker was
 still starting (before it installs its handlers), anything else is worth a look in the logs.
 
-Exit status 1 when a job was lost (neither a completed result nor a DLQ entry), a job was transcribed twice
-("job completed" logged more than once for one job_id across all worker logs), or the time limit was hit.
+Exit status 1 when a job was lost (neither a completed result nor a DLQ entry), stalled (still in progress when
+nothing else was left: see ``reckon``), or transcribed twice ("job completed" logged more than once for one job_id
+across all worker logs), or when the time limit was hit.
 """
 
 from __future__ import annotations
@@ -30,24 +45,34 @@ import tempfile
 import time
 import wave
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from worker.claim import CLAIM_FILE
 from worker.decode import SAMPLE_RATE, decode_audio
+from worker.engines import resolve_engine
 from worker.localaws import LocalAws
-from worker.models import resolve
+from worker.models import ct2_directory, resolve
 from worker.receiver import CallbackReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 JFK = ROOT / "tests" / "data" / "jfk.flac"
-MODEL = "tiny.en"  # the only model available offline
+MODEL = "tiny.en"  # the default model: English-only, so it cannot take a language
+MULTILINGUAL = "base"  # bundled offline too; knows 99 languages
 VISIBILITY_TIMEOUT = 10  # the smallest the worker accepts: killed work comes back quickly
 MAX_RECEIVE_COUNT = 5
 SHUTDOWN_GRACE = 3  # short: a SIGTERM finishes a short job, releases a long one
 TEARDOWN_SECONDS = 20  # kept back from --seconds to stop the workers and count
+CONCURRENCY = 3  # jobs per worker: a poison job shares forward passes with good ones, which is what must not hurt
+FAULT_ON_CALL = (1, 5)  # each faulty worker process raises once on a forward pass drawn from this range
+# No status.json or result.json written and no message settled for this long, with nothing left to receive: the
+# jobs in flight are stuck. Longer than any honest pause (the last backoff of 16 s, a killed worker's visibility
+# timeout plus its claim lease plus a restart), several times over.
+STALL_SECONDS = 120
 BAD_SHARE = 0.2
 
 # Bad inputs and the error code each must end with (in result.json and on its DLQ entry).
@@ -58,7 +83,12 @@ BAD_KINDS = {
     "invalid_json": "invalid_message",
     "bad_job_id": "invalid_message",
     "unknown_field": "invalid_message",
+    "unsupported_language": "invalid_message",
+    "truncated_audio": "undecodable_audio",
+    "engine_fault": "engine_failed",
 }
+ENGINE_FAULT = "engine_fault"  # needs the faulty test backend; the real one transcribes its audio
+REDRIVEN = {ENGINE_FAULT}  # transient: SQS moves it to the DLQ itself, without the worker's error_code attribute
 
 
 @dataclass
@@ -73,9 +103,27 @@ class Sent:
         return BAD_KINDS.get(self.kind)
 
     @property
+    def dlq_code(self) -> str | None:
+        """The error_code attribute its DLQ entry must carry: none where SQS's redrive moved it."""
+        return None if self.kind in REDRIVEN else self.expected
+
+    @property
     def result_folder(self) -> str:
         valid_id = self.kind not in ("invalid_json", "bad_job_id")
         return self.job_id if valid_id else f"_invalid-{self.message_id}"
+
+
+@dataclass
+class Ending:
+    """How the chaos loop ended, and the jobs queue at that moment."""
+
+    how: str  # "drained", "stalled" (no progress for STALL_SECONDS) or "time limit"
+    waiting: int  # messages visible, still to be received
+    in_flight: int  # messages received and neither deleted nor released
+
+    @property
+    def only_in_flight(self) -> bool:
+        return self.waiting == 0 and self.in_flight > 0
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -88,6 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=900, help="hard cap on the whole run (default 900)")
     parser.add_argument("--kill-every", type=float, default=10, help="mean seconds between chaos events (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock, printed)")
+    parser.add_argument(
+        "--engine-faults",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the workers on the faulty test backend (tests/faults.py) and send engine_fault jobs (default on)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs even when all is well")
     args = parser.parse_args(argv)
     if args.seed is None:
@@ -105,11 +159,33 @@ def write_wav(path: Path, samples: np.ndarray) -> Path:
     return path
 
 
+def write_poison(path: Path) -> Path:
+    """Audio the faulty test backend refuses on every forward pass (a constant level; see tests/faults.py)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # tests/ is not part of the installed package
+    from tests.faults import write_poison as poison
+
+    return poison(path)
+
+
+def prepare_models(model_dir: Path) -> None:
+    """Convert (or assemble) each model once here, rather than in every worker at once."""
+    resolve(MODEL, model_dir=model_dir, sources={}, download=False)
+    if resolve_engine("auto", "cpu") == "ctranslate2":
+        ct2_directory(MULTILINGUAL, {}, model_dir)  # the CPU engine reads its split CTranslate2 weights, assembled
+    else:
+        resolve(MULTILINGUAL, model_dir=model_dir, sources={}, download=False)
+
+
 def upload_inputs(s3: Any, bucket: str, workdir: Path) -> dict[str, str]:
-    """Two real speech files (jfk.flac, 11 s, and a 3 s wav cut of it) and one object that is not audio."""
+    """Two real speech files (jfk.flac, 11 s, and a 3 s wav cut of it), an object that is not audio, the first half
+    of jfk.flac (decodes part way, then fails) and 5 s of poison for the faulty backend."""
     short = write_wav(workdir / "short.wav", decode_audio(JFK, max_seconds=60)[: 3 * SAMPLE_RATE])
-    objects = {"jfk": ("audio/jfk.flac", JFK.read_bytes()), "short": ("audio/short.wav", short.read_bytes())}
+    jfk = JFK.read_bytes()
+    objects = {"jfk": ("audio/jfk.flac", jfk), "short": ("audio/short.wav", short.read_bytes())}
     objects["garbage"] = ("audio/garbage.mp3", b"this is not audio at all\n" * 64)
+    objects["truncated"] = ("audio/truncated.flac", jfk[: len(jfk) // 2])
+    objects["poison"] = ("audio/poison.wav", write_poison(workdir / "poison.wav").read_bytes())
     for key, body in objects.values():
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     return {name: f"s3://{bucket}/{key}" for name, (key, _) in objects.items()}
@@ -129,18 +205,27 @@ def make_message(index: int, kind: str, urls: dict[str, str], bucket: str, callb
         body["job_id"] = f"../{job_id}"
     elif kind == "unknown_field":
         body["colour"] = "blue"
+    elif kind == "unsupported_language":
+        body |= {"model": MULTILINGUAL, "language": "yue"}  # a Whisper language, the 100th: base knows 99
+    elif kind == "truncated_audio":
+        body["audio"] = urls["truncated"]
+    elif kind == ENGINE_FAULT:
+        body["audio"] = urls["poison"]
     text = json.dumps(body)
     if kind == "invalid_json":
         text = text[: len(text) // 2]  # cut in half: not JSON, and unique per message
     return Sent(job_id, kind, text)
 
 
-def make_messages(n: int, rng: random.Random, urls: dict[str, str], bucket: str, callback_url: str) -> list[Sent]:
-    n_bad = round(n * BAD_SHARE)
-    bad_kinds = rng.sample(list(BAD_KINDS), len(BAD_KINDS))  # every kind once before any twice, in random order
-    kinds = ["good"] * (n - n_bad) + [bad_kinds[i % len(bad_kinds)] for i in range(n_bad)]
-    rng.shuffle(kinds)
-    return [make_message(i, kind, urls, bucket, callback_url) for i, kind in enumerate(kinds)]
+def make_messages(
+    n: int, rng: random.Random, kinds: list[str], urls: dict[str, str], bucket: str, callback_url: str
+) -> list[Sent]:
+    """``BAD_SHARE`` of n bad, spread evenly over ``kinds``, and never fewer than one of each (up to n)."""
+    n_bad = min(n, max(round(n * BAD_SHARE), len(kinds)))
+    bad_kinds = rng.sample(kinds, len(kinds))  # every kind once before any twice, in random order
+    sent = ["good"] * (n - n_bad) + [bad_kinds[i % len(bad_kinds)] for i in range(n_bad)]
+    rng.shuffle(sent)
+    return [make_message(i, kind, urls, bucket, callback_url) for i, kind in enumerate(sent)]
 
 
 def send_all(sqs: Any, queue_url: str, messages: list[Sent]) -> None:
@@ -157,6 +242,7 @@ def worker_env(local: LocalAws, secret: str, model_dir: Path) -> dict[str, str]:
         retry_base_seconds=1,
         shutdown_grace_seconds=SHUTDOWN_GRACE,
         callback_attempts=3,
+        concurrency=CONCURRENCY,
         max_idle_seconds=120,  # a safety net: should this script die, its workers stop by themselves
     )
     env["OMP_NUM_THREADS"] = "1"  # several workers share few cores; one thread each avoids oversubscription
@@ -173,6 +259,8 @@ class Fleet:
     env: dict[str, str]
     logdir: Path
     size: int
+    rng: random.Random
+    faulty: bool  # the faulty test backend (tests/faults.py) instead of ``whisper-worker run``
     procs: list[subprocess.Popen | None] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     exits: Counter = field(default_factory=Counter)
@@ -182,10 +270,11 @@ class Fleet:
     def _start(self, slot: int) -> subprocess.Popen:
         log = self.logdir / f"worker-{slot}-{len(self.logs) + 1:03d}.log"
         self.logs.append(log)
+        command, env = ["-m", "worker.cli", "run"], self.env
+        if self.faulty:
+            command, env = ["-m", "tests.faults"], env | {"TEST_FAULT_ON_CALL": str(self.rng.randint(*FAULT_ON_CALL))}
         with open(log, "wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run"], cwd=ROOT, env=self.env, stdout=out, stderr=out
-            )
+            return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out, stderr=out)
 
     def keep_up(self) -> None:
         while len(self.procs) < self.size:
@@ -197,12 +286,12 @@ class Fleet:
                 self.exits[proc.returncode] += 1
             self.procs[slot] = self._start(slot)
 
-    def strike(self, rng: random.Random) -> None:
+    def strike(self) -> None:
         alive = [p for p in self.procs if p is not None and p.poll() is None]
         if not alive:
             return
-        victim = rng.choice(alive)
-        if rng.random() < 0.5:
+        victim = self.rng.choice(alive)
+        if self.rng.random() < 0.5:
             victim.send_signal(signal.SIGKILL)
             self.kills += 1
         else:
@@ -227,28 +316,52 @@ class Fleet:
         self.procs = []
 
 
-def queue_empty(sqs: Any, queue_url: str) -> bool:
+def queue_counts(sqs: Any, queue_url: str) -> tuple[int, int]:
+    """(waiting, in flight): messages visible, and messages received but neither deleted nor released."""
     attrs = sqs.get_queue_attributes(
         QueueUrl=queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def run_chaos(fleet: Fleet, sqs: Any, queue_url: str, rng: random.Random, kill_every: float, deadline: float) -> bool:
-    """Keep W workers up and strike at random until the queue is settled; False if the deadline came first."""
-    next_strike = time.monotonic() + rng.expovariate(1 / kill_every)
+def last_write(s3: Any, bucket: str) -> str:
+    """The newest write under results/, claims aside (a hung worker keeps renewing its own): the jobs' progress."""
+    newest = ""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="results/"):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith(CLAIM_FILE):
+                newest = max(newest, item["LastModified"].isoformat())
+    return newest
+
+
+def run_chaos(
+    fleet: Fleet, sqs: Any, s3: Any, queue_url: str, bucket: str, kill_every: float, deadline: float
+) -> Ending:
+    """Keep W workers up and strike at random until the queue is drained, or its last jobs stall, or time is up."""
+    next_strike = time.monotonic() + fleet.rng.expovariate(1 / kill_every)
     settled = 0
+    progress: tuple[int, str] | None = None
+    progress_at = time.monotonic()
     while time.monotonic() < deadline:
         fleet.keep_up()
         if time.monotonic() >= next_strike:
-            fleet.strike(rng)
-            next_strike = time.monotonic() + rng.expovariate(1 / kill_every)
-        settled = settled + 1 if queue_empty(sqs, queue_url) else 0
+            fleet.strike()
+            next_strike = time.monotonic() + fleet.rng.expovariate(1 / kill_every)
+        waiting, in_flight = queue_counts(sqs, queue_url)
+        settled = settled + 1 if waiting + in_flight == 0 else 0
         if settled >= 3:  # empty with nothing in flight, three polls in a row
-            return True
+            return Ending("drained", 0, 0)
+        if waiting == 0:  # only jobs in flight are left: are they still moving?
+            now = (in_flight, last_write(s3, bucket))
+            if now != progress:
+                progress, progress_at = now, time.monotonic()
+            elif time.monotonic() - progress_at > STALL_SECONDS:
+                return Ending("stalled", waiting, in_flight)
+        else:
+            progress = None
         time.sleep(0.5)
-    return False
+    return Ending("time limit", *queue_counts(sqs, queue_url))
 
 
 # ---------------------------------------------------------------------------------------------- reckoning
@@ -279,22 +392,53 @@ def dead_letters(sqs: Any, dlq_url: str) -> dict[str, list[str | None]]:
             entries.setdefault(message["Body"], []).append(code)
 
 
+def log_records(log: Path) -> Iterator[dict]:
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by kill -9, or stderr
+        if isinstance(record, dict):
+            yield record
+
+
 def completions(logs: list[Path]) -> Counter:
     """How many "job completed" lines each job_id has across all worker logs."""
-    counts: Counter = Counter()
+    return Counter(r.get("job_id") for log in logs for r in log_records(log) if r.get("message") == "job completed")
+
+
+SPLIT_PASS = "engine pass failed; decoding its parts one by one"  # the engine's log line for an absorbed fault
+
+
+@dataclass
+class EngineFaults:
+    """What the worker logs say about failed forward passes."""
+
+    split_passes: int = 0  # passes that failed and were decoded again part by part
+    good_tries_failed: int = 0  # tries of good jobs that failed engine_failed
+    beyond_injected: set[str] = field(default_factory=set)  # good jobs failed where the injected fault cannot explain
+
+
+def engine_faults(logs: list[Path], good: set[str], injected: bool) -> EngineFaults:
+    """Per worker process, the one injected fault may fail one good try (a pass of one part cannot be split); any
+    more means a poison job's failure reached a good job, or the model thread died under all its jobs."""
+    found = EngineFaults()
     for log in logs:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line torn by kill -9, or stderr
-            if isinstance(record, dict) and record.get("message") == "job completed":
-                counts[record.get("job_id")] += 1
-    return counts
+        records = list(log_records(log))
+        found.split_passes += sum(1 for r in records if r.get("message") == SPLIT_PASS)
+        failed = [
+            r["job_id"]
+            for r in records
+            if r.get("message") == "job failed" and r.get("error_code") == "engine_failed" and r.get("job_id") in good
+        ]
+        found.good_tries_failed += len(failed)
+        if len(failed) > int(injected):
+            found.beyond_injected.update(failed)
+    return found
 
 
 def reckon(
-    sent: list[Sent], found: dict[str, dict], dlq: dict[str, list], done: Counter, rx: CallbackReceiver
+    sent: list[Sent], found: dict[str, dict], dlq: dict[str, list], done: Counter, rx: CallbackReceiver, end: Ending
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The table's rows, and the job_ids behind every anomaly (for the details printed below the table)."""
     callbacks = [c for c in rx.received if c.signature_valid and c.payload is not None]
@@ -306,13 +450,19 @@ def reckon(
         for s in sent
         if s.expected
         and ((found.get(s.result_folder) or {}).get("error") or {}).get("code") == s.expected
-        and s.expected in dlq.get(s.body, [])
+        and s.dlq_code in dlq.get(s.body, [])
     }
     in_dlq = {s.job_id for s in sent if s.body in dlq}
+    unfinished = {s.job_id for s in sent} - completed - in_dlq
+    # Stalled: no outcome, when the run ended with nothing left to receive but messages still in flight. A hung
+    # worker ends a run this way (its heartbeat keeps the message invisible; the watchdog or the time limit ends
+    # the wait); with messages still waiting, unfinished jobs are merely late, and counted as lost.
+    stalled = unfinished if end.only_in_flight else set()
     anomalies = {
         "good ones in DLQ": good & in_dlq,
         "bad ones not as expected": {s.job_id for s in sent if s.expected} - failed_ok,
-        "lost": {s.job_id for s in sent} - completed - in_dlq,
+        "lost": unfinished - stalled,
+        "stalled": stalled,
         "transcribed twice": {job_id for job_id, n in done.items() if n > 1},
         "completed jobs without a callback": completed - called_back,
     }
@@ -322,10 +472,17 @@ def reckon(
         "  bad": len(sent) - len(good),
         "completed": len(completed),
         "failed as expected": len(failed_ok),
+    }
+    for kind in BAD_KINDS:
+        ids = {s.job_id for s in sent if s.kind == kind}
+        if ids:
+            rows[f"  {kind}"] = f"{len(ids & failed_ok)} of {len(ids)}"
+    rows |= {
         "in DLQ": len(in_dlq),
         "  good ones in DLQ": len(anomalies["good ones in DLQ"]),
         "  bad ones not as expected": len(anomalies["bad ones not as expected"]),
         "lost": len(anomalies["lost"]),
+        "stalled": len(stalled),
         "transcribed twice": len(anomalies["transcribed twice"]),
         "callbacks delivered": len(called_back),
         "  raw (at least once)": len(callbacks),
@@ -351,10 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     workdir = Path(tempfile.mkdtemp(prefix="whisper-chaos-"))
+    kinds = [k for k in BAD_KINDS if args.engine_faults or k != ENGINE_FAULT]
+    backend = "the faulty test backend" if args.engine_faults else "whisper-worker run"
     print(f"chaos: {args.messages} messages, {args.workers} workers, a kill -9 or SIGTERM every ~{args.kill_every:g} s")
-    print(f"limit {args.seconds:g} s, seed {args.seed}")
+    print(f"limit {args.seconds:g} s, seed {args.seed}, workers on {backend}")
     print(f"logs: {workdir}", flush=True)
-    resolve(MODEL, model_dir=workdir / "models", sources={}, download=False)  # convert once, before the workers
+    prepare_models(workdir / "models")
 
     with (
         LocalAws(visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=MAX_RECEIVE_COUNT) as local,
@@ -364,28 +523,37 @@ def main(argv: list[str] | None = None) -> int:
         assert r is not None
         s3, sqs = local.client("s3"), local.client("sqs")
         urls = upload_inputs(s3, r.bucket, workdir)
-        sent = make_messages(args.messages, rng, urls, r.bucket, rx.url)
+        sent = make_messages(args.messages, rng, kinds, urls, r.bucket, rx.url)
         send_all(sqs, r.queue_url, sent)
-        fleet = Fleet(worker_env(local, secret, workdir / "models"), workdir, args.workers)
+        env = worker_env(local, secret, workdir / "models")
+        fleet = Fleet(env, workdir, args.workers, rng, faulty=args.engine_faults)
         try:
-            settled = run_chaos(fleet, sqs, r.queue_url, rng, args.kill_every, deadline)
+            end = run_chaos(fleet, sqs, s3, r.queue_url, r.bucket, args.kill_every, deadline)
         finally:
             fleet.stop()
-        rows, anomalies = reckon(sent, results(s3, r.bucket), dead_letters(sqs, r.dlq_url), completions(fleet.logs), rx)
+        found, dlq = results(s3, r.bucket), dead_letters(sqs, r.dlq_url)
+        rows, anomalies = reckon(sent, found, dlq, completions(fleet.logs), rx, end)
 
+    good = {s.job_id for s in sent if s.kind == "good"}
+    engine = engine_faults(fleet.logs, good, injected=args.engine_faults)
+    if engine.beyond_injected:
+        anomalies["good tries failed beyond the injected faults"] = sorted(engine.beyond_injected)
     rows |= {
+        "engine passes split after a fault": engine.split_passes,
+        "good tries failed by the engine": engine.good_tries_failed,
+        "  beyond the injected faults": len(engine.beyond_injected),
         "kill -9 sent": fleet.kills,
         "SIGTERM sent": fleet.terms,
         "worker starts": len(fleet.logs),
         "worker exit statuses": ", ".join(f"{code}: {n}" for code, n in sorted(fleet.exits.items())),
-        "time limit hit": "no" if settled else "YES",
+        "time limit hit": "YES" if end.how == "time limit" else "no",
         "wall time": f"{time.monotonic() - started:.1f} s",
     }
     print()
     print_table(rows)
     for name, job_ids in anomalies.items():
         print(f"\n{name}: {' '.join(job_ids)}")
-    ok = settled and rows["lost"] == 0 and rows["transcribed twice"] == 0
+    ok = end.how == "drained" and rows["lost"] == 0 and rows["stalled"] == 0 and rows["transcribed twice"] == 0
     if not ok:
         print(f"\nFAILED; worker logs kept in {workdir}")
     elif anomalies or args.keep_logs:

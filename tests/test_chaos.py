@@ -1,4 +1,5 @@
-"""The chaos soak in small: 20 messages, 2 worker processes, random kill -9 and SIGTERM; nothing lost or doubled."""
+"""The chaos soak in small: 20 messages (each bad and poison kind at least once), 2 worker processes on the faulty
+test backend, random kill -9 and SIGTERM; nothing lost, stalled or doubled."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+POISON_KINDS = ("unsupported_language", "truncated_audio", "engine_fault")
 
 
 def row(output: str, name: str) -> str:
@@ -23,6 +25,12 @@ def test_small_chaos_soak_loses_nothing_and_transcribes_nothing_twice() -> None:
 
     assert run.returncode == 0, output
     assert row(output, "lost") == "0", output
+    assert row(output, "stalled") == "0", output
     assert row(output, "transcribed twice") == "0", output
     assert row(output, "time limit hit") == "no", output
     assert row(output, "messages sent") == "20", output
+    for kind in POISON_KINDS:
+        as_expected, sent = map(int, row(output, f"  {kind}").split(" of "))
+        assert sent >= 1, (kind, output)
+        # engine_fault may miss: a kill -9 during its last try leaves SQS to dead-letter it with no result.json.
+        assert as_expected == sent or kind == "engine_fault", (kind, output)

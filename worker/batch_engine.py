@@ -312,13 +312,14 @@ class BatchedEngine:
             tokenizer = backend.tokenizer(language, task)
             for step in sorted({t.step for t in chosen}):
                 group = [t for t in chosen if t.step == step]
-                self._decode(backend, tokenizer, lane, group, step)
-        except Exception as exc:
+                try:
+                    self._decode(backend, tokenizer, lane, group, step)
+                except Exception as exc:  # this group's jobs only: the other groups of the pass go on
+                    self._fail_tasks(group, _engine_error(exc))
+        except Exception as exc:  # planning or the tokenizer: the whole pass, or the lane when nothing was taken
             error = _engine_error(exc)
-            logger.error("engine pass failed", extra={"engine": self.name, "error": error.message})
-            for job_id in {p.job for t in chosen for p, _ in t.window.placements}:
-                self._fail_job(job_id, error)
-            if not chosen:  # nothing was taken yet: the lane itself cannot be served
+            self._fail_tasks(chosen, error)
+            if not chosen:
                 self._fail_lane(key, error)
         finally:
             self.stats.count(decode_seconds=time.monotonic() - started)
@@ -340,7 +341,14 @@ class BatchedEngine:
             lane.fresh = [p for w in windows[room:] for p, _ in w.placements] + later
         return chosen
 
-    def _decode(self, backend: Backend, tokenizer: Tokenizer, lane: _Lane, tasks: list[_Task], step: int) -> None:
+    def _fail_tasks(self, tasks: list[_Task], error: JobError) -> None:
+        logger.error("engine pass failed", extra={"engine": self.name, "error": error.message})
+        for job_id in {p.job for t in tasks for p, _ in t.window.placements}:
+            self._fail_job(job_id, error)
+
+    def _decode(
+        self, backend: Backend, tokenizer: Tokenizer, lane: _Lane, tasks: list[_Task], step: int, *, retry: bool = True
+    ) -> None:
         tasks = [t for t in (self._live(t) for t in tasks) if t is not None]  # an earlier group may have failed some
         if not tasks:
             return
@@ -356,17 +364,21 @@ class BatchedEngine:
             # failure belongs to, and the others go on.
             units = tasks if len(tasks) > 1 else [_Task(Window([(p, 0)]), step) for p, _ in tasks[0].window.placements]
             if len(units) == 1:
-                raise
+                if not retry:
+                    raise
+                # One piece alone: a fault that passes (a device hiccup) gets a second try, poison fails twice.
+                logger.warning("engine pass failed; trying its one piece again", extra={"engine": self.name})
+                self._decode(backend, tokenizer, lane, units, step, retry=False)
+                return
             logger.warning(
                 "engine pass failed; decoding its parts one by one",
                 extra={"engine": self.name, "parts": len(units), "error": str(_engine_error(exc))},
             )
-            for task in units:
+            for unit in units:
                 try:
-                    self._decode(backend, tokenizer, lane, [task], step)
+                    self._decode(backend, tokenizer, lane, [unit], step)
                 except Exception as alone:
-                    for job_id in {p.job for p, _ in task.window.placements}:
-                        self._fail_job(job_id, _engine_error(alone))
+                    self._fail_tasks([unit], _engine_error(alone))
             return
         self.stats.count(passes=1, windows=len(tasks), sampled_windows=len(tasks) if step else 0)
         for task, decoded in zip(tasks, results, strict=True):
