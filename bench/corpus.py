@@ -120,7 +120,7 @@ def audio_seconds(path: Path) -> float:
                 return wav.getnframes() / wav.getframerate()
     except (wave.Error, EOFError, OSError):
         pass
-    from worker.decode import decode_audio
+    from worker.audio.decode import decode_audio
 
     return decode_audio(path, max_seconds=24 * 3600).size / SAMPLE_RATE
 

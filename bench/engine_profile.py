@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worker.app import build_engine
-from worker.batch_engine import BatchedEngine
-from worker.decode import decode_audio
-from worker.engine import TranscribeOptions
-from worker.greedy import decode_greedy, log_mel
-from worker.settings import Settings
-from worker.windows import pack, pieces_of
+from worker.audio.decode import decode_audio
+from worker.engine.batched import BatchedEngine
+from worker.engine.greedy import decode_greedy, log_mel
+from worker.engine.options import TranscribeOptions
+from worker.engine.windows import pack, pieces_of
+from worker.service.app import build_engine
+from worker.service.settings import Settings
 
 
 def _sync(device: str) -> None:

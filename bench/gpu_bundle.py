@@ -221,7 +221,7 @@ def build_weights(out: Path) -> Path:
 
 
 def _is_plain_wav(path: Path) -> bool:
-    """16 kHz mono 16-bit PCM: what ``worker.decode`` reads without PyAV."""
+    """16 kHz mono 16-bit PCM: what ``worker.audio.decode`` reads without PyAV."""
     try:
         with wave.open(str(path), "rb") as wav:
             return (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16_000, 1, 2)
@@ -247,7 +247,7 @@ def build_corpus(work: Path, out: Path) -> Path:
         else:
             import numpy as np
 
-            from worker.decode import decode_audio
+            from worker.audio.decode import decode_audio
 
             samples = decode_audio(item.audio, max_seconds=24 * 3600)
             corpus_mod.write_wav(target, np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16))
@@ -281,14 +281,14 @@ def check() -> None:
     import pydantic
     from standardwebhooks.webhooks import Webhook
 
-    import worker.callback
     import worker.contract
-    import worker.fetch
-    import worker.logs
-    import worker.metrics
-    import worker.receiver
-    import worker.store  # noqa: F401  (imports are the check)
-    from worker.localaws import LocalAws
+    import worker.local.receiver
+    import worker.ops.logs
+    import worker.ops.metrics
+    import worker.service.callback
+    import worker.service.fetch
+    import worker.service.store  # noqa: F401  (imports are the check)
+    from worker.local.moto_server import LocalAws
 
     started = time.monotonic()
     with LocalAws(bucket="bundle-check", queue="bundle-check") as local:

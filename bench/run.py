@@ -112,11 +112,11 @@ def model_files(systems: list[str], model_dir: Path) -> tuple[str, str]:
     bundled weights (first run only) is timed in no system."""
     checkpoint = ct2_dir = ""
     if NEEDS_CHECKPOINT & set(systems):
-        from worker.models import resolve
+        from worker.models.cache import resolve
 
         checkpoint = str(resolve(MODEL, model_dir=model_dir, sources={}, download=False).path)
     if {"faster-whisper", "faster-whisper-batched"} & set(systems):
-        from worker.models import BUNDLED, _package_dir
+        from worker.models.cache import BUNDLED, _package_dir
 
         ct2_dir = str(_package_dir(BUNDLED[MODEL].package))
     return checkpoint, ct2_dir

@@ -2,7 +2,7 @@
 
 A process per system makes its peak RSS its own (the parent reads it with ``os.wait4``) and keeps one library's
 threads, caches and allocator state from colouring the next one. Every in-process system gets the same decoded
-audio (``worker.decode``), loads its model (timed), transcribes the JFK sample once to warm up, then transcribes
+audio (``worker.audio.decode``), loads its model (timed), transcribes the JFK sample once to warm up, then transcribes
 the corpus with the clock running: decoding and loading are not part of "wall".
 
 Nothing here imports torch at module level: faster-whisper's processes never load it, so their RSS stays theirs.
@@ -79,7 +79,7 @@ class Outcome:
 
 def _decoded(spec: Spec) -> tuple[list[np.ndarray], np.ndarray]:
     """Every item's samples (one array per distinct file, shared by its repeats) and the warm-up sample."""
-    from worker.decode import decode_audio
+    from worker.audio.decode import decode_audio
 
     cache: dict[str, np.ndarray] = {}
     for item in spec.items:
@@ -188,10 +188,10 @@ def engine(spec: Spec) -> Outcome:
     """Our transcription core without the queue: ``transcribe_many`` when the engine has it."""
     import inspect
 
-    from worker.app import build_engine
-    from worker.engine import TranscribeOptions
-    from worker.metrics import JobMetrics
-    from worker.settings import Settings
+    from worker.engine.options import TranscribeOptions
+    from worker.ops.metrics import JobMetrics
+    from worker.service.app import build_engine
+    from worker.service.settings import Settings
 
     options = TranscribeOptions(language="en")
     wanted = {

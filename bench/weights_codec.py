@@ -5,7 +5,7 @@ checkpoint travels as int8: every floating tensor with two or more dims becomes 
 per row (absmax / 127), 1-D tensors stay fp16, and the whole lot is a deflated ``.npz`` (about 28 MB). The
 encoder's positional embedding is a fixed sinusoid table, so it is recomputed instead of quantised. ``expand``
 writes an ``{"dims", "model_state_dict", "alignment_heads"}`` checkpoint of fp16 tensors that
-``whisper.load_model`` and ``worker.models`` (as a ``WHISPER_MODEL_SOURCES`` ``.pt``) both load. The result is
+``whisper.load_model`` and ``worker.models.cache`` (as a ``WHISPER_MODEL_SOURCES`` ``.pt``) both load. The result is
 not bit-identical to the original: rounding to 255 levels per row can change a word now and then.
 
     python -m bench.weights_codec encode [--model tiny.en] OUT.npz
@@ -51,8 +51,8 @@ def dequantize_rows(q: np.ndarray, scales: np.ndarray, shape: tuple[int, ...]) -
 
 def checkpoint_path(name: str = "tiny.en", model_dir: Path | None = None) -> Path:
     """The converted checkpoint the worker itself would load for ``name`` (converted once and cached)."""
-    from worker.models import resolve
-    from worker.settings import Settings
+    from worker.models.cache import resolve
+    from worker.service.settings import Settings
 
     directory = model_dir if model_dir is not None else Settings.from_env().model_dir
     return resolve(name, model_dir=directory, sources={}, download=False).path

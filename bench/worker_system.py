@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.systems import Outcome, Spec
-from worker.localaws import LocalAws
+from worker.local.moto_server import LocalAws
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / ".cache" / "bench-worker.log"

@@ -22,7 +22,9 @@ BATCH_MIN_TIMEOUT_SECONDS: Final = 60
 BATCH_STOP_GRACE_SECONDS: Final = 30  # SIGTERM, then SIGKILL this much later
 # The worker stops receiving at WHISPER_MAX_RUNTIME_SECONDS = job timeout - these two, so it leaves on its own
 # (exit 0, nothing lost) rather than being killed by Batch mid-job.
-WORKER_FINISH_SECONDS: Final = 600  # = RUNTIME_FINISH_SECONDS in worker/runner.py (not imported: it pulls in torch)
+WORKER_FINISH_SECONDS: Final = (
+    600  # = RUNTIME_FINISH_SECONDS in worker/service/runner.py (not imported: it pulls in torch)
+)
 WORKER_EXIT_MARGIN_SECONDS: Final = 300  # after that window: shutdown, releasing what is left, process exit
 WORKER_RUNTIME_HEADROOM_SECONDS: Final = WORKER_FINISH_SECONDS + WORKER_EXIT_MARGIN_SECONDS
 S3_MIN_IA_TRANSITION_DAYS: Final = 30  # S3 refuses STANDARD_IA transitions earlier than this

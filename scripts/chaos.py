@@ -52,12 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from worker.claim import CLAIM_FILE
-from worker.decode import SAMPLE_RATE, decode_audio
-from worker.engines import resolve_engine
-from worker.localaws import LocalAws
-from worker.models import ct2_directory, resolve
-from worker.receiver import CallbackReceiver
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
+from worker.engine.choose import resolve_engine
+from worker.local.moto_server import LocalAws
+from worker.local.receiver import CallbackReceiver
+from worker.models.cache import ct2_directory, resolve
+from worker.service.claim import CLAIM_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 JFK = ROOT / "tests" / "data" / "jfk.flac"

@@ -25,7 +25,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from worker.decode import SAMPLE_RATE, decode_audio
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"
 

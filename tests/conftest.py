@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.app import build_engine, build_worker
 from worker.engine import Engine
-from worker.localaws import LocalAws
-from worker.receiver import CallbackReceiver
-from worker.runner import RunStats
-from worker.settings import Settings
+from worker.local.moto_server import LocalAws
+from worker.local.receiver import CallbackReceiver
+from worker.service.app import build_engine, build_worker
+from worker.service.runner import RunStats
+from worker.service.settings import Settings
 
 DATA = Path(__file__).parent / "data"
 JFK = DATA / "jfk.flac"

@@ -67,7 +67,8 @@ def faulty(engine: Any, fail_on_call: int | None = None) -> Any:
 
 
 def main() -> int:
-    from worker import app, cli
+    from worker import cli
+    from worker.service import app
 
     make_engine = app.make_engine
     fail_on_call = int(os.environ.get("TEST_FAULT_ON_CALL", "0")) or None

@@ -13,8 +13,8 @@ import pytest
 
 from tests.audio_factory import load_jfk, write_audio, write_wav
 from tests.conftest import TEST_MODEL, Harness
-from worker.app import build_worker
-from worker.audio_budget import (
+from worker.audio import SAMPLE_RATE
+from worker.audio.budget import (
     BYTES_PER_SECOND,
     GIB,
     RUNTIME_RESERVE_BYTES,
@@ -23,8 +23,9 @@ from worker.audio_budget import (
     default_budget_seconds,
     memory_limit_bytes,
 )
-from worker.decode import SAMPLE_RATE, probe_seconds
-from worker.errors import AudioTooLong, ResourceExhausted
+from worker.audio.decode import probe_seconds
+from worker.service.app import build_worker
+from worker.service.errors import AudioTooLong, ResourceExhausted
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -15,15 +15,16 @@ from whisper.normalizers import EnglishTextNormalizer
 from whisper.tokenizer import get_tokenizer
 
 from tests.audio_factory import JFK
-from worker.app import build_engine
-from worker.batch_engine import BatchedEngine
-from worker.decode import SAMPLE_RATE, decode_audio
-from worker.engine import TranscribeOptions
-from worker.engines import resolve_engine
-from worker.greedy import Decoded, decode_greedy, log_mel
-from worker.settings import Settings, SettingsError
-from worker.splitback import Split, spans_of
-from worker.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
+from worker.engine.batched import BatchedEngine
+from worker.engine.choose import resolve_engine
+from worker.engine.greedy import Decoded, decode_greedy, log_mel
+from worker.engine.options import TranscribeOptions
+from worker.engine.splitback import Split, spans_of
+from worker.engine.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
+from worker.service.app import build_engine
+from worker.service.settings import Settings, SettingsError
 
 SENTENCE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 EN = TranscribeOptions(language="en")

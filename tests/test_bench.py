@@ -12,7 +12,8 @@ from audio_factory import JFK, tone, write_wav
 from bench import corpus, report, run, systems
 from bench.report import Summary, add_ratios, format_report, format_table, summarise
 from bench.wer import corpus_wer, normalise
-from worker.decode import SAMPLE_RATE, _decode_with_pyav, decode_audio
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import _decode_with_pyav, decode_audio
 
 # ---------------------------------------------------------------------------------------------- corpus
 

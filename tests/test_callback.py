@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from worker.callback import USER_AGENT, CallbackOutcome, CallbackPolicy, CallbackSender, webhook_id
-from worker.receiver import CallbackReceiver
+from worker.local.receiver import CallbackReceiver
+from worker.service.callback import USER_AGENT, CallbackOutcome, CallbackPolicy, CallbackSender, webhook_id
 
 SECRET = "whsec_" + base64.b64encode(b"a-test-secret-of-32-bytes-length").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-secret-of-32-bytes-long!").decode()

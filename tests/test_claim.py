@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import JFK, TEST_MODEL, Harness
-from worker.app import build_engine
-from worker.claim import ClaimHeld, ClaimStore
-from worker.localaws import LocalAws
+from worker.local.moto_server import LocalAws
+from worker.service.app import build_engine
+from worker.service.claim import ClaimHeld, ClaimStore
 
 
 class Clock:

@@ -30,7 +30,7 @@ from worker.client import (
     TranscriptionClient,
     WaitTimeout,
 )
-from worker.localaws import LocalAws, LocalResources
+from worker.local.moto_server import LocalAws, LocalResources
 
 SPOKEN = "ask not what your country can do for you"
 JOB_TIMEOUT = 180.0

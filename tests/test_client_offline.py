@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from worker import pricing
 from worker.cli import build_parser
-from worker.client_errors import EstimateError, TranscriptionError
-from worker.deadletters import parse
+from worker.client import pricing
+from worker.client.deadletters import parse
+from worker.client.errors import EstimateError, TranscriptionError
 
 README = Path(__file__).parent.parent / "README.md"
-HEAVY_MODULES = ("torch", "whisper", "numpy", "av", "worker.app", "worker.engine", "worker.models", "worker.pipeline")
+HEAVY_MODULES = (
+    "torch",
+    "whisper",
+    "numpy",
+    "av",
+    "worker.service.app",
+    "worker.engine.reference",
+    "worker.models.cache",
+    "worker.service.pipeline",
+)
 
 
 def readme_section(title: str = "Integrating a backend") -> str:
@@ -46,9 +55,9 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 
 def test_importing_the_client_loads_no_torch_whisper_or_numpy() -> None:
     code = (
-        "import sys, worker.client, worker.client_cli, worker.pricing, worker.deadletters, worker.cli;"
+        "import sys, worker.client, worker.client.cli, worker.client.pricing, worker.client.deadletters, worker.cli;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'whisper', 'numpy', 'av')"
-        " or m in ('worker.app', 'worker.engine', 'worker.models', 'worker.pipeline', 'worker.decode')))"
+        " or m.startswith(('worker.service', 'worker.engine', 'worker.models', 'worker.audio', 'worker.local'))))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=README.parent

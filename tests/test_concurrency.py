@@ -22,16 +22,16 @@ import pytest
 
 from tests.conftest import JFK, TEST_MODEL, Harness
 from tests.test_signals import WorkerProcess, completed_lines
-from worker.app import build_worker
-from worker.localaws import LocalAws
-from worker.logs import logger
-from worker.metrics import JobMetrics
-from worker.models import resolve
-from worker.pipeline import JobProcessor, Outcome
-from worker.queue import JobQueue, QueueInfo, QueueMessage
-from worker.receiver import CallbackReceiver
-from worker.runner import BUSY_POLL_SECONDS, RunStats, Worker
-from worker.settings import Settings
+from worker.local.moto_server import LocalAws
+from worker.local.receiver import CallbackReceiver
+from worker.models.cache import resolve
+from worker.ops.logs import logger
+from worker.ops.metrics import JobMetrics
+from worker.service.app import build_worker
+from worker.service.pipeline import JobProcessor, Outcome
+from worker.service.runner import BUSY_POLL_SECONDS, RunStats, Worker
+from worker.service.settings import Settings
+from worker.service.sqs import JobQueue, QueueInfo, QueueMessage
 
 
 class AudioHost:

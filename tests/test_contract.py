@@ -1,4 +1,4 @@
-"""The SQS message contract: worker/contract.py."""
+"""The SQS message contract: worker/contract/message.py."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_language_table_matches_whisper() -> None:
     from whisper.tokenizer import LANGUAGES as WHISPER_LANGUAGES
     from whisper.tokenizer import TO_LANGUAGE_CODE
 
-    from worker.languages import LANGUAGES, language_code
+    from worker.contract.languages import LANGUAGES, language_code
 
     assert list(LANGUAGES.items()) == list(WHISPER_LANGUAGES.items())
     assert all(language_code(name) == code for name, code in TO_LANGUAGE_CODE.items())

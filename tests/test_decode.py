@@ -21,8 +21,9 @@ from audio_factory import (
     write_wav,
 )
 
-from worker.decode import SAMPLE_RATE, decode_audio
-from worker.errors import AudioTooLong, UndecodableAudio
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
+from worker.service.errors import AudioTooLong, UndecodableAudio
 
 JFK_SECONDS = 11.0
 MAX_LAG = 2_000  # samples at 16 kHz (125 ms): encoder delay / priming that a container may not trim
@@ -225,7 +226,7 @@ def test_full_scale_multichannel_stays_within_unit_range(tmp_path: Path, channel
 
 
 def _pyav_only(path: Path, max_seconds: float = 60) -> np.ndarray:
-    from worker.decode import _decode_with_pyav
+    from worker.audio.decode import _decode_with_pyav
 
     return _decode_with_pyav(path, int(max_seconds * SAMPLE_RATE), max_seconds)
 
@@ -244,7 +245,7 @@ def test_native_wav_is_read_without_pyav(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['av'] = None\n"
         "from pathlib import Path\n"
-        "from worker.decode import decode_audio\n"
+        "from worker.audio.decode import decode_audio\n"
         f"a = decode_audio(Path({str(path)!r}), max_seconds=60)\n"
         "assert a.size == 16000 and 'av' not in {m for m, v in sys.modules.items() if v is not None}, a.size\n"
     )

@@ -163,7 +163,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     patterns = _dockerignore()
     for path in (".venv/bin/python", ".git/HEAD", "tests/test_e2e.py", "worker/__pycache__/app.cpython-311.pyc"):
         assert _ignored(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "worker/app.py", "worker/data/jfk.flac"):
+    for path in ("pyproject.toml", "README.md", "worker/service/app.py", "worker/data/jfk.flac"):
         assert not _ignored(path, patterns), path
 
 
@@ -225,7 +225,7 @@ def test_install_commands_work_in_a_fresh_virtualenv(fresh_install: FreshInstall
         assert done.returncode == 0, f"{command}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
 
     python = venv / "bin" / "python"
-    probe = "import torch, whisper, av, worker.app, worker.cli; print(torch.__version__, worker.app.__file__)"
+    probe = "import torch, whisper, av, worker.service.app as app, worker.cli; print(torch.__version__, app.__file__)"
     done = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     version, location = done.stdout.split()

@@ -16,12 +16,12 @@ import pytest
 from tests.audio_factory import load_jfk
 from tests.conftest import TEST_MODEL
 from tests.faults import POISON_LEVEL, FaultyBackend, faulty
-from worker import batch_engine
-from worker.batch_engine import BatchedEngine
-from worker.engine import TranscribeOptions
-from worker.engines import make_engine
-from worker.errors import EngineFailed, EngineTimeout
-from worker.models import ModelCache
+from worker.engine import batched
+from worker.engine.batched import BatchedEngine
+from worker.engine.choose import make_engine
+from worker.engine.options import TranscribeOptions
+from worker.models.cache import ModelCache
+from worker.service.errors import EngineFailed, EngineTimeout
 
 OPTIONS = TranscribeOptions()
 PHRASE = "ask not what your country can do for you"
@@ -110,8 +110,8 @@ def test_a_dead_model_thread_fails_its_jobs_at_once_and_the_next_job_gets_a_new_
 def test_a_job_past_its_deadline_fails_and_a_stuck_pass_is_logged(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(batch_engine, "STUCK_PASS_SECONDS", 0.5)
-    monkeypatch.setattr(batch_engine, "WATCH_SECONDS", 0.2)
+    monkeypatch.setattr(batched, "STUCK_PASS_SECONDS", 0.5)
+    monkeypatch.setattr(batched, "WATCH_SECONDS", 0.2)
     unstuck = threading.Event()
     engine = _wrap(_engine(model_dir, deadline_base_seconds=1.5, deadline_factor=0.0), lambda: unstuck.wait(60))
     started = time.monotonic()

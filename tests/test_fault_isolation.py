@@ -14,9 +14,9 @@ from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
 from tests.faults import write_poison
 from tests.test_signals import Backend, WorkerProcess
-from worker.decode import decode_audio
-from worker.localaws import LocalAws
-from worker.receiver import CallbackReceiver
+from worker.audio.decode import decode_audio
+from worker.local.moto_server import LocalAws
+from worker.local.receiver import CallbackReceiver
 
 FAULTY_WORKER = ("tests.faults",)
 

@@ -15,10 +15,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from worker.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
-from worker.fetch import fetched
-from worker.localaws import LocalAws
-from worker.netguard import check_url, is_public_address
+from worker.local.moto_server import LocalAws
+from worker.service.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
+from worker.service.fetch import fetched
+from worker.service.netguard import check_url, is_public_address
 
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB, every byte value
 CAP = 4096

@@ -109,7 +109,7 @@ def test_worker_runtime_leaves_the_finishing_window_and_a_margin_before_the_job_
 
 
 def test_finishing_window_mirrors_the_worker() -> None:
-    from worker.runner import RUNTIME_FINISH_SECONDS  # torch-dependent: fine in tests, never in infra
+    from worker.service.runner import RUNTIME_FINISH_SECONDS  # torch-dependent: fine in tests, never in infra
 
     assert WORKER_FINISH_SECONDS == RUNTIME_FINISH_SECONDS
 

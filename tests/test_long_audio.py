@@ -8,8 +8,8 @@ import numpy as np
 
 from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL, Harness
-from worker.app import build_engine
-from worker.decode import decode_audio
+from worker.audio.decode import decode_audio
+from worker.service.app import build_engine
 
 
 def test_clip_longer_than_visibility_timeout_is_processed_exactly_once(harness: Harness, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.metrics import JobMetrics, JobReport, queue_wait_seconds
+from worker.ops.metrics import JobMetrics, JobReport, queue_wait_seconds
 
 
 def _emit(report: JobReport, namespace: str = "WhisperBatch") -> list[dict]:

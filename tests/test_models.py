@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from tests.conftest import JFK
-from worker.decode import decode_audio
-from worker.engine import Engine, TranscribeOptions
-from worker.engines import make_engine
-from worker.errors import UnknownModel
-from worker.models import BUNDLED, BundledModel, ModelCache, _package_dir, assemble, ct2_directory, resolve
+from worker.audio.decode import decode_audio
+from worker.engine.choose import make_engine
+from worker.engine.options import TranscribeOptions
+from worker.engine.reference import ReferenceEngine
+from worker.models.cache import BUNDLED, BundledModel, ModelCache, _package_dir, assemble, ct2_directory, resolve
+from worker.service.errors import UnknownModel
 
 BASE = BUNDLED["base"]
 PHRASE = "ask not what your country can do for you"
@@ -96,7 +97,7 @@ def test_split_base_assembles_verified_and_transcribes(base_cache: ModelCache) -
     model = base_cache.get("base")
     assert model.is_multilingual and model.dims.n_audio_state == 512 and model.dims.n_text_layer == 6
 
-    transcript = Engine(base_cache).transcribe("base", decode_audio(JFK, max_seconds=60), TranscribeOptions())
+    transcript = ReferenceEngine(base_cache).transcribe("base", decode_audio(JFK, max_seconds=60), TranscribeOptions())
     assert PHRASE in _words(transcript.text) and transcript.language == "en"  # language detected, not assumed
 
 

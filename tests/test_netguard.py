@@ -19,11 +19,11 @@ import httpcore
 import httpx
 import pytest
 
-from worker.callback import CallbackPolicy, CallbackSender
-from worker.errors import BlockedUrl
-from worker.fetch import fetched
-from worker.netguard import BlockedConnection, GuardedBackend, check_url, guarded_transport, is_public_address
-from worker.receiver import CallbackReceiver
+from worker.local.receiver import CallbackReceiver
+from worker.service.callback import CallbackPolicy, CallbackSender
+from worker.service.errors import BlockedUrl
+from worker.service.fetch import fetched
+from worker.service.netguard import BlockedConnection, GuardedBackend, check_url, guarded_transport, is_public_address
 
 BODY = b"RIFF-not-really-audio" * 16
 REBIND_HOST = "rebind.example"

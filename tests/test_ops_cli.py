@@ -22,11 +22,11 @@ import torch
 import whisper
 
 from tests.conftest import TEST_MODEL
-from worker import modelfetch
-from worker.errors import FetchUnavailable, UnknownModel
-from worker.localaws import LocalAws
-from worker.models import ModelCache, resolve
-from worker.settings import Settings
+from worker.local.moto_server import LocalAws
+from worker.models import download as modelfetch
+from worker.models.cache import ModelCache, resolve
+from worker.service.errors import FetchUnavailable, UnknownModel
+from worker.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

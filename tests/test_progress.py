@@ -12,14 +12,15 @@ import pytest
 import tqdm
 
 from tests.conftest import JFK, TEST_MODEL
-from worker import transcribe_progress
-from worker.app import build_engine
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
 from worker.contract import ContractError, json_schema, parse_message
-from worker.decode import SAMPLE_RATE, decode_audio
-from worker.engine import Engine, TranscribeOptions
-from worker.localaws import LocalAws
-from worker.progress import ProgressReporter
-from worker.settings import Settings
+from worker.engine import Engine, reference_progress
+from worker.engine.options import TranscribeOptions
+from worker.local.moto_server import LocalAws
+from worker.service.app import build_engine
+from worker.service.progress import ProgressReporter
+from worker.service.settings import Settings
 
 KEY = "results/p-1/status.json"
 
@@ -117,7 +118,7 @@ def test_progress_is_best_effort(local_aws: LocalAws) -> None:
 
 
 def test_hook_reaches_the_pinned_whisper_and_patches_nothing_global() -> None:
-    assert transcribe_progress.supported()
+    assert reference_progress.supported()
     assert sys.modules["whisper.transcribe"].tqdm is tqdm
 
 

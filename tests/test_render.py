@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.render import CONTENT_TYPES, FORMATS, RENDERERS, render, timestamp
-from worker.transcript import Segment, Transcript, Word
+from worker.engine.transcript import Segment, Transcript, Word
+from worker.service.render import CONTENT_TYPES, FORMATS, RENDERERS, render, timestamp
 
 GOLDEN = Path(__file__).parent / "golden"
 

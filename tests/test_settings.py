@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import Settings, SettingsError
+from worker.service.settings import Settings, SettingsError
 
 
 def test_defaults_are_production_safe() -> None:

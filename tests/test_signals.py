@@ -23,10 +23,10 @@ import pytest
 
 from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
-from worker.decode import decode_audio
-from worker.localaws import LocalAws
-from worker.models import resolve
-from worker.receiver import CallbackReceiver
+from worker.audio.decode import decode_audio
+from worker.local.moto_server import LocalAws
+from worker.local.receiver import CallbackReceiver
+from worker.models.cache import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from worker.settings import Settings
+from worker.service.settings import Settings
 
 # Adaptive retries absorb S3/SQS throttling before our own error handling sees it.
 # A pool that covers every message in progress (each holds a connection while it fetches or stores).

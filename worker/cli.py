@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from worker.client_cli import add_client_commands
+from worker.client.cli import add_client_commands
 
 # The worker's and the demo's packages come with extras; the bare install is the client.
 _EXTRA_PACKAGES = frozenset({"torch", "whisper", "numpy", "av", "httpx", "standardwebhooks", "aws_lambda_powertools"})
@@ -30,10 +30,10 @@ def _require(extra: str, *packages: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _require("worker", *sorted(_EXTRA_PACKAGES))
-    from worker.app import build_worker
-    from worker.errors import WorkerUnfit
-    from worker.logs import logger
-    from worker.settings import Settings
+    from worker.ops.logs import logger
+    from worker.service.app import build_worker
+    from worker.service.errors import WorkerUnfit
+    from worker.service.settings import Settings
 
     settings = Settings.from_env().with_overrides(max_jobs=args.max_jobs, max_idle_seconds=args.max_idle_seconds)
     try:
@@ -64,7 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
     _require("local", *sorted(_EXTRA_PACKAGES), "moto")
 
     os.environ.setdefault("WHISPER_LOG_LEVEL", "WARNING")  # the demo prints its own report
-    from worker.demo import run_demo
+    from worker.local.demo import run_demo
 
     return run_demo([Path(p) for p in args.audio], model=args.model, out=sys.stdout)
 
@@ -86,15 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="tiny.en", help="model name (default: tiny.en, bundled)")
     demo.set_defaults(handler=_demo)
 
-    add_client_commands(commands)  # submit, status, fetch, estimate, dlq: see worker/client_cli.py
-    from worker.ops_cli import register as add_ops_commands
+    add_client_commands(commands)  # submit, status, fetch, estimate, dlq: see worker/client/cli.py
+    from worker.ops.cli import register as add_ops_commands
 
-    add_ops_commands(commands)  # models fetch|list, health: see worker/ops_cli.py
+    add_ops_commands(commands)  # models fetch|list, health: see worker/ops/cli.py
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worker.settings import SettingsError
+    from worker.service.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:

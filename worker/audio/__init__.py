@@ -1,0 +1,13 @@
+"""Audio in: any common file to 16 kHz mono float32, within the worker's memory.
+
+    decode.py   decoding with PyAV (or the standard library for 16 kHz mono WAV), and estimating a file's length
+    budget.py   the decoded-audio budget all messages in progress share
+    wav.py      16-bit mono WAV files, for tests, the soak and the benchmark
+
+The constants below are Whisper's input format, used by every stage that handles samples.
+"""
+
+from typing import Final
+
+SAMPLE_RATE: Final = 16_000  # Whisper's input rate, samples per second
+BYTES_PER_SECOND: Final = SAMPLE_RATE * 4  # decoded float32 mono

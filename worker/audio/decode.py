@@ -1,0 +1,118 @@
+"""Decode any common audio or video container to 16 kHz mono float32, in-process with PyAV.
+
+A RIFF/WAVE file that is already 16-bit PCM at 16 kHz mono skips FFmpeg: its samples are read with the standard
+library and numpy, giving exactly the values of the PyAV path below (int16 / 32768). PyAV is imported only when a
+file needs it, so such WAVs decode even where PyAV is missing.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from worker.audio import SAMPLE_RATE
+from worker.service.errors import AudioTooLong, UndecodableAudio
+
+
+def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
+    """Samples in [-1, 1] at 16 kHz mono; refuses input longer than ``max_seconds`` while decoding."""
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    audio = _read_native_wav(path, max_samples, max_seconds)
+    if audio is None:
+        audio = _decode_with_pyav(path, max_samples, max_seconds)
+    return audio
+
+
+def probe_seconds(path: Path) -> float | None:
+    """The length a file's header declares, in seconds, without decoding; None when unknown or unreadable.
+
+    An estimate for the decoded-audio budget only: it never raises (the decoder reports bad files) and may be
+    wrong (streamed or concatenated files), so ``decode_audio`` still enforces its own limit.
+    """
+    try:
+        seconds = _probe_wav(path)
+        if seconds is not None:
+            return seconds
+    except (wave.Error, EOFError, OSError, ValueError):
+        pass  # not a PCM WAV the standard library reads: ask PyAV
+    try:
+        return _probe_with_pyav(path)
+    except Exception:  # any failure to read a header just means "unknown"
+        return None
+
+
+def _probe_wav(path: Path) -> float | None:
+    with wave.open(str(path), "rb") as wav:
+        frames, frame_bytes, rate = wav.getnframes(), wav.getnchannels() * wav.getsampwidth(), wav.getframerate()
+    # Streamed WAVs declare 0 or 0xFFFFFFFF bytes of data: the file's size bounds what PCM it can hold.
+    frames = min(frames, path.stat().st_size // max(1, frame_bytes))
+    return frames / rate if frames > 0 and rate > 0 else None
+
+
+def _probe_with_pyav(path: Path) -> float | None:
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if container.duration:
+            return container.duration / av.time_base
+    return None
+
+
+def _read_native_wav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray | None:
+    """The samples of a 16 kHz mono s16 WAV, or None when the file is anything else (PyAV then decodes it)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) != (1, 2, SAMPLE_RATE):
+                return None
+            # The header's length can be wrong (streamed WAVs): read one sample past the limit and look.
+            data = wav.readframes(max_samples + 1)
+    except (wave.Error, EOFError, OSError, ValueError):
+        return None
+    samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+    if samples.size > max_samples:
+        raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
+    if samples.size == 0:
+        return None  # let PyAV judge an empty or odd file, so its errors stay the same
+    return samples.astype(np.float32) / 32768.0
+
+
+def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray:
+    import av
+
+    chunks: list[np.ndarray] = []
+    total = 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UndecodableAudio("the file has no audio stream")
+            stream = container.streams.audio[0]
+            # s16 like whisper's own ffmpeg pipeline: with a float target swresample does not normalise its
+            # down-mix matrix, so stereo came out up to 1.41x and 5.1 up to 3.4x full scale.
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                frame.pts = None  # resampler re-times frames; stale pts from odd containers upset it
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+                    total += chunk.size
+                    if total > max_samples:
+                        raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
+                    chunks.append(chunk)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
+    except (AudioTooLong, UndecodableAudio):
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise UndecodableAudio(f"cannot decode audio: {exc}") from exc
+    if not chunks:
+        raise UndecodableAudio("the audio stream holds no samples")
+    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    if audio.size == 0:
+        raise UndecodableAudio("the audio stream holds no samples")
+    return audio

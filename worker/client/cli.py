@@ -1,0 +1,326 @@
+"""``whisper-worker submit | status | fetch | estimate | dlq``: the backend's client on the command line.
+
+Data goes to stdout (a job id, the transcript, file paths, listings) so commands compose in scripts; progress
+bars and diagnostics go to stderr. Exit status: 0 done, 1 the job failed, 2 bad arguments or configuration,
+3 no such job / format / dead letter, 4 timed out waiting, 5 AWS refused or was unreachable.
+
+The connection comes from ``--queue-url``/``--bucket``/``--dlq-url``/``--endpoint-url``/``--region``, else
+from ``--stack NAME`` (the CloudFormation outputs), else from ``WHISPER_QUEUE_URL``, ``WHISPER_RESULTS_BUCKET``,
+``WHISPER_DLQ_URL`` and ``AWS_ENDPOINT_URL``. Heavy imports wait until a command runs: ``whisper-worker run``
+pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.client import JobStatus, TranscriptionClient
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_SERVICE = 1, 2, 3, 4, 5
+_REMOTE_PREFIXES = ("s3://", "https://", "http://")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_client_commands(commands: Any) -> None:
+    """Register submit, status, fetch, estimate and dlq on ``whisper-worker``'s subcommands."""
+    connection = _connection_parser()
+
+    submit = commands.add_parser(
+        "submit", parents=[connection], help="send a job (uploading a local file first), optionally wait for it"
+    )
+    submit.add_argument("source", help="local audio/video file, s3://bucket/key or https:// URL")
+    submit.add_argument("--model", help="Whisper model (default: the worker's WHISPER_DEFAULT_MODEL)")
+    submit.add_argument("--format", default="json", help="comma-separated: json,srt,vtt,txt,tsv (default: json)")
+    submit.add_argument("--language", help="spoken language, e.g. en (default: detect)")
+    submit.add_argument("--task", choices=["transcribe", "translate"], help="default: transcribe")
+    submit.add_argument("--callback-url", help="https:// URL for the signed result callback")
+    submit.add_argument("--job-id", help="job id (default: a fresh one)")
+    submit.add_argument(
+        "--wait", action="store_true", help="wait for the result and print its text (asks for txt if needed)"
+    )
+    submit.add_argument("--timeout", type=_duration, default=3600.0, help="how long --wait waits (default: 1h)")
+    submit.add_argument("--out", type=Path, help="write the transcripts to this directory (implies --wait)")
+    submit.set_defaults(handler=_guarded(_submit))
+
+    status = commands.add_parser("status", parents=[connection], help="show a job's state, progress or result")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=_guarded(_status))
+
+    fetch = commands.add_parser("fetch", parents=[connection], help="download a finished job's transcripts")
+    fetch.add_argument("job_id")
+    fetch.add_argument("--format", help="comma-separated formats (default: every format the job produced)")
+    fetch.add_argument("--out", type=Path, default=Path("."), help="directory to write to (default: .)")
+    fetch.set_defaults(handler=_guarded(_fetch))
+
+    estimate = commands.add_parser("estimate", help="price transcribing this much audio, next to managed APIs")
+    estimate.add_argument("--duration", required=True, type=_duration, help="audio length: 90s, 45m, 1h30m, 01:30:00")
+    estimate.add_argument("--model", default="base", help="Whisper model (default: base)")
+    estimate.add_argument("--instance", default="g5.xlarge", help="EC2 instance type (default: g5.xlarge)")
+    estimate.add_argument("--spot", action="store_true", help="spot instead of on-demand price")
+    estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    estimate.set_defaults(handler=_guarded(_estimate))
+
+    dlq = commands.add_parser("dlq", help="inspect or redrive the dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", parents=[connection], help="list dead letters and why")
+    dlq_list.add_argument("--limit", type=int, default=100, help="at most this many (default: 100)")
+    dlq_list.add_argument("--json", action="store_true", help="print JSON lines, one per message")
+    dlq_list.set_defaults(handler=_guarded(_dlq_list))
+    redrive = dlq_commands.add_parser("redrive", parents=[connection], help="send dead letters back to the queue")
+    redrive.add_argument("ids", nargs="*", metavar="JOB_ID", help="job ids (or message ids) to send back")
+    redrive.add_argument("--all", action="store_true", help="send every dead letter back")
+    redrive.set_defaults(handler=_guarded(_dlq_redrive))
+
+
+def _connection_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("connection (default: WHISPER_QUEUE_URL, WHISPER_RESULTS_BUCKET, ...)")
+    group.add_argument("--stack", help="read the queue, bucket and DLQ from this CloudFormation stack's outputs")
+    group.add_argument("--queue-url", help="jobs queue URL")
+    group.add_argument("--bucket", help="results bucket (uploads go under audio/)")
+    group.add_argument("--dlq-url", help="dead-letter queue URL (default: from the queue's redrive policy)")
+    group.add_argument("--endpoint-url", help="AWS endpoint, e.g. LocalStack or moto (default: AWS_ENDPOINT_URL)")
+    group.add_argument("--region", help="AWS region (default: AWS_REGION)")
+    return parser
+
+
+def _duration(text: str) -> float:
+    from worker.client.pricing import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Map the client's errors onto exit codes and one clear line on stderr."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from worker.client import errors
+
+        codes: list[tuple[type[Exception], int]] = [
+            (errors.JobFailed, EXIT_FAILED),
+            (errors.JobNotFound, EXIT_NOT_FOUND),
+            (errors.WaitTimeout, EXIT_TIMEOUT),
+            (errors.ServiceError, EXIT_SERVICE),
+            (errors.TranscriptionError, EXIT_USAGE),  # validation, configuration, estimate
+        ]
+        try:
+            return handler(args)
+        except errors.TranscriptionError as exc:
+            _err(f"error: {exc}")
+            return next(code for kind, code in codes if isinstance(exc, kind))
+
+    return run
+
+
+def _err(message: str) -> None:
+    print(f"whisper-worker: {message}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace) -> TranscriptionClient:
+    """Flags first, then the stack's outputs, then the environment."""
+    from worker.client import TranscriptionClient
+
+    endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    outputs: dict[str, str] = {}
+    if args.stack:
+        outputs = TranscriptionClient.from_stack(args.stack, region=args.region, endpoint_url=endpoint).stack_outputs
+    return TranscriptionClient.from_env(
+        queue_url=args.queue_url or outputs.get("QueueUrl"),
+        bucket=args.bucket or outputs.get("BucketName"),
+        dlq_url=args.dlq_url or outputs.get("DlqUrl"),
+        endpoint_url=endpoint,
+        region=args.region,
+    )
+
+
+def _formats(text: str | None) -> list[str] | None:
+    return [part.strip().lower() for part in text.split(",") if part.strip()] if text else None
+
+
+# ---------------------------------------------------------------------------------------------- submit
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    client = _client(args)
+    console = Console(stderr=True)
+    options: dict[str, Any] = {
+        "model": args.model,
+        "formats": _formats(args.format) or ["json"],
+        "language": args.language,
+        "task": args.task,
+        "callback_url": args.callback_url,
+    }
+    options = {key: value for key, value in options.items() if value is not None}
+    requested = list(options["formats"])
+    waiting = bool(args.wait or args.out)
+    if waiting and not {"json", "txt"} & set(requested):
+        options["formats"] = [*requested, "txt"]  # to print the text; --out still writes only what was asked
+    if args.source.startswith(_REMOTE_PREFIXES):
+        job_id = client.submit(audio=args.source, **options, **({"job_id": args.job_id} if args.job_id else {}))
+    else:
+        job_id = _upload(client, console, Path(args.source), args.job_id, options)
+    console.print(f"submitted {job_id}", markup=False, highlight=False)
+    if not waiting:
+        print(job_id)
+        return 0
+    status = _follow(client, console, job_id, args.timeout)
+    if not status.succeeded:
+        _err(f"job {job_id} failed: {status.error_code}: {status.error_message}")
+        return EXIT_FAILED
+    if args.out:
+        for fmt in requested:
+            path = client.download(job_id, fmt, args.out / f"{job_id}.{fmt}")
+            console.print(f"wrote {path}", markup=False, highlight=False)
+    print(client.text(job_id))
+    return 0
+
+
+def _upload(client: TranscriptionClient, console: Any, path: Path, job_id: str | None, options: dict) -> str:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    if not path.is_file():
+        from worker.client.errors import JobValidationError
+
+        raise JobValidationError(f"{path} is not a file (nor an s3:// or https:// URL)")
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        return client.upload_and_submit(
+            path, job_id=job_id, progress=lambda sent: progress.advance(task, sent), **options
+        )
+
+
+def _follow(client: TranscriptionClient, console: Any, job_id: str, timeout: float) -> JobStatus:
+    """Wait for the job with a progress bar fed by the worker's status.json (indeterminate until it reports)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"{job_id}: queued", total=None)
+
+        def update(status: JobStatus) -> None:
+            known = status.percent is not None
+            progress.update(
+                task,
+                description=f"{job_id}: {status.state}",
+                total=100 if known else None,
+                completed=status.percent if known else 0,
+            )
+
+        return client.wait(job_id, timeout, on_update=update, max_poll_interval=3.0)
+
+
+# ---------------------------------------------------------------------------------------- status, fetch
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _client(args).status(args.job_id)
+    if args.json:
+        print(json.dumps(asdict(status) | {"error_code": status.error_code}, indent=2))
+        return 0
+    percent = f" {status.percent:.0f}%" if status.percent is not None and not status.done else ""
+    print(f"{status.job_id}: {status.state}{percent}")
+    result = status.result or {}
+    if status.state == "completed":
+        print(f"  model      {result.get('model')}")
+        print(f"  language   {result.get('language')}")
+        duration, processing = result.get("duration_seconds"), result.get("processing_seconds")
+        if isinstance(duration, int | float) and isinstance(processing, int | float):
+            print(f"  audio      {duration:.1f} s, transcribed in {processing:.1f} s")
+        for fmt, key in (result.get("results") or {}).items():
+            print(f"  {fmt:<10} s3://{result.get('bucket') or ''}/{key}")
+    elif status.state == "failed":
+        print(f"  error      {status.error_code}: {status.error_message}")
+    if status.updated_at:
+        print(f"  updated    {status.updated_at}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    formats = _formats(args.format) or list(client.result_keys(args.job_id))
+    for fmt in formats:
+        print(client.download(args.job_id, fmt, args.out / f"{args.job_id}.{fmt}"))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- estimate
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from worker.client.pricing import estimate_cost
+
+    estimate = estimate_cost(args.duration, args.model, args.instance, args.spot)
+    if args.json:
+        print(json.dumps(asdict(estimate), indent=2))
+        return 0
+    price = "spot" if estimate.spot else "on-demand"
+    print(
+        f"{format_duration(estimate.duration_seconds)} of audio, model {estimate.model} on {estimate.instance_type} "
+        f"({price}, ${estimate.hourly_usd:g}/h)"
+    )
+    print(f"  throughput   {estimate.throughput.realtime_factor:.1f}x realtime ({estimate.throughput.note})")
+    kind = "GPU time" if estimate.gpu_seconds else "CPU time"
+    print(f"  {kind:<12} {estimate.instance_seconds:.1f} s")
+    print(f"  cost         ${estimate.cost_usd:.4f}")
+    for managed in estimate.managed:
+        ratio = f"{managed.cost_usd / estimate.cost_usd:.0f}x as much" if estimate.cost_usd else ""
+        print(f"  {managed.name:<18} ${managed.cost_usd:.4f}  {ratio}  ({managed.source})")
+    return 0
+
+
+def format_duration(seconds: float) -> str:
+    """``1h30m``, ``45m``, ``1m30s``, ``12.5s``: the shape ``--duration`` reads."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value)
+
+
+# ------------------------------------------------------------------------------------------------- dlq
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    letters = _client(args).dead_letters(limit=args.limit)
+    if args.json:
+        for letter in letters:
+            print(json.dumps(letter.as_dict()))
+        return 0
+    print(f"{len(letters)} message(s) in the DLQ")
+    for letter in letters:
+        print(f"{letter.job_id or '-'}  {letter.message_id}  {letter.reason}  (since {letter.sent_at or '?'})")
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.all):
+        _err("error: name the job ids (or message ids) to redrive, or pass --all, not both")
+        return EXIT_USAGE
+    moved = _client(args).redrive(None if args.all else args.ids)
+    print(f"redrove {len(moved)} message(s) to the jobs queue")
+    for letter in moved:
+        print(f"{letter.job_id or '-'}  {letter.message_id}")
+    missing = sorted(set(args.ids) - {d.job_id for d in moved} - {d.message_id for d in moved})
+    if missing:
+        _err(f"error: not in the DLQ: {', '.join(missing)}")
+        return EXIT_NOT_FOUND
+    return 0

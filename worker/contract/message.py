@@ -1,0 +1,577 @@
+"""The job message contract: what a backend puts in the body of an SQS message.
+
+Version 1 is a flat JSON object (see ``JobRequest``); the legacy camelCase shape that older
+backends send (``transcriptionId``/``s3AudioUrl``/...) is accepted and mapped onto it.
+
+    parse_message(body)   -> JobRequest, or raises ContractError naming the offending field(s)
+    best_effort_ids(body) -> (job_id, callback_url, metadata) from a broken message, never raises
+    json_schema()         -> JSON Schema (draft 2020-12) of the v1 message
+
+This module is imported by lightweight clients as well as by the worker, so it depends on
+pydantic and the standard library only: never import torch, whisper, boto3 or numpy here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from worker.contract.languages import language_code
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "JOB_ID_PATTERN",
+    "MAX_MESSAGE_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_URL_LENGTH",
+    "OFFICIAL_MODELS",
+    "OUTPUT_FORMATS",
+    "ContractError",
+    "JobRequest",
+    "OutputFormat",
+    "best_effort_ids",
+    "json_schema",
+    "parse_message",
+]
+
+CONTRACT_VERSION: Final = 1
+MAX_MESSAGE_BYTES: Final = 256 * 1024  # SQS's own limit on a message body
+MAX_METADATA_BYTES: Final = 4096  # JSON encoding of ``metadata``, UTF-8
+MAX_URL_LENGTH: Final = 2048
+MAX_PROMPT_CHARS: Final = 1000
+
+# The job id names the result folder ``results/<job_id>/``: this pattern is the path-traversal guard
+# (no dots, slashes, whitespace or non-ASCII letters), so keep it ASCII-only and anchored.
+JOB_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+MODEL_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$|^[a-z ]{4,20}$"
+
+OFFICIAL_MODELS: Final[tuple[str, ...]] = (
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large",
+    "large-v3-turbo",
+    "turbo",
+)
+
+OutputFormat = Literal["json", "srt", "vtt", "txt", "tsv"]
+OUTPUT_FORMATS: Final[tuple[str, ...]] = ("json", "srt", "vtt", "txt", "tsv")
+
+SCHEMA_TITLE: Final = "whisper-batch job message v1"
+SCHEMA_ID: Final = "urn:whisper-batch:job-message:v1"
+SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+
+# Python-side twin of JOB_ID_PATTERN for best_effort_ids (fullmatch: ``$`` would accept a trailing newline).
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_S3_BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_WHITESPACE_RE = re.compile(r"\s")
+
+# Legacy camelCase keys -> v1 field names (``userId`` goes into metadata).
+_LEGACY_MARKERS: Final = ("transcriptionId", "s3AudioUrl")
+_LEGACY_KEYS: Final = frozenset(
+    {"transcriptionId", "userId", "s3AudioUrl", "model", "format", "callbackUrl", "metadata"}
+)
+_LEGACY_FIELD_NAMES: Final = {
+    "job_id": "transcriptionId",
+    "audio": "s3AudioUrl",
+    "formats": "format",
+    "callback_url": "callbackUrl",
+}
+
+_MAX_REPORTED_ERRORS = 20
+
+
+class ContractError(ValueError):
+    """A message body that breaks the contract.
+
+    ``str(err)`` is one line naming every offending field; ``errors`` holds the same as
+    ``[{"field": "job_id", "message": "..."}]`` (``field`` is ``"body"`` for problems with the
+    body as a whole: size, encoding, JSON syntax, not an object).
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors: list[dict[str, str]] = errors if errors is not None else [{"field": "body", "message": message}]
+
+    @classmethod
+    def body(cls, message: str) -> ContractError:
+        return cls(message, [{"field": "body", "message": message}])
+
+    @classmethod
+    def from_items(cls, items: list[dict[str, str]]) -> ContractError:
+        parts = [_render_item(item) for item in items[:_MAX_REPORTED_ERRORS]]
+        if len(items) > _MAX_REPORTED_ERRORS:
+            parts.append(f"(and {len(items) - _MAX_REPORTED_ERRORS} more errors)")
+        return cls("; ".join(parts), items)
+
+
+def _render_item(item: dict[str, str]) -> str:
+    # "unknown field 'foo'" already names its field; everything else reads "field: message".
+    if item["message"].startswith("unknown field "):
+        return item["message"]
+    return f"{item['field']}: {item['message']}"
+
+
+def _short(value: str, limit: int = 64) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------- URLs
+
+
+def _url_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("url", message)
+
+
+def _check_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; returns it with the scheme lower-cased."""
+    if _WHITESPACE_RE.search(value) or _CONTROL_RE.search(value):
+        raise _url_error("URL must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError as exc:
+        raise _url_error(f"malformed URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise _url_error("URL scheme must be http or https")
+    if not parts.hostname:
+        raise _url_error("http(s) URL must have a host")
+    return parts.scheme + value[len(parts.scheme) :]
+
+
+def _check_audio_url(value: str) -> str:
+    """``s3://bucket/key`` or an http(s) URL (scheme policy is the worker's business)."""
+    scheme, sep, rest = value.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("s3", "http", "https"):
+        raise _url_error("must be an s3://bucket/key, https:// or http:// URL")
+    if scheme != "s3":
+        return _check_http_url(value)
+    if _CONTROL_RE.search(value):
+        raise _url_error("URL must not contain control characters")
+    bucket, slash, key = rest.partition("/")
+    if not bucket:
+        raise _url_error("s3 URL must name a bucket: s3://bucket/key")
+    if not _S3_BUCKET_RE.fullmatch(bucket):
+        raise _url_error("s3 bucket name may only contain letters, digits, '.', '_' and '-'")
+    if not slash or not key:
+        raise _url_error("s3 URL must have a non-empty key: s3://bucket/key")
+    return "s3://" + rest
+
+
+def _metadata_size(value: dict[str, Any]) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON; ValueError if it cannot be encoded."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"must be JSON-serialisable ({exc})") from None
+
+
+# -------------------------------------------------------------------------------------------- model
+
+JobId = Annotated[StrictStr, Field(pattern=JOB_ID_PATTERN)]
+
+
+class JobRequest(BaseModel):
+    """One transcription job: the JSON body of an SQS message (contract version 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title=SCHEMA_TITLE)
+
+    version: Literal[1] = Field(
+        default=1,
+        description="Contract version; always 1. Optional, defaults to 1.",
+    )
+    job_id: JobId = Field(
+        description=(
+            "Caller's id for the job, 1-128 ASCII letters, digits, '_' or '-'. Results are written "
+            "under results/<job_id>/ and it is echoed in the result and callback."
+        ),
+    )
+    audio: StrictStr = Field(
+        max_length=MAX_URL_LENGTH,
+        description=(
+            "Where to fetch the audio: s3://bucket/key, or an https:// (or http://, if the worker allows it) URL."
+        ),
+    )
+    model: StrictStr | None = Field(
+        default=None,
+        pattern=MODEL_PATTERN,
+        description=(
+            "Whisper model name, case-insensitive; null means the worker's configured default. "
+            f"Official models: {', '.join(OFFICIAL_MODELS)}. A worker may also serve custom names."
+        ),
+    )
+    formats: list[OutputFormat] = Field(
+        default_factory=lambda: ["json"],
+        min_length=1,
+        description=(
+            'Transcript formats to write, case-insensitive, duplicates dropped; at least one. Defaults to ["json"].'
+        ),
+    )
+    language: StrictStr | None = Field(
+        default=None,
+        pattern=LANGUAGE_PATTERN,
+        description=(
+            "Spoken language as a 2-3 letter code (en, de, haw) or a Whisper language name "
+            "(english), case-insensitive, one of the languages Whisper knows (names are stored as codes); "
+            "null means detect it."
+        ),
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        default="transcribe",
+        description="transcribe: text in the spoken language; translate: English translation.",
+    )
+    word_timestamps: StrictBool = Field(
+        default=False,
+        description="Whether to compute per-word timings.",
+    )
+    initial_prompt: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_PROMPT_CHARS,
+        description=(
+            f"Text to condition the first window on (spellings, names, style); at most {MAX_PROMPT_CHARS} characters."
+        ),
+    )
+    beam_size: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="Beam search width, 1-10; null means the worker's default decoding.",
+    )
+    callback_url: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="http(s) URL to POST a signed notification to when the job succeeds or fails.",
+    )
+    progress_callback: StrictBool = Field(
+        default=False,
+        description=(
+            "Whether to also POST a signed progress event to callback_url at each state change "
+            '({"job_id", "event": "progress", "state", "percent"}).'
+        ),
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"Free-form JSON object echoed back in the result and callback; at most "
+            f"{MAX_METADATA_BYTES} bytes as UTF-8 JSON."
+        ),
+    )
+
+    # -- legacy camelCase shape -------------------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(key in data for key in _LEGACY_MARKERS):
+            return data
+        unknown = [key for key in data if key not in _LEGACY_KEYS]
+        if unknown:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [InitErrorDetails(type="extra_forbidden", loc=(key,), input=data[key]) for key in unknown],
+            )
+        mapped: dict[str, Any] = {}
+        if "transcriptionId" in data:
+            mapped["job_id"] = data["transcriptionId"]
+        if "s3AudioUrl" in data:
+            mapped["audio"] = data["s3AudioUrl"]
+        if "model" in data:
+            mapped["model"] = data["model"]
+        if "format" in data:
+            fmt = data["format"]
+            mapped["formats"] = [fmt] if isinstance(fmt, str) else fmt
+        if "callbackUrl" in data:
+            mapped["callback_url"] = data["callbackUrl"]
+        metadata = data.get("metadata")
+        if "userId" in data and (metadata is None or isinstance(metadata, dict)):
+            metadata = {**(metadata or {}), "userId": data["userId"]}
+        if metadata is not None or "metadata" in data:
+            mapped["metadata"] = metadata
+        return mapped
+
+    # -- fields -----------------------------------------------------------------------------------
+
+    @field_validator("audio")
+    @classmethod
+    def _valid_audio(cls, value: str) -> str:
+        return _check_audio_url(value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _valid_callback(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _strict_version(cls, value: Any) -> Any:
+        # Literal[1] alone would take true and 1.0; only the JSON integer 1 is version 1.
+        if type(value) is not int:
+            raise PydanticCustomError("literal_error", "Input should be 1")
+        return value
+
+    @field_validator("model", "language", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = language_code(value)
+        if code is None:
+            raise PydanticCustomError(
+                "unsupported_language",
+                "{value!r} is not a language Whisper knows; use a code such as en, de, haw or a name such as german",
+                {"value": _short(value)},
+            )
+        return code
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _lower_formats(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [item.lower() if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _dedupe_formats(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = _metadata_size(value)
+        except ValueError as exc:
+            raise PydanticCustomError("metadata", str(exc)) from None
+        if size > MAX_METADATA_BYTES:
+            raise PydanticCustomError(
+                "metadata_too_large",
+                "JSON encoding is {size} bytes, more than the {limit} allowed",
+                {"size": size, "limit": MAX_METADATA_BYTES},
+            )
+        return value
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {_short(key)!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _decode(body: str | bytes) -> str:
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if isinstance(body, bytes):
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise ContractError.body(f"body is {len(body)} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ContractError.body(f"body is not valid UTF-8 (byte {exc.start})") from None
+    if isinstance(body, str):
+        try:
+            size = len(body) if len(body) > MAX_MESSAGE_BYTES else len(body.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ContractError.body("body is not valid UTF-8 (lone surrogate)") from None
+        if size > MAX_MESSAGE_BYTES:
+            raise ContractError.body(f"body is {size} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
+        return body
+    raise ContractError.body(f"body must be str or bytes, not {type(body).__name__}")
+
+
+def _field_name(loc: tuple[int | str, ...], legacy: bool) -> str:
+    parts = [str(part) for part in loc]
+    if not parts:
+        return "body"
+    if legacy:
+        parts[0] = _LEGACY_FIELD_NAMES.get(parts[0], parts[0])
+        if parts[0] == "format" and len(parts) == 2:  # the single legacy format was wrapped in a list
+            parts = ["format"]
+    return ".".join(_short(part) for part in parts)
+
+
+def _error_items(exc: ValidationError, legacy: bool) -> list[dict[str, str]]:
+    items: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False):
+        unknown = err["type"] == "extra_forbidden"
+        field = _field_name(err["loc"], legacy and not unknown)  # an unknown key keeps its own name
+        message = f"unknown field {field!r}" if unknown else err["msg"].removeprefix("Value error, ")
+        items.append({"field": field, "message": message})
+    return items
+
+
+def parse_message(body: str | bytes) -> JobRequest:
+    """Validate an SQS message body and return the job; ContractError on any failure.
+
+    The body must be at most MAX_MESSAGE_BYTES of strict UTF-8 holding one JSON object with no
+    duplicate keys and no NaN/Infinity, in the v1 shape or the legacy camelCase shape.
+    """
+    text = _decode(body)
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ContractError.body("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN
+        raise ContractError.body(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ContractError.body(f"body must be a JSON object, not {_json_type(data)}")
+    legacy = any(key in data for key in _LEGACY_MARKERS)
+    bad_unicode = [key for key, value in data.items() if not _utf8_encodable(key, value)]
+    if bad_unicode:
+        raise ContractError.from_items(
+            [
+                {
+                    "field": _field_name((key,), False),
+                    "message": "contains a lone UTF-16 surrogate escape (not valid Unicode)",
+                }
+                for key in bad_unicode
+            ]
+        )
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError.from_items(_error_items(exc, legacy)) from None
+
+
+def _utf8_encodable(key: str, value: Any) -> bool:
+    try:
+        json.dumps({key: value}, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except (RecursionError, TypeError, ValueError):
+        return True  # not a Unicode problem: left to the field's own validation
+    return True
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+# ------------------------------------------------------------------------------------- best effort
+
+
+def _drop_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A key given twice is ambiguous: trust neither value.
+    result: dict[str, Any] = {}
+    seen_twice: set[str] = set()
+    for key, value in pairs:
+        if key in result or key in seen_twice:
+            seen_twice.add(key)
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def best_effort_ids(body: str | bytes) -> tuple[str | None, str | None, dict[str, Any]]:
+    """``(job_id, callback_url, metadata)`` salvaged from a message that failed validation.
+
+    Each part is returned only if it would itself be valid (job_id matches JOB_ID_PATTERN,
+    callback_url is an http(s) URL with a host, metadata is a JSON object within
+    MAX_METADATA_BYTES), so a failure result and callback can still be sent. Never raises.
+    """
+    job_id: str | None = None
+    callback_url: str | None = None
+    metadata: dict[str, Any] = {}
+    try:
+        if isinstance(body, bytearray | memoryview):
+            body = bytes(body)
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        if not isinstance(body, str) or len(body) > 4 * MAX_MESSAGE_BYTES:
+            return None, None, {}
+        data = json.loads(body, object_pairs_hook=_drop_duplicates)
+        if not isinstance(data, dict):
+            return None, None, {}
+        legacy = any(key in data for key in _LEGACY_MARKERS)
+
+        for key in ("transcriptionId", "job_id") if legacy else ("job_id", "transcriptionId"):
+            value = data.get(key)
+            if isinstance(value, str) and _JOB_ID_RE.fullmatch(value):
+                job_id = value
+                break
+
+        for key in ("callbackUrl", "callback_url") if legacy else ("callback_url", "callbackUrl"):
+            value = data.get(key)
+            if isinstance(value, str) and len(value) <= MAX_URL_LENGTH:
+                try:
+                    callback_url = _check_http_url(value)
+                    break
+                except (PydanticCustomError, ValueError):
+                    continue
+
+        candidate = data.get("metadata")
+        candidate = dict(candidate) if isinstance(candidate, dict) else {}
+        if legacy and "userId" in data:
+            candidate["userId"] = data["userId"]
+        try:
+            if _metadata_size(candidate) <= MAX_METADATA_BYTES:
+                metadata = candidate
+        except ValueError:
+            pass
+    except Exception:  # by contract this never raises: keep whatever was salvaged so far
+        pass
+    return job_id, callback_url, metadata
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the v1 message; the legacy shape is not described."""
+    schema = JobRequest.model_json_schema()
+    schema["title"] = SCHEMA_TITLE
+    schema["$id"] = SCHEMA_ID
+    return {"$schema": SCHEMA_DIALECT, **schema}

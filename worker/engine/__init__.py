@@ -1,0 +1,61 @@
+"""Whisper: decoded audio and options in, a Transcript out. Every engine implements ``Engine``.
+
+options.py             TranscribeOptions, and the check that a model can serve them
+device.py              choosing the device, and refusing one that cannot run
+reference.py           ReferenceEngine: openai-whisper's transcribe() file after file, every option
+reference_progress.py  percent done from transcribe(), and its model lock taken per window
+batched.py             BatchedEngine: windows of many jobs in one forward pass, split back per job
+windows.py             cutting audio at pauses into windows, packing short pieces together
+splitback.py           giving each packed piece its text back, and the accuracy checks
+backends.py            where forward passes run: openai-whisper's torch model or CTranslate2
+greedy.py              token generation for a batch of windows, with timestamps
+transcript.py          Transcript, Segment, Word: what every engine returns
+choose.py              the engine for a device (``WHISPER_ENGINE``)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from worker.engine.options import TranscribeOptions
+from worker.engine.reference_progress import PercentHook
+from worker.engine.transcript import Transcript
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class LoadedModels(Protocol):
+    """What the runner needs of an engine's models: the device, and loading the default model up front."""
+
+    @property
+    def device(self) -> str: ...
+
+    def loaded(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> object: ...
+
+
+class Engine(Protocol):
+    """What the pipeline, the benchmark and the tests call; thread-safe."""
+
+    name: str
+
+    @property
+    def models(self) -> LoadedModels: ...
+
+    def check(self, model_name: str, options: TranscribeOptions) -> None:
+        """Raise ``InvalidMessage`` when the model cannot serve ``options`` (loading it if needed)."""
+
+    def transcribe(
+        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+    ) -> Transcript:
+        """``progress(percent)`` is called as the audio is worked through."""
+
+    def transcribe_many(
+        self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
+    ) -> list[Transcript]:
+        """Several audios at once, for callers that already hold many (benchmarks, backfills)."""
+
+
+__all__ = ["Engine", "LoadedModels", "PercentHook", "TranscribeOptions", "Transcript"]

@@ -1,0 +1,176 @@
+"""Where the batched engine's forward passes run: openai-whisper's torch model, or CTranslate2.
+
+Both take 30-s windows of 16 kHz audio and return sampled tokens with timestamps; everything around them
+(planning, packing, splitting back, fallbacks) is shared in ``batch_engine``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from whisper.model import Whisper
+from whisper.tokenizer import Tokenizer, get_tokenizer
+
+from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Decoded, decode_greedy, log_mel
+from worker.models.cache import inference_lock
+
+# Measured on 2 cores with tiny.en in CTranslate2: 16 windows per pass beat 8 by 15%; a batch waits for its
+# longest window, so much larger ones gain little.
+CPU_BATCH_WINDOWS = 16
+
+
+# Samples per window when greedy decoding fails its checks; the likeliest is kept, as transcribe()'s best_of.
+BEST_OF = 5
+
+
+def _best_of(samples: list[Decoded]) -> list[Decoded]:
+    groups = [samples[i : i + BEST_OF] for i in range(0, len(samples), BEST_OF)]
+    return [max(group, key=lambda d: d.avg_logprob) for group in groups]
+
+
+class Backend(Protocol):
+    multilingual: bool
+    num_languages: int
+    batch_windows: int
+
+    def tokenizer(self, language: str | None, task: str) -> Tokenizer: ...
+
+    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]: ...
+
+    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]: ...
+
+    def detect_language(self, windows: np.ndarray) -> list[str]: ...
+
+
+def _tokenizer(multilingual: bool, num_languages: int, language: str | None, task: str) -> Tokenizer:
+    return get_tokenizer(multilingual, num_languages=num_languages, language=language or "en", task=task)
+
+
+def prepare_for_inference(model: Whisper) -> Whisper:
+    """On a GPU: weights in fp16 once (no cast per call), LayerNorms in fp32 as whisper computes them."""
+    if next(model.parameters()).device.type != "cuda" or getattr(model, "_prepared_fp16", False):
+        return model
+    model.half()
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.float()
+    model._prepared_fp16 = True  # type: ignore[attr-defined]
+    return model
+
+
+def configure_cuda() -> None:
+    """cuDNN's attention builds a new plan for every key/value length, i.e. every decoding step; the
+    flash and memory-efficient kernels do not."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def gpu_batch_windows(model: Whisper, budget_bytes: float = 8e9) -> int:
+    """Windows per pass on a GPU: as many as keep the cross-attention cache (every decoder layer's keys and
+    values for 1500 audio positions, fp16) within ``budget_bytes``; 128 for tiny, 32 for large."""
+    dims = model.dims
+    per_window = dims.n_text_layer * 2 * dims.n_audio_ctx * dims.n_audio_state * 2
+    return int(max(8, min(128, budget_bytes // per_window)))
+
+
+class TorchBackend:
+    def __init__(self, model: Whisper, batch_windows: int) -> None:
+        self.model = prepare_for_inference(model)
+        self.device = next(model.parameters()).device
+        self.multilingual = model.is_multilingual
+        self.num_languages = model.num_languages
+        if batch_windows <= 0:
+            batch_windows = gpu_batch_windows(model) if self.device.type == "cuda" else CPU_BATCH_WINDOWS
+        self.batch_windows = batch_windows
+        self._lock = inference_lock(model)  # shared with the reference engine's transcribe()
+
+    def tokenizer(self, language: str | None, task: str) -> Tokenizer:
+        return _tokenizer(self.multilingual, self.num_languages, language, task)
+
+    def _mel(self, windows: np.ndarray) -> torch.Tensor:
+        return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels)
+
+    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]:
+        with self._lock:
+            return decode_greedy(self.model, self._mel(windows), tokenizer)
+
+    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]:
+        with self._lock:
+            mel = self._mel(windows).repeat_interleave(BEST_OF, dim=0)
+            samples = decode_greedy(self.model, mel, tokenizer, temperature=temperature)
+        return _best_of(samples)
+
+    def detect_language(self, windows: np.ndarray) -> list[str]:
+        with self._lock:
+            mel = self._mel(windows)
+            if self.device.type == "cuda":
+                mel = mel.half()
+            _, probs = self.model.detect_language(mel)
+        return [max(p, key=p.get) for p in probs]
+
+
+class Ct2Backend:
+    """CTranslate2 (int8 on CPU): the same tokens from a C++ decoder; needs the optional ``ctranslate2``."""
+
+    def __init__(self, model_dir: Path, device: str, batch_windows: int) -> None:
+        import ctranslate2
+
+        self._ct2 = ctranslate2
+        compute = "int8" if device == "cpu" else "float16"
+        threads = os.cpu_count() or 1
+        self.model: Any = ctranslate2.models.Whisper(
+            str(model_dir), device=device, compute_type=compute, intra_threads=threads if device == "cpu" else 0
+        )
+        self.multilingual = bool(self.model.is_multilingual)
+        self.n_mels = int(getattr(self.model, "n_mels", 80))
+        self.num_languages = int(getattr(self.model, "num_languages", 99))
+        self.batch_windows = batch_windows
+        self._lock = threading.Lock()
+
+    def tokenizer(self, language: str | None, task: str) -> Tokenizer:
+        return _tokenizer(self.multilingual, self.num_languages, language, task)
+
+    def _features(self, windows: np.ndarray) -> Any:
+        mel = log_mel(torch.from_numpy(windows), self.n_mels).numpy()
+        return self._ct2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
+
+    def _generate(self, windows: np.ndarray, tokenizer: Tokenizer, **sampling: Any) -> list[Decoded]:
+        prompt = list(tokenizer.sot_sequence)
+        with self._lock:
+            results = self.model.generate(
+                self._features(windows),
+                [prompt] * len(windows),
+                beam_size=1,
+                max_length=448,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+                max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP / 0.02),
+                **sampling,
+            )
+        decoded = []
+        for result in results:
+            best = max(range(len(result.scores)), key=lambda i: result.scores[i])  # length-normalised logprob
+            tokens = [t for t in result.sequences_ids[best] if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
+            decoded.append(Decoded(tokens, float(result.scores[best]), float(result.no_speech_prob)))
+        return decoded
+
+    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]:
+        return self._generate(windows, tokenizer)
+
+    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]:
+        samples = self._generate(
+            windows, tokenizer, sampling_temperature=temperature, sampling_topk=0, num_hypotheses=BEST_OF
+        )
+        return [Decoded(d.tokens, d.avg_logprob, d.no_speech_prob, temperature) for d in samples]
+
+    def detect_language(self, windows: np.ndarray) -> list[str]:
+        with self._lock:
+            found = self.model.detect_language(self._features(windows))
+        return [pairs[0][0].strip("<|>") for pairs in found]

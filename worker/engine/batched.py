@@ -1,0 +1,549 @@
+"""The batched engine: windows from many jobs in one forward pass, results split back per job.
+
+Each job's audio is cut at pauses into pieces of at most 28 s (``windows``); short pieces from any job share a
+window, separated by silence. A greedy pass with timestamps decodes a batch of windows, and ``splitback`` gives
+each piece its text. What a pass could not settle (a piece to decode alone, the rest of a piece, a window to
+sample again at a higher temperature) goes back in the queue and rides in a later pass beside newer work.
+
+One model thread runs the passes. Calls from several threads (one per message in progress) put their audio in
+its queue and wait; each pass takes the oldest unfinished work first and fills up with new pieces, so a job
+never waits for another job's fallbacks to finish a batch of their own. Options that need the reference loop
+(word timestamps, beam search, an initial prompt) go through the ``ReferenceEngine`` unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from whisper.tokenizer import Tokenizer
+
+from worker.audio import SAMPLE_RATE
+from worker.engine import PercentHook
+from worker.engine.backends import Backend
+from worker.engine.greedy import Decoded
+from worker.engine.options import TranscribeOptions, check_options
+from worker.engine.reference import ReferenceEngine
+from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
+from worker.engine.transcript import Segment, Transcript
+from worker.engine.windows import WINDOW_SAMPLES, Piece, Window, pack, pieces_of
+from worker.ops.logs import logger
+from worker.service.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
+
+# Messages started together reach the engine a few milliseconds apart: a short wait lets them share a pass.
+LINGER_SECONDS = 0.05
+# How often a waiting caller wakes to look at its deadline and at the pass in progress.
+WATCH_SECONDS = 5.0
+# One pass decodes at most 224 steps for each of its windows; far longer than that means a stuck device or kernel.
+STUCK_PASS_SECONDS = 300.0
+
+BackendFor = Callable[[str], Backend]
+Key = tuple[str, str, str]  # model, language, task: what one pass must share
+
+
+class EngineStats:
+    """Counters since start, for benchmarks and logs: forward passes, windows, fallbacks, seconds decoding."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[str, float] = defaultdict(float)
+
+    def count(self, **amounts: float) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self.values[name] += amount
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return {k: round(v, 3) for k, v in self.values.items()}
+
+
+@dataclass
+class _Request:
+    model: str
+    audios: list[np.ndarray]
+    options: TranscribeOptions
+    hooks: list[PercentHook | None]
+    future: Future = field(default_factory=Future)
+    transcripts: list[Transcript | None] = field(default_factory=list)
+    left: int = 0
+
+
+@dataclass
+class _Job:
+    """One audio of a request, while its pieces are being decoded."""
+
+    request: _Request
+    index: int
+    language: str
+    pieces: set[Piece] = field(default_factory=set)  # not decoded yet
+    texts: dict[Piece, PieceText] = field(default_factory=dict)
+    done_samples: int = 0
+
+
+@dataclass
+class _Task:
+    """A window to decode: at temperature 0 first, then up the ladder while its text fails the checks."""
+
+    window: Window
+    step: int = 0  # 0: greedy; n: TEMPERATURES[n - 1]
+
+
+@dataclass
+class _Lane:
+    """Work for one (model, language, task): tasks ready to run and pieces still to pack."""
+
+    tasks: deque[_Task] = field(default_factory=deque)
+    fresh: list[Piece] = field(default_factory=list)
+
+
+class BatchedEngine:
+    """An ``Engine`` that batches across calls; thread-safe."""
+
+    def __init__(
+        self,
+        reference: ReferenceEngine,
+        backend_for: BackendFor,
+        *,
+        name: str = "batched",
+        pack_windows: bool = True,
+        deadline_base_seconds: float = 600.0,
+        deadline_factor: float = 4.0,
+    ) -> None:
+        self.name = name
+        self._deadline_base = deadline_base_seconds
+        self._deadline_factor = deadline_factor
+        self._pass_started: float | None = None  # set by the model thread while a pass runs
+        self._stuck_reported: float | None = None
+        self.reference = reference
+        self._backend_for = backend_for
+        self._backends: dict[str, Backend] = {}
+        self._backends_lock = threading.Lock()
+        self._pack = pack_windows
+        self.models = _Preloader(self)  # the runner preloads the default model through this
+        self.stats = EngineStats()
+        self._incoming: list[_Request] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # the model thread's own state
+        self._jobs: dict[int, _Job] = {}
+        self._lanes: dict[Key, _Lane] = defaultdict(_Lane)
+        self._ids = itertools.count()
+
+    # --- public interface -------------------------------------------------------------------------
+    def transcribe(
+        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+    ) -> Transcript:
+        if not self.batchable(options):
+            return self.reference.transcribe(model_name, audio, options, progress=progress)
+        return self._submit(_Request(model_name, [audio], options, [progress]))[0]
+
+    def transcribe_many(
+        self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
+    ) -> list[Transcript]:
+        """Transcribe several audios in one batch; for callers that already hold many (benchmarks, backfills)."""
+        if not self.batchable(options):
+            return [self.reference.transcribe(model_name, audio, options) for audio in audios]
+        return self._submit(_Request(model_name, list(audios), options, [None] * len(audios)))
+
+    @staticmethod
+    def batchable(options: TranscribeOptions) -> bool:
+        return not (options.word_timestamps or options.beam_size or options.initial_prompt)
+
+    def check(self, model_name: str, options: TranscribeOptions) -> None:
+        """Load the model's backend if needed and refuse options it cannot serve (``InvalidMessage``)."""
+        if not self.batchable(options):
+            self.reference.check(model_name, options)
+            return
+        backend = self._backend(model_name)
+        check_options(model_name, backend.multilingual, backend.num_languages, options)
+
+    def _submit(self, request: _Request) -> list[Transcript]:
+        for hook in request.hooks:
+            if hook is not None:
+                _call(hook, 0.0)
+        with self._wake:
+            self._incoming.append(request)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="batched-engine", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return self._wait(request)
+
+    def _wait(self, request: _Request) -> list[Transcript]:
+        """The request's transcripts, or its error; never longer than its deadline (base + factor x audio)."""
+        seconds = sum(a.size for a in request.audios) / SAMPLE_RATE
+        allowed = self._deadline_base + self._deadline_factor * seconds
+        deadline = time.monotonic() + allowed
+        while True:
+            try:
+                return request.future.result(timeout=max(0.0, min(WATCH_SECONDS, deadline - time.monotonic())))
+            except FutureTimeout:
+                self._watch_pass()
+                if time.monotonic() >= deadline:
+                    error = EngineTimeout(f"the engine did not finish {seconds:.0f} s of audio within {allowed:.0f} s")
+                    if _settle_future(request.future, error=error):  # the model thread drops its work
+                        with self._wake:
+                            self._wake.notify()
+                    return request.future.result()
+
+    def _watch_pass(self) -> None:
+        """Log a pass that runs far longer than any pass should, once per pass."""
+        started = self._pass_started
+        if started is None or time.monotonic() - started < STUCK_PASS_SECONDS or self._stuck_reported == started:
+            return
+        self._stuck_reported = started
+        logger.error(
+            "engine pass is stuck",
+            extra={"engine": self.name, "pass_seconds": round(time.monotonic() - started, 1)},
+        )
+
+    def _backend(self, model_name: str) -> Backend:
+        with self._backends_lock:
+            if model_name not in self._backends:
+                self._backends[model_name] = self._backend_for(model_name)
+            return self._backends[model_name]
+
+    # --- the model thread -------------------------------------------------------------------------
+    def _serve(self) -> None:
+        try:
+            self._serve_forever()
+        except BaseException as exc:  # the loop itself broke: no waiting job may be left behind
+            logger.exception("engine model thread died; failing its jobs", extra={"engine": self.name})
+            self._fail_everything(EngineFailed(f"the engine's model thread died: {type(exc).__name__}: {exc}"))
+
+    def _serve_forever(self) -> None:
+        while True:
+            with self._wake:
+                while not self._incoming and not self._jobs:
+                    self._wake.wait()
+                if not self._jobs:  # idle until now: give the first request's companions a moment
+                    self._wake.wait(LINGER_SECONDS)
+                arrived, self._incoming = self._incoming, []
+            for request in arrived:
+                self._admit(request)
+            self._drop_abandoned()
+            busy = [k for k, lane in self._lanes.items() if lane.tasks or lane.fresh]
+            for key in busy:
+                self._pass_started = time.monotonic()
+                try:
+                    self._pass(key)
+                finally:
+                    self._pass_started = None
+            if not busy and self._jobs:  # cannot happen; fail loudly rather than spin on work that is gone
+                for job_id in list(self._jobs):
+                    self._fail_job(job_id, EngineFailed("internal error: a job's audio left the engine's queue"))
+
+    def _fail_everything(self, error: JobError) -> None:
+        """Fail every request the engine holds or was handed; the next request starts a new model thread."""
+        with self._wake:
+            arrived, self._incoming = self._incoming, []
+            self._thread = None  # under the lock: a request arriving now starts a fresh thread
+        requests = [job.request for job in self._jobs.values()] + arrived
+        self._jobs.clear()
+        self._lanes.clear()
+        for request in requests:
+            _settle_future(request.future, error=error)
+
+    def _drop_abandoned(self) -> None:
+        """Forget jobs whose request already ended (a sibling failed, or its caller's deadline passed), and the
+        queued work that belongs to them."""
+        for job_id in [i for i, job in self._jobs.items() if job.request.future.done()]:
+            del self._jobs[job_id]
+        for key, lane in list(self._lanes.items()):
+            lane.fresh = [p for p in lane.fresh if p.job in self._jobs]
+            kept: deque[_Task] = deque()
+            for task in lane.tasks:
+                live = [(p, offset) for p, offset in task.window.placements if p.job in self._jobs]
+                if live:
+                    kept.append(task if len(live) == len(task.window.placements) else _Task(Window(live), task.step))
+            lane.tasks = kept
+            if not lane.tasks and not lane.fresh:
+                del self._lanes[key]
+
+    def _admit(self, request: _Request) -> None:
+        request.transcripts = [None] * len(request.audios)
+        request.left = len(request.audios)
+        try:
+            backend = self._backend(request.model)
+            check_options(request.model, backend.multilingual, backend.num_languages, request.options)
+            languages = self._languages(backend, request)
+            planned = [(lang, pieces_of(-1, audio)) for audio, lang in zip(request.audios, languages, strict=True)]
+        except Exception as exc:
+            _settle_future(request.future, error=_engine_error(exc))
+            return
+        for index, (language, pieces) in enumerate(planned):
+            job_id = next(self._ids)
+            job = _Job(request, index, language)
+            self._jobs[job_id] = job
+            pieces = [Piece(job_id, p.start, p.end) for p in pieces]
+            job.pieces.update(pieces)
+            self._lanes[(request.model, language, request.options.task)].fresh.extend(pieces)
+            if not pieces:
+                self._finish(job_id)
+
+    def _languages(self, backend: Backend, request: _Request) -> list[str]:
+        if not backend.multilingual:
+            return ["en"] * len(request.audios)
+        if request.options.language:
+            return [request.options.language] * len(request.audios)
+        firsts = [a[: int(28 * SAMPLE_RATE)] for a in request.audios]
+        return backend.detect_language(
+            np.stack([Window([(Piece(i, 0, f.size), 0)]).audio(firsts) for i, f in enumerate(firsts)])
+        )
+
+    def _pass(self, key: Key) -> None:
+        """One forward pass for ``key``: the oldest unfinished tasks first, then new pieces packed into windows.
+        Whatever raises fails only the jobs of this pass; the rest of the lane goes on in later passes."""
+        chosen: list[_Task] = []
+        started = time.monotonic()
+        try:
+            model, language, task = key
+            lane = self._lanes[key]
+            backend = self._backend(model)
+            chosen = self._choose(lane, max(1, backend.batch_windows))
+            tokenizer = backend.tokenizer(language, task)
+            for step in sorted({t.step for t in chosen}):
+                group = [t for t in chosen if t.step == step]
+                try:
+                    self._decode(backend, tokenizer, lane, group, step)
+                except Exception as exc:  # this group's jobs only: the other groups of the pass go on
+                    self._fail_tasks(group, _engine_error(exc))
+        except Exception as exc:  # planning or the tokenizer: the whole pass, or the lane when nothing was taken
+            error = _engine_error(exc)
+            self._fail_tasks(chosen, error)
+            if not chosen:
+                self._fail_lane(key, error)
+        finally:
+            self.stats.count(decode_seconds=time.monotonic() - started)
+
+    def _choose(self, lane: _Lane, size: int) -> list[_Task]:
+        chosen = [lane.tasks.popleft() for _ in range(min(size, len(lane.tasks)))]
+        room = size - len(chosen)
+        if room and lane.fresh:
+            # Oldest pieces first, about enough to fill the room: a stream of new long files cannot starve
+            # an older short clip, which packing alone (largest first) would let happen.
+            budget, total, count = room * WINDOW_SAMPLES, 0, 0
+            for piece in lane.fresh:
+                if total >= budget:
+                    break
+                total, count = total + piece.samples, count + 1
+            candidates, later = lane.fresh[:count], lane.fresh[count:]
+            windows = pack(candidates) if self._pack else [Window([(p, 0)]) for p in candidates]
+            chosen.extend(_Task(w) for w in windows[:room])
+            lane.fresh = [p for w in windows[room:] for p, _ in w.placements] + later
+        return chosen
+
+    def _fail_tasks(self, tasks: list[_Task], error: JobError) -> None:
+        logger.error("engine pass failed", extra={"engine": self.name, "error": error.message})
+        for job_id in {p.job for t in tasks for p, _ in t.window.placements}:
+            self._fail_job(job_id, error)
+
+    def _decode(
+        self, backend: Backend, tokenizer: Tokenizer, lane: _Lane, tasks: list[_Task], step: int, *, retry: bool = True
+    ) -> None:
+        tasks = [t for t in (self._live(t) for t in tasks) if t is not None]  # an earlier group may have failed some
+        if not tasks:
+            return
+        audios = {job_id: job.request.audios[job.index] for job_id, job in self._jobs.items()}
+        batch = np.stack([t.window.audio(audios) for t in tasks])
+        try:
+            if step == 0:
+                results = backend.decode(batch, tokenizer)
+            else:
+                results = backend.decode_sampled(batch, tokenizer, TEMPERATURES[step - 1])
+        except Exception as exc:
+            # One window or piece may be the cause (or the batch was too big): each alone finds out which jobs the
+            # failure belongs to, and the others go on.
+            units = tasks if len(tasks) > 1 else [_Task(Window([(p, 0)]), step) for p, _ in tasks[0].window.placements]
+            if len(units) == 1:
+                if not retry:
+                    raise
+                # One piece alone: a fault that passes (a device hiccup) gets a second try, poison fails twice.
+                logger.warning("engine pass failed; trying its one piece again", extra={"engine": self.name})
+                self._decode(backend, tokenizer, lane, units, step, retry=False)
+                return
+            logger.warning(
+                "engine pass failed; decoding its parts one by one",
+                extra={"engine": self.name, "parts": len(units), "error": str(_engine_error(exc))},
+            )
+            for unit in units:
+                try:
+                    self._decode(backend, tokenizer, lane, [unit], step)
+                except Exception as alone:
+                    self._fail_tasks([unit], _engine_error(alone))
+            return
+        self.stats.count(passes=1, windows=len(tasks), sampled_windows=len(tasks) if step else 0)
+        for task, decoded in zip(tasks, results, strict=True):
+            try:
+                text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
+                last = step == len(TEMPERATURES)
+                if acceptable(decoded, text) or last:
+                    self._settle(task.window, decoded, tokenizer, lane)
+                    continue
+            except Exception as exc:  # this window's text could not be split back: only its jobs fail
+                error = _engine_error(exc)
+                logger.error("engine could not settle a window", extra={"engine": self.name, "error": error.message})
+                for job_id in {p.job for p, _ in task.window.placements}:
+                    self._fail_job(job_id, error)
+                continue
+            if len(task.window.placements) > 1:  # a shared window that reads wrong: each piece alone
+                lane.tasks.extend(_Task(Window([(p, 0)])) for p, _ in task.window.placements)
+                self.stats.count(pieces_again=len(task.window.placements))
+            else:
+                lane.tasks.append(_Task(task.window, step + 1))
+
+    def _live(self, task: _Task) -> _Task | None:
+        """The task without the pieces of jobs that already ended; None when none is left."""
+        live = [(p, offset) for p, offset in task.window.placements if p.job in self._jobs]
+        if len(live) == len(task.window.placements):
+            return task
+        return _Task(Window(live), task.step) if live else None
+
+    def _settle(self, window: Window, decoded: Decoded, tokenizer: Tokenizer, lane: _Lane) -> None:
+        found, again = Split(window, decoded, tokenizer).run()
+        for piece, text in found.items():
+            job = self._jobs.get(piece.job)
+            if job is None:
+                continue
+            job.texts[piece] = text
+            job.pieces.discard(piece)
+            job.done_samples += piece.samples
+        for piece in again:
+            if piece.job in self._jobs:
+                self._jobs[piece.job].pieces.add(piece)
+                lane.tasks.append(_Task(Window([(piece, 0)])))
+        self.stats.count(pieces_again=len(again))
+        for job_id in {p.job for p, _ in window.placements}:
+            job = self._jobs.get(job_id)
+            if job is None:
+                continue
+            audio = job.request.audios[job.index]
+            hook = job.request.hooks[job.index]
+            _report(hook, min(100.0, 100.0 * job.done_samples / max(1, audio.size)))
+            if not job.pieces:
+                self._finish(job_id)
+
+    def _finish(self, job_id: int) -> None:
+        job = self._jobs.pop(job_id)
+        request = job.request
+        audio = request.audios[job.index]
+        ordered = sorted(job.texts.items(), key=lambda item: item[0].start)
+        request.transcripts[job.index] = _assemble(audio, ordered, job.language, request.options)
+        request.left -= 1
+        if request.left == 0:
+            _settle_future(request.future, result=request.transcripts)
+
+    def _fail_lane(self, key: Key, exc: BaseException) -> None:
+        """A lane that cannot be served fails every request with work in it; other lanes go on."""
+        lane = self._lanes.pop(key, None) or _Lane()
+        job_ids = {p.job for t in lane.tasks for p, _ in t.window.placements} | {p.job for p in lane.fresh}
+        job_ids |= {
+            i for i, job in self._jobs.items() if (job.request.model, job.language, job.request.options.task) == key
+        }
+        for job_id in job_ids:
+            self._fail_job(job_id, exc)
+
+    def _fail_job(self, job_id: int, exc: BaseException) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            _settle_future(job.request.future, error=exc)
+
+
+def _settle_future(future: Future, *, result: object = None, error: BaseException | None = None) -> bool:
+    """Set a request's outcome unless it has one already (the waiter's deadline and the model thread may race)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        return False
+    return True
+
+
+def _engine_error(exc: BaseException) -> JobError:
+    """What a job sees when the engine raised: our own errors as they are, anything else a transient failure."""
+    if isinstance(exc, JobError):
+        return exc
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()
+        return ResourceExhausted(f"GPU out of memory: {exc}")
+    return EngineFailed(f"engine error: {type(exc).__name__}: {exc}")
+
+
+# Progress hooks write status.json to S3: one thread of their own keeps the model thread off the network,
+# and keeps each job's updates in order.
+_HOOKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-progress")
+
+
+def _key(job: _Job) -> Key:
+    return job.request.model, job.language, job.request.options.task
+
+
+def _report(hook: PercentHook | None, percent: float) -> None:
+    if hook is not None:
+        _HOOKS.submit(_call, hook, percent)
+
+
+def _call(hook: PercentHook, percent: float) -> None:
+    try:
+        hook(percent)
+    except Exception:  # progress is advisory
+        logger.exception("progress hook failed")
+
+
+def _assemble(
+    audio: np.ndarray, found_pieces: list[tuple[Piece, PieceText]], language: str, options: TranscribeOptions
+) -> Transcript:
+    segments: list[Segment] = []
+    duration = audio.size / SAMPLE_RATE
+    for piece, found in found_pieces:
+        base = piece.start / SAMPLE_RATE
+        for start, end, text, decoded in found.spans:
+            if silent(decoded) or not text.strip():
+                continue
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    start=round(base + start, 3),
+                    end=round(min(duration, base + max(end, start)), 3),
+                    text=text,
+                    avg_logprob=decoded.avg_logprob,
+                    no_speech_prob=decoded.no_speech_prob,
+                    compression_ratio=round(compression_ratio(text), 3),
+                    temperature=decoded.temperature,
+                )
+            )
+    return Transcript(
+        text="".join(s.text for s in segments).strip(),
+        language=language,
+        duration=round(duration, 3),
+        segments=segments,
+        task=options.task,
+    )
+
+
+class _Preloader:
+    """``ModelCache``'s ``loaded``/``get`` as the runner uses them, loading the backend a batch will need."""
+
+    def __init__(self, engine: BatchedEngine) -> None:
+        self._engine = engine
+
+    @property
+    def device(self) -> str:
+        return self._engine.reference.models.device
+
+    def loaded(self, name: str) -> bool:
+        return name in self._engine._backends
+
+    def get(self, name: str) -> Backend:
+        return self._engine._backend(name)

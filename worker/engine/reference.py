@@ -1,0 +1,82 @@
+"""The reference engine: openai-whisper's ``transcribe()`` one file at a time, with every option."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worker.audio import SAMPLE_RATE
+from worker.engine import PercentHook
+from worker.engine.options import TranscribeOptions, check_options
+from worker.engine.reference_progress import transcribe as transcribe_with_progress
+from worker.engine.transcript import Segment, Transcript, Word
+from worker.models.cache import ModelCache, inference_lock
+from worker.service.errors import ResourceExhausted
+
+
+def _segment(index: int, raw: dict) -> Segment:
+    words = None
+    if raw.get("words") is not None:
+        words = [
+            Word(w["word"], float(w["start"]), float(w["end"]), float(w.get("probability", 0.0))) for w in raw["words"]
+        ]
+    return Segment(
+        id=index,
+        start=float(raw["start"]),
+        end=float(raw["end"]),
+        text=raw["text"],
+        avg_logprob=float(raw.get("avg_logprob", 0.0)),
+        no_speech_prob=float(raw.get("no_speech_prob", 0.0)),
+        compression_ratio=float(raw.get("compression_ratio", 0.0)),
+        temperature=float(raw.get("temperature", 0.0)),
+        words=words,
+    )
+
+
+class ReferenceEngine:
+    """openai-whisper's ``transcribe()``, one file at a time: every option, the reference for accuracy."""
+
+    name = "sequential"
+
+    def __init__(self, models: ModelCache) -> None:
+        self.models = models
+
+    def check(self, model_name: str, options: TranscribeOptions) -> None:
+        """Load the model if needed and refuse options it cannot serve (``InvalidMessage``)."""
+        model = self.models.get(model_name)
+        check_options(model_name, model.is_multilingual, model.num_languages, options)
+
+    def transcribe(
+        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+    ) -> Transcript:
+        """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``)."""
+        model = self.models.get(model_name)
+        check_options(model_name, model.is_multilingual, model.num_languages, options)
+        kwargs: dict = {
+            "language": options.language,
+            "task": options.task,
+            "initial_prompt": options.initial_prompt,
+            "word_timestamps": options.word_timestamps,
+            "fp16": self.models.device.startswith("cuda"),
+            "verbose": None,
+        }
+        if options.beam_size:
+            kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
+        try:
+            result = transcribe_with_progress(model, audio, progress, lock=inference_lock(model), **kwargs)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise ResourceExhausted(f"GPU out of memory: {exc}") from exc
+        segments = [_segment(i, raw) for i, raw in enumerate(result["segments"])]
+        return Transcript(
+            text=result["text"].strip(),
+            language=result.get("language") or options.language or "en",
+            duration=round(audio.size / SAMPLE_RATE, 3),
+            segments=segments,
+            task=options.task,
+        )
+
+    def transcribe_many(
+        self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
+    ) -> list[Transcript]:
+        return [self.transcribe(model_name, audio, options) for audio in audios]

@@ -1,0 +1,109 @@
+"""Plan the model's 30-second windows: cut long audio at pauses, pack short pieces together.
+
+Whisper's encoder always consumes 30 seconds. Cutting long audio blindly every 30 s splits words, which costs
+accuracy; cutting at the quietest stretch near the end of each window does not. A 6-second clip alone would
+waste four fifths of its window, so short pieces share windows, separated by silence, and the decoder's
+timestamps tell whose words are whose (see ``batch_engine``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from worker.audio import SAMPLE_RATE
+
+WINDOW_SECONDS = 30.0
+WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
+# Silence between packed pieces: long enough that the decoder ends a segment there, short enough to pack well.
+PACK_GAP_SECONDS = 1.5
+# A cut is looked for in the last part of each window: shorter windows would waste encoder work.
+MIN_CUT_SECONDS = 18.0
+# Speech that runs into a window's last seconds reads to Whisper as cut off by the window: it was trained to
+# give only that speech's start time, for the next window to transcribe. So every window ends in 2 s of silence.
+MAX_CUT_SECONDS = 28.0
+_FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
+_SMOOTH_FRAMES = 15  # 300 ms: a pause between phrases, not the gap inside a plosive
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Samples ``start:end`` of one job's audio; ``job`` indexes the caller's list of audios."""
+
+    job: int
+    start: int
+    end: int
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class Window:
+    """Up to 30 s of model input: pieces placed at sample offsets, silence between and after them."""
+
+    placements: list[tuple[Piece, int]] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        return max((offset + piece.samples for piece, offset in self.placements), default=0)
+
+    def audio(self, audios: Mapping[int, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:
+        buffer = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+        for piece, offset in self.placements:
+            buffer[offset : offset + piece.samples] = audios[piece.job][piece.start : piece.end]
+        return buffer
+
+
+def _smoothed_energy(audio: np.ndarray) -> np.ndarray:
+    frames = audio[: audio.size // _FRAME * _FRAME].reshape(-1, _FRAME)
+    energy = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    kernel = np.ones(_SMOOTH_FRAMES) / _SMOOTH_FRAMES
+    return np.convolve(energy, kernel, mode="same")
+
+
+def cut_points(audio: np.ndarray) -> list[int]:
+    """Sample offsets where ``audio`` is cut into pieces of at most ``MAX_CUT_SECONDS``, each at a pause."""
+    total = audio.size
+    limit = int(MAX_CUT_SECONDS * SAMPLE_RATE)
+    if total <= limit:
+        return []
+    energy = _smoothed_energy(audio)
+    cuts: list[int] = []
+    start = 0
+    while total - start > limit:
+        lo = (start + int(MIN_CUT_SECONDS * SAMPLE_RATE)) // _FRAME
+        hi = (start + limit) // _FRAME
+        span = energy[lo:hi]
+        floor, typical = float(span.min()), float(np.median(span))
+        # The latest frame about as quiet as the quietest: the longest window that still ends in a pause.
+        quiet = np.flatnonzero(span <= floor + 0.1 * (typical - floor))
+        cut = (lo + int(quiet[-1])) * _FRAME
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def pieces_of(job: int, audio: np.ndarray) -> list[Piece]:
+    bounds = [0, *cut_points(audio), audio.size]
+    return [Piece(job, a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def pack(pieces: list[Piece], *, gap_seconds: float = PACK_GAP_SECONDS) -> list[Window]:
+    """First-fit decreasing: the fewest windows for the pieces, each piece whole in one window."""
+    gap = int(gap_seconds * SAMPLE_RATE)
+    capacity = int(MAX_CUT_SECONDS * SAMPLE_RATE)
+    windows: list[Window] = []
+    for piece in sorted(pieces, key=lambda p: p.samples, reverse=True):
+        for window in windows:
+            offset = window.used + gap
+            if offset + piece.samples <= capacity:
+                window.placements.append((piece, offset))
+                break
+        else:
+            windows.append(Window([(piece, 0)]))
+    return windows

@@ -1,0 +1,357 @@
+"""One message through every stage: parse → fetch → decode → transcribe → render → store → callback.
+
+The processor decides what happened; the runner decides what that means for the message on the queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from worker.audio.budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
+from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
+from worker.engine import Engine
+from worker.engine.options import TranscribeOptions
+from worker.ops.logs import logger
+from worker.service.callback import CallbackOutcome, CallbackSender
+from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore
+from worker.service.errors import BlockedUrl, InvalidMessage, JobError, TransientError
+from worker.service.fetch import fetched
+from worker.service.netguard import check_url
+from worker.service.progress import STATUS_FILE, ProgressReporter
+from worker.service.render import render
+from worker.service.settings import Settings
+from worker.service.sqs import QueueMessage
+from worker.service.store import ResultStore
+
+Verdict = Literal["completed", "duplicate", "failed", "retry", "busy"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    job_id: str | None
+    error: JobError | None = None
+    retry_after: int | None = None  # for "busy": when the other worker's claim on the job runs out
+    model: str | None = None
+    audio_seconds: float | None = None  # for metrics: set when transcription finished
+    processing_seconds: float | None = None
+
+
+def request_fingerprint(request: JobRequest) -> str:
+    """Same request, same fingerprint: a redelivered finished job is recognised and not transcribed again."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class JobProcessor:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        s3: Any,
+        store: ResultStore,
+        engine: Engine,
+        callbacks: CallbackSender | None,
+        progress_callbacks: CallbackSender | None = None,
+    ) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.store = store
+        self.engine = engine
+        self.callbacks = callbacks
+        # Progress events use a sender with few retries: a slow backend must not hold up the transcription.
+        self.progress_callbacks = progress_callbacks or callbacks
+        self.claims = ClaimStore(s3, store.bucket)
+        # One budget of decoded audio for all messages in progress: each waits for room before decoding.
+        self.audio_budget = AudioBudget(settings.max_decoded_seconds or default_budget_seconds())
+
+    def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
+        started = time.monotonic()
+        try:
+            request = parse_message(message.body)
+        except ContractError as exc:
+            return self._reject(message, exc)
+        model = request.model or self.settings.default_model
+        logger.thread_safe_append_keys(job_id=request.job_id, model=model)  # this job's thread only
+        fingerprint = request_fingerprint(request)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{message.message_id}"
+        progress = self._progress(request, message)
+        failed = functools.partial(
+            self._failed,
+            message,
+            request,
+            model,
+            fingerprint,
+            started=started,
+            max_receive_count=max_receive_count,
+            progress=progress,
+        )
+        try:
+            with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
+                previous = self.store.get_result(request.job_id)
+                if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
+                    logger.info("job already completed; acknowledging duplicate delivery")
+                    if not (previous.get("callback") or {"delivered": True}).get("delivered"):
+                        self._notify(request, previous)  # the first delivery never arrived
+                    return Outcome("duplicate", request.job_id, model=model)
+                try:
+                    result = self._transcribe(request, model, message, fingerprint, started, progress)
+                except JobError as exc:
+                    return failed(exc)  # reported while the claim is still ours
+                except Exception as exc:  # a bug must not lose the message: treat it as transient
+                    logger.exception("unexpected error")
+                    error = TransientError(f"internal error: {type(exc).__name__}: {exc}")
+                    error.code = "internal_error"
+                    return failed(error)
+        except ClaimHeld as held:
+            logger.info("job is being processed elsewhere; retrying later", extra={"holder": held.owner})
+            return Outcome("busy", request.job_id, retry_after=int(held.seconds_left) + 1, model=model)
+        except JobError as exc:  # S3 unreachable while claiming or checking for a finished result
+            return failed(exc)
+        self._notify(request, result)
+        return Outcome(
+            "completed",
+            request.job_id,
+            model=model,
+            audio_seconds=result["duration_seconds"],
+            processing_seconds=result["processing_seconds"],
+        )
+
+    def _progress(self, request: JobRequest, message: QueueMessage) -> ProgressReporter:
+        notify = None
+        if request.progress_callback and request.callback_url:
+            notify = functools.partial(self._send_progress, request, message)
+        return ProgressReporter(
+            s3=self.s3,
+            bucket=self.store.bucket,
+            key=self.store.key(request.job_id, STATUS_FILE),
+            job_id=request.job_id,
+            message_id=message.message_id,
+            interval=self.settings.progress_interval,
+            notify=notify,
+        )
+
+    def _transcribe(
+        self,
+        request: JobRequest,
+        model: str,
+        message: QueueMessage,
+        fingerprint: str,
+        started: float,
+        progress: ProgressReporter,
+    ) -> dict:
+        s = self.settings
+        if request.audio.startswith("http://") and not s.allow_http:
+            raise BlockedUrl("audio URL must use https")
+        options = TranscribeOptions(
+            language=request.language,
+            task=request.task,
+            initial_prompt=request.initial_prompt,
+            word_timestamps=request.word_timestamps,
+            beam_size=request.beam_size,
+        )
+        self.engine.check(model, options)  # a model that cannot serve these options fails before any fetch
+        progress.state("fetching")
+        decoded: Reservation | None = None
+        try:
+            with fetched(
+                request.audio,
+                s3=self.s3,
+                max_bytes=s.max_audio_bytes,
+                timeout=s.fetch_timeout,
+                allow_http=s.allow_http,
+                allow_private=s.allow_private_urls,
+            ) as path:
+                progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
+                audio, decoded = decode_within_budget(path, self.audio_budget, max_seconds=s.max_audio_seconds)
+            progress.state("transcribing", 0.0)
+            transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+        finally:
+            if decoded is not None:  # the engine is done with the samples, whatever it returned
+                decoded.release()
+        progress.state("storing")
+        keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
+        result = self._result(request, model, message, fingerprint, started, status="completed", results=keys)
+        result.update(
+            language=transcript.language,
+            duration_seconds=transcript.duration,
+            text_preview=transcript.text[:200],
+        )
+        # result.json goes last: its presence with status "completed" means every transcript is in place.
+        self.store.put_result(request.job_id, result)
+        progress.state("completed", 100.0)
+        logger.info(
+            "job completed",
+            extra={"duration_seconds": transcript.duration, "processing_seconds": result["processing_seconds"]},
+        )
+        return result
+
+    def _result(
+        self,
+        request: JobRequest | None,
+        model: str | None,
+        message: QueueMessage,
+        fingerprint: str | None,
+        started: float,
+        *,
+        status: str,
+        results: dict[str, str] | None = None,
+        error: JobError | None = None,
+        job_id: str | None = None,
+        metadata: dict | None = None,
+    ) -> dict:
+        return {
+            "version": 1,
+            "job_id": request.job_id if request else job_id,
+            "status": status,
+            "model": model,
+            "task": request.task if request else None,
+            "language": None,
+            "duration_seconds": None,
+            "processing_seconds": round(time.monotonic() - started, 3),
+            "bucket": self.store.bucket,
+            "results": results or {},
+            "error": {"code": error.code, "message": error.message} if error else None,
+            "metadata": request.metadata if request else (metadata or {}),
+            "request_sha256": fingerprint,
+            "message_id": message.message_id,
+            "attempt": message.receive_count,
+            "finished_at": _now(),
+        }
+
+    def _failed(
+        self,
+        message: QueueMessage,
+        request: JobRequest,
+        model: str,
+        fingerprint: str,
+        error: JobError,
+        *,
+        started: float,
+        max_receive_count: int | None,
+        progress: ProgressReporter | None = None,
+    ) -> Outcome:
+        last_try = max_receive_count is not None and message.receive_count >= max_receive_count
+        logger.warning(
+            "job failed",
+            extra={
+                "error_code": error.code,
+                "error": error.message,
+                "permanent": error.permanent,
+                "last_try": last_try,
+            },
+        )
+        if error.permanent or last_try:
+            result = self._result(request, model, message, fingerprint, started, status="failed", error=error)
+            self._save_result(request.job_id, result)
+            if progress is not None:
+                progress.state("failed")
+            self._notify(request, result)
+        return Outcome(
+            "failed" if error.permanent else "retry",
+            request.job_id,
+            error,
+            model=model,
+            processing_seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _reject(self, message: QueueMessage, exc: ContractError) -> Outcome:
+        """A message that breaks the contract: report it wherever its fields allow, then dead-letter it."""
+        error = InvalidMessage(str(exc))
+        job_id, callback_url, metadata = best_effort_ids(message.body)
+        logger.warning("invalid message", extra={"error": error.message, "job_id": job_id})
+        folder = job_id or f"_invalid-{message.message_id}"
+        result = self._result(
+            None,
+            None,
+            message,
+            None,
+            time.monotonic(),
+            status="failed",
+            error=error,
+            job_id=job_id,
+            metadata=metadata,
+        )
+        self._save_result(folder, result)
+        if callback_url:
+            self._send(callback_url, result, job_id or message.message_id)
+        return Outcome("failed", job_id, error)
+
+    def _save_result(self, folder: str, result: dict) -> None:
+        try:
+            self.store.put_result(folder, result)
+        except JobError as exc:  # never mask the job's own outcome: a failure is still in the DLQ, a transcript in S3
+            logger.error("could not store result.json", extra={"error": exc.message})
+
+    def _notify(self, request: JobRequest, result: dict) -> None:
+        """Send the result callback and record in result.json whether it arrived, so a redelivery of a finished
+        job can send it again if it did not (same webhook-id: receivers de-duplicate)."""
+        if not request.callback_url:
+            return
+        outcome = self._send(request.callback_url, result, request.job_id)
+        result["callback"] = {
+            "delivered": bool(outcome and outcome.delivered),
+            "attempts": outcome.attempts if outcome else 0,
+            "error": outcome.error if outcome else "webhook secret not configured",
+        }
+        self._save_result(request.job_id, result)
+
+    def _send(self, url: str, result: dict, job_id: str) -> CallbackOutcome | None:
+        if self.callbacks is None:
+            logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
+            return None
+        payload = callback_payload(result)
+        event_id = f"{job_id}-{result['status']}-{result.get('request_sha256') or result['message_id']}"
+        outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
+        logger.info(
+            "callback delivered" if outcome.delivered else "callback not delivered",
+            extra={"attempts": outcome.attempts, "status_code": outcome.status_code, "error": outcome.error},
+        )
+        return outcome
+
+    def _guard(self, target: str) -> None:
+        s = self.settings
+        check_url(target, allow_http=s.allow_http, allow_private=s.allow_private_urls)
+
+    def _send_progress(self, request: JobRequest, message: QueueMessage, state: str, percent: float | None) -> None:
+        """The optional ``progress`` event; one webhook id per job, state and receive, so retries de-duplicate."""
+        if self.progress_callbacks is None or request.callback_url is None:
+            return  # the final callback logs the missing secret
+        payload = {"job_id": request.job_id, "event": "progress", "state": state, "percent": percent}
+        event_id = f"{request.job_id}-progress-{state}-{message.message_id}-{message.receive_count}"
+        outcome = self.progress_callbacks.send(request.callback_url, payload, event_id=event_id, url_guard=self._guard)
+        if not outcome.delivered:
+            logger.info(
+                "progress callback not delivered",
+                extra={"state": state, "attempts": outcome.attempts, "error": outcome.error},
+            )
+
+
+CALLBACK_FIELDS = (
+    "job_id",
+    "status",
+    "bucket",
+    "results",
+    "language",
+    "duration_seconds",
+    "processing_seconds",
+    "model",
+    "error",
+    "metadata",
+)
+
+
+def callback_payload(result: dict) -> dict:
+    return {name: result.get(name) for name in CALLBACK_FIELDS}

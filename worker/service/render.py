@@ -1,0 +1,147 @@
+"""Turn a Transcript into the text of each output format; pure functions, no I/O.
+
+Every format goes through one table, so the worker, the S3 keys and the Content-Type headers
+cannot disagree about which formats exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from worker.engine.transcript import Segment, Transcript, Word
+
+Renderer = Callable[[Transcript], str]
+
+
+def _ms(seconds: float) -> int:
+    # Round once, to whole milliseconds, and split that integer afterwards: rounding each field
+    # separately is how ",1000" and 59.9995 -> "00:00:59,1000" happen. round() is half-even.
+    return round(max(seconds, 0.0) * 1000)
+
+
+def _sec(seconds: float) -> float:
+    # JSON times go through the same integer ms, so every format agrees on every boundary
+    # (round(4.9995, 3) alone gives 4.999 while the SRT says 00:00:05,000).
+    return _ms(seconds) / 1000
+
+
+def timestamp(seconds: float, decimal: str = ",") -> str:
+    """``HH:MM:SS,mmm`` (SRT) or, with ``decimal="."``, ``HH:MM:SS.mmm`` (WebVTT).
+
+    Hours never wrap into minutes, so 6000 s is ``01:40:00,000`` and 100 h is ``100:00:00,000``;
+    negative times clamp to zero rather than yield a malformed ``00:00:-1,…``.
+    """
+    hours, rest = divmod(_ms(seconds), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def _line(text: str) -> str:
+    # One segment must stay one line / one cue: a newline or blank line in the text would start a
+    # new row or end the cue early, and a tab would add a TSV column.
+    return " ".join(text.split())
+
+
+def _cues(transcript: Transcript, *, decimal: str, numbered: bool, html: bool) -> list[str]:
+    cues = []
+    for seg in transcript.segments:
+        text = _line(seg.text).replace("-->", "->")  # "-->" in the payload would read as a timing line
+        if not text:
+            continue  # an empty cue is invalid in some players and useless in all
+        if html:  # WebVTT cue text is markup: a bare "<" or "&" would be parsed as a tag or entity
+            text = text.replace("&", "&amp;").replace("<", "&lt;")  # ">" is legal; "->" stays readable
+        timing = f"{timestamp(seg.start, decimal)} --> {timestamp(seg.end, decimal)}"
+        cues.append(f"{len(cues) + 1}\n{timing}\n{text}\n" if numbered else f"{timing}\n{text}\n")
+    return cues
+
+
+def render_srt(transcript: Transcript) -> str:
+    """SubRip: numbered cues from 1, comma before the milliseconds."""
+    return "\n".join(_cues(transcript, decimal=",", numbered=True, html=False))
+
+
+def render_vtt(transcript: Transcript) -> str:
+    """WebVTT: a header, unnumbered cues, a dot before the milliseconds."""
+    return "WEBVTT\n\n" + "\n".join(_cues(transcript, decimal=".", numbered=False, html=True))
+
+
+def render_txt(transcript: Transcript) -> str:
+    """Plain text, one line per non-empty segment."""
+    return "".join(f"{text}\n" for seg in transcript.segments if (text := _line(seg.text)))
+
+
+def render_tsv(transcript: Transcript) -> str:
+    """Integer milliseconds like openai-whisper's WriteTSV, for spreadsheet and script users."""
+    rows = ["start\tend\ttext\n"]
+    rows += [f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}\n" for seg in transcript.segments if (text := _line(seg.text))]
+    return "".join(rows)
+
+
+def _word(word: Word) -> dict[str, Any]:
+    return {
+        "word": word.word,
+        "start": _sec(word.start),
+        "end": _sec(word.end),
+        "probability": round(word.probability, 4),
+    }
+
+
+def _segment(seg: Segment) -> dict[str, Any]:
+    # OpenAI verbose_json keys minus "seek" and "tokens", which this engine does not keep.
+    out: dict[str, Any] = {
+        "id": seg.id,
+        "start": _sec(seg.start),
+        "end": _sec(seg.end),
+        "text": seg.text,
+        "temperature": round(seg.temperature, 4),
+        "avg_logprob": round(seg.avg_logprob, 4),
+        "compression_ratio": round(seg.compression_ratio, 4),
+        "no_speech_prob": round(seg.no_speech_prob, 4),
+    }
+    if seg.words:
+        out["words"] = [_word(w) for w in seg.words]
+    return out
+
+
+def render_json(transcript: Transcript) -> str:
+    """OpenAI ``verbose_json``-compatible; ``words`` only when word timestamps were asked for."""
+    doc: dict[str, Any] = {
+        "task": transcript.task,
+        "language": transcript.language,
+        "duration": _sec(transcript.duration),
+        "text": transcript.text,
+        "segments": [_segment(seg) for seg in transcript.segments],
+    }
+    if any(seg.words for seg in transcript.segments):
+        doc["words"] = [_word(w) for seg in transcript.segments for w in seg.words or ()]
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+RENDERERS: dict[str, Renderer] = {
+    "json": render_json,
+    "srt": render_srt,
+    "vtt": render_vtt,
+    "txt": render_txt,
+    "tsv": render_tsv,
+}
+
+CONTENT_TYPES: dict[str, str] = {
+    "json": "application/json; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+
+FORMATS: tuple[str, ...] = tuple(RENDERERS)
+
+
+def render(transcript: Transcript, fmt: str) -> str:
+    """Render ``transcript`` as ``fmt``; ValueError, not KeyError, so callers treat it as bad input."""
+    renderer = RENDERERS.get(fmt)
+    if renderer is None:
+        raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    return renderer(transcript)

@@ -1,0 +1,189 @@
+"""Settings, read once from the environment into one frozen object.
+
+Every variable is documented in README ("Configuration"); names start with ``WHISPER_`` except the standard
+AWS ones boto3 already understands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# AWS limits, named once.
+SQS_MAX_WAIT_SECONDS = 20
+SQS_MAX_BATCH = 10
+SQS_MAX_VISIBILITY_SECONDS = 12 * 60 * 60
+SQS_MAX_MESSAGE_ATTRIBUTE_CHARS = 256  # we keep attribute values short; SQS allows more
+DEFAULT_MODEL_DIR = Path.home() / ".cache" / "whisper-batch" / "models"
+DEFAULT_METRICS_NAMESPACE = "WhisperBatch"
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _model_sources(raw: str | None) -> dict[str, str]:
+    """``name=source,name=source`` where a source is a .pt path, an s3:// .pt, a CTranslate2 dir or pkg:NAME."""
+    sources: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, source = item.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise SettingsError(f"WHISPER_MODEL_SOURCES entry {item!r} is not name=source")
+        sources[name.strip().lower()] = source.strip()
+    return sources
+
+
+@dataclass(frozen=True)
+class Settings:
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    results_bucket: str | None = None
+    results_prefix: str = "results/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    webhook_secret: str | None = None
+    default_model: str = "base"
+    model_dir: Path = DEFAULT_MODEL_DIR
+    model_download: bool = False
+    model_sources: Mapping[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    wait_seconds: int = SQS_MAX_WAIT_SECONDS
+    # One at a time by default: a worker that dies charges a receive to every message it holds, and enough of
+    # those send never-attempted messages to the DLQ. Raise it only where workers rarely die.
+    receive_batch: int = 1
+    visibility_timeout: int = 300
+    retry_base_seconds: int = 30
+    max_audio_bytes: int = 2 * 1024**3
+    max_audio_seconds: float = 6 * 3600.0
+    fetch_timeout: float = 30.0
+    allow_http: bool = False
+    allow_private_urls: bool = False
+    callback_attempts: int = 6
+    callback_timeout: float = 10.0
+    max_jobs: int | None = None
+    max_idle_seconds: float | None = None
+    shutdown_grace: float = 25.0
+    model_mirror: str | None = None
+    preload_model: bool = True
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    progress_interval: float = 5.0
+    # Messages in progress at once. Their audio is fetched and decoded while others are transcribed, and the
+    # batched engine runs windows from all of them in one forward pass.
+    concurrency: int = 1
+    # "auto" picks the fastest engine measured for the device (see worker/engine/choose.py).
+    engine: str = "auto"
+    # Most 30-second windows in one forward pass; 0 lets the engine choose for its device.
+    batch_windows: int = 0
+    # Seconds of decoded audio all messages in progress may hold together; None derives it from the memory limit
+    # (see worker/audio/budget.py). A message that would pass it waits for room before decoding.
+    max_decoded_seconds: float | None = None
+    # Stop receiving after this long and exit 0 once the jobs in progress end (below the Batch job's timeout).
+    max_runtime_seconds: float | None = None
+    # How long a job may wait on the engine: this many seconds plus ``job_deadline_factor`` per second of audio.
+    job_deadline_base_seconds: float = 600.0
+    job_deadline_factor: float = 4.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        max_jobs = _int(env, "WHISPER_MAX_JOBS", 0)
+        max_idle = _float(env, "WHISPER_MAX_IDLE_SECONDS", 0.0)
+        max_decoded = _float(env, "WHISPER_MAX_DECODED_SECONDS", 0.0)
+        max_runtime = _float(env, "WHISPER_MAX_RUNTIME_SECONDS", 0.0)
+        return cls(
+            queue_url=_get(env, "WHISPER_QUEUE_URL"),
+            dlq_url=_get(env, "WHISPER_DLQ_URL"),
+            results_bucket=_get(env, "WHISPER_RESULTS_BUCKET"),
+            results_prefix=(_get(env, "WHISPER_RESULTS_PREFIX", "results/") or "results/").rstrip("/") + "/",
+            region=_get(env, "AWS_REGION") or _get(env, "AWS_DEFAULT_REGION"),
+            endpoint_url=_get(env, "AWS_ENDPOINT_URL"),
+            webhook_secret=_get(env, "WHISPER_WEBHOOK_SECRET"),
+            default_model=(_get(env, "WHISPER_DEFAULT_MODEL", "base") or "base").lower(),
+            model_dir=Path(_get(env, "WHISPER_MODEL_DIR", str(DEFAULT_MODEL_DIR)) or DEFAULT_MODEL_DIR),
+            model_download=_bool(env, "WHISPER_MODEL_DOWNLOAD", False),
+            model_sources=_model_sources(_get(env, "WHISPER_MODEL_SOURCES")),
+            device=(_get(env, "WHISPER_DEVICE", "auto") or "auto").lower(),
+            wait_seconds=min(_int(env, "WHISPER_WAIT_SECONDS", SQS_MAX_WAIT_SECONDS), SQS_MAX_WAIT_SECONDS),
+            receive_batch=min(_int(env, "WHISPER_RECEIVE_BATCH", 1, minimum=1), SQS_MAX_BATCH),
+            visibility_timeout=_int(env, "WHISPER_VISIBILITY_TIMEOUT", 300, minimum=10),
+            retry_base_seconds=_int(env, "WHISPER_RETRY_BASE_SECONDS", 30),
+            max_audio_bytes=_int(env, "WHISPER_MAX_AUDIO_BYTES", 2 * 1024**3, minimum=1),
+            max_audio_seconds=_float(env, "WHISPER_MAX_AUDIO_SECONDS", 6 * 3600.0),
+            fetch_timeout=_float(env, "WHISPER_FETCH_TIMEOUT", 30.0),
+            allow_http=_bool(env, "WHISPER_ALLOW_HTTP", False),
+            allow_private_urls=_bool(env, "WHISPER_ALLOW_PRIVATE_URLS", False),
+            callback_attempts=_int(env, "WHISPER_CALLBACK_ATTEMPTS", 6, minimum=1),
+            callback_timeout=_float(env, "WHISPER_CALLBACK_TIMEOUT", 10.0),
+            max_jobs=max_jobs or None,
+            max_idle_seconds=max_idle or None,
+            shutdown_grace=_float(env, "WHISPER_SHUTDOWN_GRACE_SECONDS", 25.0),
+            model_mirror=_get(env, "WHISPER_MODEL_MIRROR"),
+            preload_model=_bool(env, "WHISPER_PRELOAD_MODEL", True),
+            metrics_namespace=_get(env, "WHISPER_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
+            or DEFAULT_METRICS_NAMESPACE,
+            progress_interval=_float(env, "WHISPER_PROGRESS_INTERVAL_SECONDS", 5.0),
+            concurrency=_int(env, "WHISPER_CONCURRENCY", 1, minimum=1),
+            engine=(_get(env, "WHISPER_ENGINE", "auto") or "auto").lower(),
+            batch_windows=_int(env, "WHISPER_BATCH_WINDOWS", 0),
+            max_decoded_seconds=max_decoded or None,
+            max_runtime_seconds=max_runtime or None,
+            job_deadline_base_seconds=_float(env, "WHISPER_JOB_DEADLINE_BASE_SECONDS", 600.0),
+            job_deadline_factor=_float(env, "WHISPER_JOB_DEADLINE_FACTOR", 4.0),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given fields changed; ``None`` values leave a field as it is."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def require_queue(self) -> tuple[str, str]:
+        if not self.queue_url:
+            raise SettingsError("WHISPER_QUEUE_URL is not set")
+        if not self.results_bucket:
+            raise SettingsError("WHISPER_RESULTS_BUCKET is not set")
+        return self.queue_url, self.results_bucket
