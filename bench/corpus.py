@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from bench import texts
+from worker.audio import SAMPLE_RATE
+from worker.audio.wav import write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "bench-corpus"
 MANIFEST = "manifest.json"
-SAMPLE_RATE = 16_000
 LONG_SECONDS = 60.0  # a user file longer than this is "long"
 CORPUS_VERSION = 1
 INSTALL_HINT = "espeak-ng is not installed: install it with `sudo apt-get install espeak-ng`, or pass --corpus DIR"
@@ -184,14 +185,9 @@ def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     return _resample(pcm, rate)
 
 
-def write_wav(path: Path, pcm: np.ndarray) -> float:
-    """16 kHz mono 16-bit WAV (the decoder's fast path); returns its length in seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+def _saved_seconds(path: Path, pcm: np.ndarray) -> float:
+    """Write the clip (the decoder's fast path) and return its length in seconds."""
+    write_wav(path, pcm)
     return round(len(pcm) / SAMPLE_RATE, 3)
 
 
@@ -265,13 +261,13 @@ def build_default(root: Path = DEFAULT_DIR, *, log: Callable[[str], None] = prin
     items = []
     for name, text, voice, speed, pitch in clip_plan():
         path = root / "clips" / f"{name}.wav"
-        items.append(Item(name, path, text, write_wav(path, speak(text, voice, speed, pitch)), "clip"))
+        items.append(Item(name, path, text, _saved_seconds(path, speak(text, voice, speed, pitch)), "clip"))
     jfk = root / "clips" / "jfk.flac"
     shutil.copyfile(jfk_path(), jfk)
     items.append(Item("jfk", jfk, texts.JFK_TEXT, round(audio_seconds(jfk), 3), "clip"))
     long_path = root / "long" / f"{texts.LONG_NAME}.wav"
     long_text = " ".join(texts.LONG_PARAGRAPHS)
-    items.append(Item(texts.LONG_NAME, long_path, long_text, write_wav(long_path, _long_recording()), "long"))
+    items.append(Item(texts.LONG_NAME, long_path, long_text, _saved_seconds(long_path, _long_recording()), "long"))
     write_manifest(root, items, wanted)
     corpus = Corpus(root, tuple(items))
     log(f"corpus ready: {corpus.describe()}")

@@ -17,7 +17,7 @@ import torch
 
 from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
-from worker.engine.greedy import decode_greedy, log_mel
+from worker.engine.greedy import generate_greedy, log_mel
 from worker.engine.options import TranscribeOptions
 from worker.engine.windows import pack, pieces_of
 from worker.service.app import build_engine
@@ -75,7 +75,7 @@ def main() -> None:
         backend.model.encoder(mel.to(next(backend.model.parameters()).dtype))
     _sync(args.device)
     marks.append(time.perf_counter())
-    decoded = decode_greedy(backend.model, mel, tokenizer)
+    decoded = generate_greedy(backend.model, mel, tokenizer)
     _sync(args.device)
     marks.append(time.perf_counter())
     steps = max(len(d.tokens) for d in decoded) + 1

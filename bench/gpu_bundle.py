@@ -248,9 +248,10 @@ def build_corpus(work: Path, out: Path) -> Path:
             import numpy as np
 
             from worker.audio.decode import decode_audio
+            from worker.audio.wav import write_wav
 
             samples = decode_audio(item.audio, max_seconds=24 * 3600)
-            corpus_mod.write_wav(target, np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16))
+            write_wav(target, np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16))
         items.append(corpus_mod.Item(item.name, target, item.text, item.seconds, item.kind))
     corpus_mod.write_manifest(root, items, fingerprint)
     log(f"corpus: {len(items)} items, {sum(i.seconds for i in items):.0f} s of audio")

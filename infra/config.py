@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from worker.aws import SQS_MAX_RECEIVE_COUNT, SQS_MAX_RETENTION_DAYS, SQS_MAX_VISIBILITY_SECONDS
+
 # AWS limits, named once.
-SQS_MAX_RETENTION_DAYS: Final = 14
-SQS_MAX_VISIBILITY_TIMEOUT_SECONDS: Final = 12 * 60 * 60
-SQS_MAX_RECEIVE_COUNT: Final = 1000
 BATCH_MAX_RETRY_ATTEMPTS: Final = 10
 BATCH_MIN_TIMEOUT_SECONDS: Final = 60
 BATCH_STOP_GRACE_SECONDS: Final = 30  # SIGTERM, then SIGKILL this much later
@@ -132,7 +131,7 @@ class InfraConfig:
             retain_data=_choice(get, "removalPolicy", "retain", ("retain", "destroy")) == "retain",
             lifecycle=_lifecycle(get("lifecycle"), d.lifecycle),
             visibility_timeout_seconds=_int(
-                get, "visibilityTimeoutSeconds", d.visibility_timeout_seconds, 30, SQS_MAX_VISIBILITY_TIMEOUT_SECONDS
+                get, "visibilityTimeoutSeconds", d.visibility_timeout_seconds, 30, SQS_MAX_VISIBILITY_SECONDS
             ),
             max_receive_count=_int(get, "maxReceiveCount", d.max_receive_count, 1, SQS_MAX_RECEIVE_COUNT),
             queue_retention_days=_int(get, "queueRetentionDays", d.queue_retention_days, 1, SQS_MAX_RETENTION_DAYS),

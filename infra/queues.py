@@ -6,7 +6,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import SQS_MAX_RETENTION_DAYS
+from worker.aws import SQS_MAX_RETENTION_DAYS
 
 LONG_POLL_SECONDS = 20  # SQS maximum
 

@@ -119,7 +119,7 @@ class WhisperBatchStack(Stack):
         }
 
     def _api(self, code: lambda_.Code, retention: logs.RetentionDays) -> SubmitApi:
-        from worker.contract import json_schema  # pure pydantic: safe to import at synth time
+        from worker.contract import JOB_ID_PATTERN, json_schema  # pure pydantic: safe to import at synth time
 
         config = self.config
         return SubmitApi(
@@ -131,6 +131,7 @@ class WhisperBatchStack(Stack):
             status_environment={
                 "RESULTS_BUCKET": self.storage.bucket.bucket_name,
                 "RESULTS_PREFIX": RESULTS_PREFIX,
+                "JOB_ID_PATTERN": JOB_ID_PATTERN,  # the contract's, so the API and the worker agree
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             },
             auth=config.api_auth,

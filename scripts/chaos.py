@@ -43,17 +43,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.engine.choose import resolve_engine
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
@@ -148,16 +146,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seed is None:
         args.seed = int(time.time()) % 100_000
     return args
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 def write_poison(path: Path) -> Path:

@@ -18,7 +18,6 @@ skip in the tests instead of a crash.
 
 from __future__ import annotations
 
-import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -218,14 +217,3 @@ __all__ = [
     "write_video_only",
     "write_video_with_audio",
 ]
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    """16-bit mono WAV at 16 kHz with the standard library: the quickest way to make long test clips."""
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path

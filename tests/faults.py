@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.audio_factory import write_wav
+from worker.audio.wav import write_wav
 
 # Five seconds of this constant level mark audio the faulty backend refuses, wherever it lands in a window.
 POISON_LEVEL = 0.25
@@ -50,13 +50,13 @@ class FaultyBackend:
         if poisoned.any():
             raise InjectedFault("injected fault: poison audio in the batch")
 
-    def decode(self, windows: np.ndarray, tokenizer: Any) -> Any:
+    def generate(self, windows: np.ndarray, tokenizer: Any) -> Any:
         self._check(windows)
-        return self._inner.decode(windows, tokenizer)
+        return self._inner.generate(windows, tokenizer)
 
-    def decode_sampled(self, windows: np.ndarray, tokenizer: Any, temperature: float) -> Any:
+    def generate_sampled(self, windows: np.ndarray, tokenizer: Any, temperature: float) -> Any:
         self._check(windows)
-        return self._inner.decode_sampled(windows, tokenizer, temperature)
+        return self._inner.generate_sampled(windows, tokenizer, temperature)
 
 
 def faulty(engine: Any, fail_on_call: int | None = None) -> Any:

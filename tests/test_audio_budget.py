@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio_factory import load_jfk, write_audio, write_wav
+from tests.audio_factory import load_jfk, write_audio
 from tests.conftest import TEST_MODEL, Harness
 from worker.audio import SAMPLE_RATE
 from worker.audio.budget import (
@@ -24,6 +24,7 @@ from worker.audio.budget import (
     memory_limit_bytes,
 )
 from worker.audio.decode import probe_seconds
+from worker.audio.wav import write_wav
 from worker.service.app import build_worker
 from worker.service.errors import AudioTooLong, ResourceExhausted
 

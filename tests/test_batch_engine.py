@@ -19,7 +19,7 @@ from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import resolve_engine
-from worker.engine.greedy import Decoded, decode_greedy, log_mel
+from worker.engine.greedy import Generated, generate_greedy, log_mel
 from worker.engine.options import TranscribeOptions
 from worker.engine.splitback import Split, spans_of
 from worker.engine.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
@@ -58,7 +58,7 @@ def test_greedy_decoder_gives_openai_whispers_tokens(batched: BatchedEngine, jfk
     windows[1, : 5 * SAMPLE_RATE] = jfk[: 5 * SAMPLE_RATE]
     mel = log_mel(torch.from_numpy(windows), model.dims.n_mels)
     tokenizer = get_tokenizer(False)
-    ours = decode_greedy(model, mel, tokenizer)
+    ours = generate_greedy(model, mel, tokenizer)
     theirs = decode(model, mel, DecodingOptions(language="en", without_timestamps=False, fp16=False))
     for mine, reference in zip(ours, theirs, strict=True):
         assert mine.tokens == list(reference.tokens)
@@ -98,13 +98,13 @@ def test_long_audio_is_cut_at_pauses_and_keeps_its_timeline(batched: BatchedEngi
 def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine, jfk: np.ndarray) -> None:
     backend = batched._backend("tiny.en")
     calls: list[int] = []
-    original = backend.decode
+    original = backend.generate
 
-    def counting(windows: np.ndarray, tokenizer: object) -> list[Decoded]:
+    def counting(windows: np.ndarray, tokenizer: object) -> list[Generated]:
         calls.append(len(windows))
         return original(windows, tokenizer)
 
-    backend.decode = counting  # type: ignore[method-assign]
+    backend.generate = counting  # type: ignore[method-assign]
     try:
         clips = [jfk[: int(s * SAMPLE_RATE)] for s in (4.6, 4.6, 4.6, 4.6, 4.6)]
         results: dict[int, str] = {}
@@ -120,7 +120,7 @@ def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine,
         for t in threads:
             t.join(timeout=120)
     finally:
-        backend.decode = original  # type: ignore[method-assign]
+        backend.generate = original  # type: ignore[method-assign]
     assert len(results) == len(clips)
     assert all(jiwer.wer("and so my fellow americans ask not", _words(t)) <= 0.15 for t in results.values())
     assert len(calls) < len(clips), f"five calls took {len(calls)} forward passes"
@@ -165,7 +165,7 @@ def _window() -> Window:
 
 
 def _split(tokens: list[int]) -> tuple[dict, list[Piece]]:
-    return Split(_window(), Decoded(tokens, -0.2, 0.01), TOKENIZER).run()
+    return Split(_window(), Generated(tokens, -0.2, 0.01), TOKENIZER).run()
 
 
 def test_spans_parse_timestamp_pairs() -> None:

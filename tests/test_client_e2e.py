@@ -213,7 +213,7 @@ def test_python_client_follows_and_fetches_a_finished_job(stack: Stack, finished
     assert status.succeeded
     assert status.percent == 100
     assert status.result is not None
-    assert status.result["metadata"] == {"interview_id": 42}
+    assert status.result is not None and status.result.metadata == {"interview_id": 42}
     assert SPOKEN in client.transcript(finished_job)["text"].lower()
     assert SPOKEN in client.text(finished_job).lower()
     path = client.download(finished_job, "srt", tmp_path)

@@ -94,9 +94,9 @@ def test_bad_durations_say_what_would_be_read(text: str) -> None:
 def test_estimate_divides_the_audio_by_throughput_and_prices_the_instance_time() -> None:
     estimate = pricing.estimate_cost(5400, "base", "g5.xlarge", spot=False)
     # base on an A10G: 5.45x (large-v2, RTX 3070 Ti) x 600/608 GB/s x 7 (base's speed relative to large).
-    assert estimate.throughput.realtime_factor == pytest.approx(780 / 143 * 600 / 608 * 7)
+    assert estimate.throughput.times_realtime == pytest.approx(780 / 143 * 600 / 608 * 7)
     assert estimate.throughput.basis == "estimate"
-    assert estimate.gpu_seconds == pytest.approx(5400 / estimate.throughput.realtime_factor)
+    assert estimate.gpu_seconds == pytest.approx(5400 / estimate.throughput.times_realtime)
     assert estimate.cost_usd == pytest.approx(estimate.gpu_seconds / 3600 * 1.006)
     managed = {m.name: m.cost_usd for m in estimate.managed}
     assert managed["OpenAI whisper-1"] == pytest.approx(90 * 0.006)
@@ -106,7 +106,7 @@ def test_estimate_divides_the_audio_by_throughput_and_prices_the_instance_time()
 def test_measured_figures_win_and_cpu_instances_use_no_gpu_seconds() -> None:
     estimate = pricing.estimate_cost(730, "tiny.en", "c6a.large", spot=True)
     assert estimate.throughput.basis == "measured"
-    assert estimate.throughput.realtime_factor == 14.6
+    assert estimate.throughput.times_realtime == 14.6
     assert estimate.gpu_seconds == 0
     assert estimate.instance_seconds == pytest.approx(50)
     assert estimate.cost_usd == pytest.approx(50 / 3600 * 0.035)
@@ -168,7 +168,7 @@ def test_readme_throughput_table_matches_the_pricing_module() -> None:
         assert (float(on_demand), float(spot)) == (instance.on_demand_hourly, instance.spot_hourly)
         for model, cell in zip(models, figures, strict=True):
             figure = pricing.throughput(model, name)
-            assert cell.strip("*") == f"{figure.realtime_factor:.1f}", (name, model)
+            assert cell.strip("*") == f"{figure.times_realtime:.1f}", (name, model)
             assert cell.startswith("**") == (figure.basis == "measured"), (name, model)
 
 

@@ -18,11 +18,11 @@ from audio_factory import (
     write_empty_audio_stream,
     write_video_only,
     write_video_with_audio,
-    write_wav,
 )
 
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.service.errors import AudioTooLong, UndecodableAudio
 
 JFK_SECONDS = 11.0

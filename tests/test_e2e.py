@@ -8,8 +8,9 @@ import jiwer
 from whisper.normalizers import EnglishTextNormalizer
 
 from tests.conftest import JFK, JFK_TEXT, TEST_MODEL, Harness
+from worker.contract import OUTPUT_FORMATS as FORMATS
 from worker.local.receiver import CallbackReceiver
-from worker.service.render import CONTENT_TYPES, FORMATS
+from worker.service.render import CONTENT_TYPES
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

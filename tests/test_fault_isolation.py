@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
 from tests.faults import write_poison
 from tests.test_signals import Backend, WorkerProcess
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 

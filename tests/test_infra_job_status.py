@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from infra.functions import job_status
+from worker.contract import JOB_ID_PATTERN
 
 BUCKET = "whisper-results"
 
@@ -23,6 +24,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("RESULTS_BUCKET", BUCKET)
+    monkeypatch.setenv("JOB_ID_PATTERN", JOB_ID_PATTERN)
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL, Harness
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.service.app import build_engine
 
 

@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver, ReceivedCallback
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from worker.contract import OUTPUT_FORMATS as FORMATS
 from worker.engine.transcript import Segment, Transcript, Word
-from worker.service.render import CONTENT_TYPES, FORMATS, RENDERERS, render, timestamp
+from worker.service.render import CONTENT_TYPES, RENDERERS, render, timestamp
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.audio_factory import write_wav
 from tests.conftest import JFK, TEST_MODEL
 from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.models.cache import resolve

@@ -15,7 +15,6 @@ from typing import Any, Final
 import boto3
 from aws_lambda_powertools import Logger
 
-JOB_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")  # the contract's job_id, the path-traversal guard
 DOCUMENTS: Final = ("result.json", "status.json")
 
 logger = Logger(service="whisper-batch")
@@ -26,10 +25,11 @@ def response(status: int, body: Any) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": payload}
 
 
-def find_job(s3: Any, bucket: str, prefix: str, job_id: str) -> dict[str, Any]:
-    """The API Gateway proxy response for ``job_id``."""
-    if not JOB_ID_RE.fullmatch(job_id):
-        return response(400, {"error": "invalid_job_id", "message": "job_id must be 1-128 of [A-Za-z0-9_-]"})
+def find_job(s3: Any, bucket: str, prefix: str, job_id: str, pattern: str) -> dict[str, Any]:
+    """The API Gateway proxy response for ``job_id``; ``pattern`` is the contract's job-id pattern (anchored), the
+    path-traversal guard."""
+    if re.fullmatch(pattern.removeprefix("^").removesuffix("$"), job_id) is None:
+        return response(400, {"error": "invalid_job_id", "message": f"job_id must match {pattern}"})
     for name in DOCUMENTS:
         try:
             obj = s3.get_object(Bucket=bucket, Key=f"{prefix}{job_id}/{name}")
@@ -43,7 +43,11 @@ def find_job(s3: Any, bucket: str, prefix: str, job_id: str) -> dict[str, Any]:
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     job_id = (event.get("pathParameters") or {}).get("job_id", "")
     result = find_job(
-        boto3.client("s3"), os.environ["RESULTS_BUCKET"], os.environ.get("RESULTS_PREFIX", "results/"), job_id
+        boto3.client("s3"),
+        os.environ["RESULTS_BUCKET"],
+        os.environ.get("RESULTS_PREFIX", "results/"),
+        job_id,
+        os.environ["JOB_ID_PATTERN"],  # the contract's, set by the stack
     )
     logger.info("job looked up", extra={"job_id": job_id[:128], "status_code": result["statusCode"]})
     return result

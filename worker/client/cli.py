@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.contract import OUTPUT_FORMATS
+
 if TYPE_CHECKING:
     from worker.client import JobStatus, TranscriptionClient
 
@@ -40,7 +42,8 @@ def add_client_commands(commands: Any) -> None:
     )
     submit.add_argument("source", help="local audio/video file, s3://bucket/key or https:// URL")
     submit.add_argument("--model", help="Whisper model (default: the worker's WHISPER_DEFAULT_MODEL)")
-    submit.add_argument("--format", default="json", help="comma-separated: json,srt,vtt,txt,tsv (default: json)")
+    formats = ",".join(OUTPUT_FORMATS)
+    submit.add_argument("--format", default="json", help=f"comma-separated: {formats} (default: json)")
     submit.add_argument("--language", help="spoken language, e.g. en (default: detect)")
     submit.add_argument("--task", choices=["transcribe", "translate"], help="default: transcribe")
     submit.add_argument("--callback-url", help="https:// URL for the signed result callback")
@@ -233,19 +236,20 @@ def _follow(client: TranscriptionClient, console: Any, job_id: str, timeout: flo
 def _status(args: argparse.Namespace) -> int:
     status = _client(args).status(args.job_id)
     if args.json:
-        print(json.dumps(asdict(status) | {"error_code": status.error_code}, indent=2))
+        result = status.result.to_dict() if status.result else None
+        print(json.dumps(asdict(status) | {"result": result, "error_code": status.error_code}, indent=2))
         return 0
     percent = f" {status.percent:.0f}%" if status.percent is not None and not status.done else ""
     print(f"{status.job_id}: {status.state}{percent}")
-    result = status.result or {}
-    if status.state == "completed":
-        print(f"  model      {result.get('model')}")
-        print(f"  language   {result.get('language')}")
-        duration, processing = result.get("duration_seconds"), result.get("processing_seconds")
+    result = status.result
+    if status.state == "completed" and result is not None:
+        print(f"  model      {result.model}")
+        print(f"  language   {result.language}")
+        duration, processing = result.duration_seconds, result.processing_seconds
         if isinstance(duration, int | float) and isinstance(processing, int | float):
             print(f"  audio      {duration:.1f} s, transcribed in {processing:.1f} s")
-        for fmt, key in (result.get("results") or {}).items():
-            print(f"  {fmt:<10} s3://{result.get('bucket') or ''}/{key}")
+        for fmt, key in result.results.items():
+            print(f"  {fmt:<10} s3://{result.bucket or ''}/{key}")
     elif status.state == "failed":
         print(f"  error      {status.error_code}: {status.error_message}")
     if status.updated_at:
@@ -276,7 +280,7 @@ def _estimate(args: argparse.Namespace) -> int:
         f"{format_duration(estimate.duration_seconds)} of audio, model {estimate.model} on {estimate.instance_type} "
         f"({price}, ${estimate.hourly_usd:g}/h)"
     )
-    print(f"  throughput   {estimate.throughput.realtime_factor:.1f}x realtime ({estimate.throughput.note})")
+    print(f"  throughput   {estimate.throughput.times_realtime:.1f}x realtime ({estimate.throughput.note})")
     kind = "GPU time" if estimate.gpu_seconds else "CPU time"
     print(f"  {kind:<12} {estimate.instance_seconds:.1f} s")
     print(f"  cost         ${estimate.cost_usd:.4f}")

@@ -14,17 +14,16 @@ a message SQS moved discounts our own receive, not earlier listings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
+from worker.aws import SQS_MAX_BATCH
 from worker.contract import best_effort_ids
+from worker.contract.result import utc_timestamp
 
 HOLD_SECONDS: Final = 300  # how long listed messages stay invisible at most, should we die before handing back
-SQS_MAX_BATCH: Final = 10  # SQS's limit per ReceiveMessage / ChangeMessageVisibilityBatch
 SCAN_LIMIT: Final = 10_000  # how many messages one redrive looks through at most
 
 
@@ -65,17 +64,6 @@ class DeadLetter:
         }
 
 
-def find_dlq(sqs: Any, queue_url: str) -> str | None:
-    """The DLQ's URL from the jobs queue's redrive policy, or None when it has none."""
-    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
-    policy = json.loads(attrs.get("RedrivePolicy") or "{}")
-    arn = policy.get("deadLetterTargetArn")
-    if not arn:
-        return None
-    *_, account, name = arn.split(":")
-    return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-
-
 def parse(raw: dict[str, Any]) -> DeadLetter:
     """A DeadLetter from one ReceiveMessage entry (asked with all message and system attributes)."""
     attributes = {name: value.get("StringValue") for name, value in raw.get("MessageAttributes", {}).items()}
@@ -96,7 +84,7 @@ def parse(raw: dict[str, Any]) -> DeadLetter:
         source_message_id=attributes.get("source_message_id"),
         receive_count=receive_count,
         moved_by_sqs=moved_by_sqs,
-        sent_at=datetime.fromtimestamp(sent_ms / 1000, UTC).isoformat(timespec="seconds") if sent_ms else None,
+        sent_at=utc_timestamp(at=sent_ms / 1000) if sent_ms else None,
         body=body,
         receipt_handle=raw["ReceiptHandle"],
     )

@@ -154,7 +154,7 @@ class ManagedComparison:
 
 @dataclass(frozen=True)
 class Throughput:
-    realtime_factor: float  # audio seconds per wall second
+    times_realtime: float  # audio seconds per wall second
     basis: Basis
     note: str
 
@@ -207,7 +207,7 @@ def estimate_cost(
         raise EstimateError(f"duration must be positive, got {duration_seconds!r} seconds")
     inst = instance(instance_type)
     speed = throughput(model, inst.name)
-    seconds = duration_seconds / speed.realtime_factor
+    seconds = duration_seconds / speed.times_realtime
     hourly = inst.spot_hourly if spot else inst.on_demand_hourly
     return CostEstimate(
         duration_seconds=float(duration_seconds),

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
+from worker import aws
 from worker.client import pricing
-from worker.client.deadletters import DeadLetter, DeadLetterQueue, find_dlq
+from worker.client.deadletters import DeadLetter, DeadLetterQueue
 from worker.client.errors import (
     ConfigurationError,
     EstimateError,
@@ -43,7 +43,8 @@ from worker.client.errors import (
     WaitTimeout,
 )
 from worker.client.pricing import CostEstimate
-from worker.contract import JOB_ID_PATTERN, ContractError, JobRequest, parse_message
+from worker.contract import JOB_ID_PATTERN, ContractError, JobRequest, is_job_id, parse_message
+from worker.contract.result import ErrorInfo, JobResult
 
 __all__ = [
     "DEFAULT_STACK_NAME",
@@ -66,12 +67,8 @@ DEFAULT_STACK_NAME: Final = "WhisperBatch"
 JobState = Literal["queued", "fetching", "decoding", "transcribing", "storing", "completed", "failed"]
 TERMINAL_STATES: Final = ("completed", "failed")
 
-# botocore retries throttling, 5xx and connection errors with backoff before we see them. SendMessage retried
-# this way may deliver a job twice; the worker recognises the duplicate by job id and request fingerprint.
-_BOTO_CONFIG: Final = Config(retries={"max_attempts": 6, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 _SQS_HOST_RE: Final = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 _UNSAFE_KEY_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]+")
-_JOB_ID_RE: Final = re.compile(JOB_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class JobStatus:
     state: str
     percent: float | None = None
     updated_at: str | None = None
-    result: dict[str, Any] | None = None
+    result: JobResult | None = None
 
     @property
     def done(self) -> bool:
@@ -98,15 +95,11 @@ class JobStatus:
 
     @property
     def error_code(self) -> str | None:
-        return ((self.result or {}).get("error") or {}).get("code")
+        return self.result.error.code if self.result and self.result.error else None
 
     @property
     def error_message(self) -> str | None:
-        return ((self.result or {}).get("error") or {}).get("message")
-
-
-def _aws_code(exc: Exception) -> str | None:
-    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        return self.result.error.message if self.result and self.result.error else None
 
 
 @contextlib.contextmanager
@@ -115,7 +108,7 @@ def _aws(action: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        raise ServiceError(f"{action} failed: {exc}", _aws_code(exc)) from exc
+        raise ServiceError(f"{action} failed: {exc}", aws.error_code(exc) or None) from exc
     except BotoCoreError as exc:
         raise ServiceError(f"{action} failed: {exc}") from exc
 
@@ -164,11 +157,8 @@ class TranscriptionClient:
         if region is None:
             raise ConfigurationError("no AWS region: set AWS_REGION or pass region=")
         self.region = region
-        kwargs: dict[str, Any] = {"region_name": region, "config": _BOTO_CONFIG}
-        if endpoint_url:
-            kwargs["endpoint_url"] = endpoint_url
-        self.sqs = session.client("sqs", **kwargs)
-        self.s3 = session.client("s3", **kwargs)
+        self.sqs = aws.client("sqs", region=region, endpoint_url=endpoint_url, session=session)
+        self.s3 = aws.client("s3", region=region, endpoint_url=endpoint_url, session=session)
 
     # ---------------------------------------------------------------------------------- construction
 
@@ -202,22 +192,19 @@ class TranscriptionClient:
     ) -> TranscriptionClient:
         """From the CloudFormation outputs of a deployed stack (``QueueUrl``, ``BucketName``, ``DlqUrl``)."""
         session = session or boto3.session.Session()
-        kwargs: dict[str, Any] = {"config": _BOTO_CONFIG}
         if region or session.region_name or endpoint_url:
-            kwargs["region_name"] = region or session.region_name or "us-east-1"
-        if endpoint_url:
-            kwargs["endpoint_url"] = endpoint_url
+            region = region or session.region_name or "us-east-1"
         try:
-            cloudformation = session.client("cloudformation", **kwargs)
+            cloudformation = aws.client("cloudformation", region=region, endpoint_url=endpoint_url, session=session)
         except NoRegionError:
             raise ConfigurationError("no AWS region: set AWS_REGION or pass region=") from None
         try:
             stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
         except ClientError as exc:
-            if _aws_code(exc) == "ValidationError" and "does not exist" in str(exc):
-                where = kwargs.get("region_name") or "the default region"
+            if aws.error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+                where = region or "the default region"
                 raise ConfigurationError(f"stack {name!r} does not exist in {where}") from None
-            raise ServiceError(f"reading stack {name!r} failed: {exc}", _aws_code(exc)) from exc
+            raise ServiceError(f"reading stack {name!r} failed: {exc}", aws.error_code(exc) or None) from exc
         except BotoCoreError as exc:
             raise ServiceError(f"reading stack {name!r} failed: {exc}") from exc
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", []) if "OutputValue" in o}
@@ -229,7 +216,7 @@ class TranscriptionClient:
             outputs["BucketName"],
             dlq_url=outputs.get("DlqUrl"),
             endpoint_url=endpoint_url,
-            region=kwargs.get("region_name"),
+            region=region,
             session=session,
         )
         client.stack_outputs = outputs
@@ -307,15 +294,13 @@ class TranscriptionClient:
         A job with neither is ``queued``: the client cannot tell a queued job from an unknown id. A progress
         report newer than the result (the same job id submitted again) wins over the old result.
         """
-        result = self._get_json(job_id, "result.json")
+        result = self._result_or_none(job_id)
         progress = self._get_json(job_id, "status.json")
-        if result is not None and result.get("status") in TERMINAL_STATES:
-            reported_later = progress is not None and _newer(progress.get("updated_at"), result.get("finished_at"))
+        if result is not None and result.status in TERMINAL_STATES:
+            reported_later = progress is not None and _newer(progress.get("updated_at"), result.finished_at)
             if not reported_later or progress.get("state") in TERMINAL_STATES:
-                state = result["status"]
-                return JobStatus(
-                    job_id, state, 100.0 if state == "completed" else None, result.get("finished_at"), result
-                )
+                percent = 100.0 if result.succeeded else None
+                return JobStatus(job_id, result.status, percent, result.finished_at, result)
         if progress is not None:
             state = str(progress.get("state") or "queued")
             if state in TERMINAL_STATES:  # result.json is written last; until it is readable, the job is storing
@@ -353,12 +338,16 @@ class TranscriptionClient:
             time.sleep(interval if remaining is None else min(interval, remaining))
             interval = min(interval * 1.5, max_poll_interval)
 
-    def result(self, job_id: str) -> dict[str, Any]:
-        """The parsed ``result.json`` of a finished job (completed or failed); JobNotFound while unfinished."""
-        result = self._get_json(job_id, "result.json")
+    def result(self, job_id: str) -> JobResult:
+        """The ``result.json`` of a finished job (completed or failed); JobNotFound while unfinished."""
+        result = self._result_or_none(job_id)
         if result is None:
             raise JobNotFound(f"job {job_id} has no result yet (state: {self.status(job_id).state})")
         return result
+
+    def _result_or_none(self, job_id: str) -> JobResult | None:
+        document = self._get_json(job_id, "result.json")
+        return JobResult.from_dict(document) if document is not None else None
 
     # ----------------------------------------------------------------------------------------- fetch
 
@@ -388,10 +377,10 @@ class TranscriptionClient:
     def result_keys(self, job_id: str) -> dict[str, str]:
         """Format → S3 key of each transcript of a completed job; JobFailed if it failed."""
         result = self.result(job_id)
-        if result.get("status") != "completed":
-            error = result.get("error") or {}
-            raise JobFailed(job_id, error.get("code", "unknown"), error.get("message", ""))
-        return dict(result.get("results") or {})
+        if not result.succeeded:
+            error = result.error or ErrorInfo("unknown", "")
+            raise JobFailed(job_id, error.code, error.message)
+        return dict(result.results)
 
     def read_transcript(self, job_id: str, fmt: str) -> bytes:
         """The raw bytes of the job's ``fmt`` transcript; JobNotFound if the job did not produce that format."""
@@ -421,7 +410,7 @@ class TranscriptionClient:
         """The DLQ: given, or found through the jobs queue's redrive policy."""
         if self._dlq_url is None:
             with _aws("reading the jobs queue's redrive policy"):
-                self._dlq_url = find_dlq(self.sqs, self.queue_url)
+                self._dlq_url = aws.dead_letter_queue(self.sqs, aws.redrive_policy(self.sqs, self.queue_url))
             if self._dlq_url is None:
                 raise ConfigurationError("the jobs queue has no redrive policy: set WHISPER_DLQ_URL or pass dlq_url=")
         return self._dlq_url
@@ -449,7 +438,7 @@ class TranscriptionClient:
     # ------------------------------------------------------------------------------------------- S3
 
     def _get_json(self, job_id: str, filename: str) -> dict[str, Any] | None:
-        if not isinstance(job_id, str) or not _JOB_ID_RE.fullmatch(job_id):
+        if not is_job_id(job_id):
             raise JobValidationError(
                 f"invalid job id {job_id!r}: 1-128 ASCII letters, digits, '_' or '-'",
                 [{"field": "job_id", "message": "does not match " + JOB_ID_PATTERN}],
@@ -467,9 +456,9 @@ class TranscriptionClient:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if _aws_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            if aws.error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise ServiceError(f"reading s3://{self.bucket}/{key} failed: {exc}", _aws_code(exc)) from exc
+            raise ServiceError(f"reading s3://{self.bucket}/{key} failed: {exc}", aws.error_code(exc) or None) from exc
         except BotoCoreError as exc:
             raise ServiceError(f"reading s3://{self.bucket}/{key} failed: {exc}") from exc
 

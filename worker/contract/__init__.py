@@ -17,6 +17,7 @@ from worker.contract.message import (
     JobRequest,
     OutputFormat,
     best_effort_ids,
+    is_job_id,
     json_schema,
     parse_message,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "JobRequest",
     "OutputFormat",
     "best_effort_ids",
+    "is_job_id",
     "json_schema",
     "parse_message",
 ]

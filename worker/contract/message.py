@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from worker.aws import SQS_MAX_MESSAGE_BYTES
 from worker.contract.languages import language_code
 
 __all__ = [
@@ -45,19 +46,21 @@ __all__ = [
     "JobRequest",
     "OutputFormat",
     "best_effort_ids",
+    "is_job_id",
     "json_schema",
     "parse_message",
 ]
 
 CONTRACT_VERSION: Final = 1
-MAX_MESSAGE_BYTES: Final = 256 * 1024  # SQS's own limit on a message body
+MAX_MESSAGE_BYTES: Final = SQS_MAX_MESSAGE_BYTES
 MAX_METADATA_BYTES: Final = 4096  # JSON encoding of ``metadata``, UTF-8
 MAX_URL_LENGTH: Final = 2048
 MAX_PROMPT_CHARS: Final = 1000
 
 # The job id names the result folder ``results/<job_id>/``: this pattern is the path-traversal guard
 # (no dots, slashes, whitespace or non-ASCII letters), so keep it ASCII-only and anchored.
-JOB_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+JOB_ID_CHARS: Final = r"[A-Za-z0-9_-]{1,128}"
+JOB_ID_PATTERN: Final = f"^{JOB_ID_CHARS}$"
 MODEL_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$|^[a-z ]{4,20}$"
 
@@ -79,14 +82,14 @@ OFFICIAL_MODELS: Final[tuple[str, ...]] = (
 )
 
 OutputFormat = Literal["json", "srt", "vtt", "txt", "tsv"]
-OUTPUT_FORMATS: Final[tuple[str, ...]] = ("json", "srt", "vtt", "txt", "tsv")
+OUTPUT_FORMATS: Final[tuple[str, ...]] = get_args(OutputFormat)
 
 SCHEMA_TITLE: Final = "whisper-batch job message v1"
 SCHEMA_ID: Final = "urn:whisper-batch:job-message:v1"
 SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
-# Python-side twin of JOB_ID_PATTERN for best_effort_ids (fullmatch: ``$`` would accept a trailing newline).
-_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# fullmatch, not JOB_ID_PATTERN's ``$``, which would accept a trailing newline.
+_JOB_ID_RE = re.compile(JOB_ID_CHARS)
 _S3_BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _WHITESPACE_RE = re.compile(r"\s")
@@ -515,6 +518,11 @@ def _drop_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` is a valid job id (the result folder's name, so also the path-traversal guard)."""
+    return isinstance(value, str) and _JOB_ID_RE.fullmatch(value) is not None
+
+
 def best_effort_ids(body: str | bytes) -> tuple[str | None, str | None, dict[str, Any]]:
     """``(job_id, callback_url, metadata)`` salvaged from a message that failed validation.
 
@@ -539,7 +547,7 @@ def best_effort_ids(body: str | bytes) -> tuple[str | None, str | None, dict[str
 
         for key in ("transcriptionId", "job_id") if legacy else ("job_id", "transcriptionId"):
             value = data.get(key)
-            if isinstance(value, str) and _JOB_ID_RE.fullmatch(value):
+            if is_job_id(value):
                 job_id = value
                 break
 

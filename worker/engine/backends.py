@@ -16,7 +16,7 @@ import torch
 from whisper.model import Whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Decoded, decode_greedy, log_mel
+from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, generate_greedy, log_mel
 from worker.models.cache import inference_lock
 
 # Measured on 2 cores with tiny.en in CTranslate2: 16 windows per pass beat 8 by 15%; a batch waits for its
@@ -28,7 +28,7 @@ CPU_BATCH_WINDOWS = 16
 BEST_OF = 5
 
 
-def _best_of(samples: list[Decoded]) -> list[Decoded]:
+def _best_of(samples: list[Generated]) -> list[Generated]:
     groups = [samples[i : i + BEST_OF] for i in range(0, len(samples), BEST_OF)]
     return [max(group, key=lambda d: d.avg_logprob) for group in groups]
 
@@ -40,9 +40,9 @@ class Backend(Protocol):
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer: ...
 
-    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]: ...
+    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]: ...
 
-    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]: ...
+    def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]: ...
 
     def detect_language(self, windows: np.ndarray) -> list[str]: ...
 
@@ -95,14 +95,14 @@ class TorchBackend:
     def _mel(self, windows: np.ndarray) -> torch.Tensor:
         return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels)
 
-    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]:
+    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]:
         with self._lock:
-            return decode_greedy(self.model, self._mel(windows), tokenizer)
+            return generate_greedy(self.model, self._mel(windows), tokenizer)
 
-    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]:
+    def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
         with self._lock:
             mel = self._mel(windows).repeat_interleave(BEST_OF, dim=0)
-            samples = decode_greedy(self.model, mel, tokenizer, temperature=temperature)
+            samples = generate_greedy(self.model, mel, tokenizer, temperature=temperature)
         return _best_of(samples)
 
     def detect_language(self, windows: np.ndarray) -> list[str]:
@@ -139,7 +139,7 @@ class Ct2Backend:
         mel = log_mel(torch.from_numpy(windows), self.n_mels).numpy()
         return self._ct2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
 
-    def _generate(self, windows: np.ndarray, tokenizer: Tokenizer, **sampling: Any) -> list[Decoded]:
+    def _generate(self, windows: np.ndarray, tokenizer: Tokenizer, **sampling: Any) -> list[Generated]:
         prompt = list(tokenizer.sot_sequence)
         with self._lock:
             results = self.model.generate(
@@ -158,17 +158,17 @@ class Ct2Backend:
         for result in results:
             best = max(range(len(result.scores)), key=lambda i: result.scores[i])  # length-normalised logprob
             tokens = [t for t in result.sequences_ids[best] if t < tokenizer.eot or t >= tokenizer.timestamp_begin]
-            decoded.append(Decoded(tokens, float(result.scores[best]), float(result.no_speech_prob)))
+            decoded.append(Generated(tokens, float(result.scores[best]), float(result.no_speech_prob)))
         return decoded
 
-    def decode(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Decoded]:
+    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]:
         return self._generate(windows, tokenizer)
 
-    def decode_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Decoded]:
+    def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
         samples = self._generate(
             windows, tokenizer, sampling_temperature=temperature, sampling_topk=0, num_hypotheses=BEST_OF
         )
-        return [Decoded(d.tokens, d.avg_logprob, d.no_speech_prob, temperature) for d in samples]
+        return [Generated(d.tokens, d.avg_logprob, d.no_speech_prob, temperature) for d in samples]
 
     def detect_language(self, windows: np.ndarray) -> list[str]:
         with self._lock:

@@ -29,7 +29,7 @@ from whisper.tokenizer import Tokenizer
 from worker.audio import SAMPLE_RATE
 from worker.engine import PercentHook
 from worker.engine.backends import Backend
-from worker.engine.greedy import Decoded
+from worker.engine.greedy import Generated
 from worker.engine.options import TranscribeOptions, check_options
 from worker.engine.reference import ReferenceEngine
 from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
@@ -314,7 +314,7 @@ class BatchedEngine:
             for step in sorted({t.step for t in chosen}):
                 group = [t for t in chosen if t.step == step]
                 try:
-                    self._decode(backend, tokenizer, lane, group, step)
+                    self._generate(backend, tokenizer, lane, group, step)
                 except Exception as exc:  # this group's jobs only: the other groups of the pass go on
                     self._fail_tasks(group, _engine_error(exc))
         except Exception as exc:  # planning or the tokenizer: the whole pass, or the lane when nothing was taken
@@ -323,7 +323,7 @@ class BatchedEngine:
             if not chosen:
                 self._fail_lane(key, error)
         finally:
-            self.stats.count(decode_seconds=time.monotonic() - started)
+            self.stats.count(generate_seconds=time.monotonic() - started)
 
     def _choose(self, lane: _Lane, size: int) -> list[_Task]:
         chosen = [lane.tasks.popleft() for _ in range(min(size, len(lane.tasks)))]
@@ -347,7 +347,7 @@ class BatchedEngine:
         for job_id in {p.job for t in tasks for p, _ in t.window.placements}:
             self._fail_job(job_id, error)
 
-    def _decode(
+    def _generate(
         self, backend: Backend, tokenizer: Tokenizer, lane: _Lane, tasks: list[_Task], step: int, *, retry: bool = True
     ) -> None:
         tasks = [t for t in (self._live(t) for t in tasks) if t is not None]  # an earlier group may have failed some
@@ -357,9 +357,9 @@ class BatchedEngine:
         batch = np.stack([t.window.audio(audios) for t in tasks])
         try:
             if step == 0:
-                results = backend.decode(batch, tokenizer)
+                results = backend.generate(batch, tokenizer)
             else:
-                results = backend.decode_sampled(batch, tokenizer, TEMPERATURES[step - 1])
+                results = backend.generate_sampled(batch, tokenizer, TEMPERATURES[step - 1])
         except Exception as exc:
             # One window or piece may be the cause (or the batch was too big): each alone finds out which jobs the
             # failure belongs to, and the others go on.
@@ -369,7 +369,7 @@ class BatchedEngine:
                     raise
                 # One piece alone: a fault that passes (a device hiccup) gets a second try, poison fails twice.
                 logger.warning("engine pass failed; trying its one piece again", extra={"engine": self.name})
-                self._decode(backend, tokenizer, lane, units, step, retry=False)
+                self._generate(backend, tokenizer, lane, units, step, retry=False)
                 return
             logger.warning(
                 "engine pass failed; decoding its parts one by one",
@@ -377,7 +377,7 @@ class BatchedEngine:
             )
             for unit in units:
                 try:
-                    self._decode(backend, tokenizer, lane, [unit], step)
+                    self._generate(backend, tokenizer, lane, [unit], step)
                 except Exception as alone:
                     self._fail_tasks([unit], _engine_error(alone))
             return
@@ -408,7 +408,7 @@ class BatchedEngine:
             return task
         return _Task(Window(live), task.step) if live else None
 
-    def _settle(self, window: Window, decoded: Decoded, tokenizer: Tokenizer, lane: _Lane) -> None:
+    def _settle(self, window: Window, decoded: Generated, tokenizer: Tokenizer, lane: _Lane) -> None:
         found, again = Split(window, decoded, tokenizer).run()
         for piece, text in found.items():
             job = self._jobs.get(piece.job)

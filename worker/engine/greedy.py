@@ -20,7 +20,7 @@ MAX_INITIAL_TIMESTAMP = 1.0  # seconds: the first segment must start near the wi
 
 
 @dataclass(frozen=True)
-class Decoded:
+class Generated:
     tokens: list[int]  # sampled tokens, timestamps included, without the prompt and the end token
     avg_logprob: float
     no_speech_prob: float
@@ -94,7 +94,7 @@ class _TimestampRules:
 
 
 @torch.inference_mode()
-def decode_greedy(
+def generate_greedy(
     model: Whisper,
     mel: torch.Tensor,
     tokenizer: Tokenizer,
@@ -102,7 +102,7 @@ def decode_greedy(
     temperature: float = 0.0,
     max_tokens: int = 224,
     precision: float = 0.02,
-) -> list[Decoded]:
+) -> list[Generated]:
     """Decoding with timestamps of a batch of log-Mel windows ``[batch, n_mels, 3000]``: greedy at temperature
     0, else one sample per row from the filtered distribution."""
     batch = mel.shape[0]
@@ -148,5 +148,5 @@ def decode_greedy(
         seq = sampled[row]
         ends = np.flatnonzero(seq == tokenizer.eot)
         seq = seq[: ends[0]] if ends.size else seq
-        results.append(Decoded([int(t) for t in seq], float(avg[row]), float(no_speech_np[row]), temperature))
+        results.append(Generated([int(t) for t in seq], float(avg[row]), float(no_speech_np[row]), temperature))
     return results

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from whisper.tokenizer import Tokenizer
 
 from worker.audio import SAMPLE_RATE
-from worker.engine.greedy import Decoded
+from worker.engine.greedy import Generated
 from worker.engine.windows import Piece, Window
 
 TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # transcribe()'s fallback ladder after greedy
@@ -63,13 +63,13 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def acceptable(decoded: Decoded, text: str) -> bool:
+def acceptable(decoded: Generated, text: str) -> bool:
     if silent(decoded):
         return True  # transcribe() drops silence, and so do we
     return compression_ratio(text) <= COMPRESSION_RATIO_LIMIT and decoded.avg_logprob >= LOGPROB_LIMIT
 
 
-def silent(decoded: Decoded) -> bool:
+def silent(decoded: Generated) -> bool:
     return decoded.no_speech_prob > NO_SPEECH_LIMIT and decoded.avg_logprob < LOGPROB_LIMIT
 
 
@@ -77,13 +77,13 @@ def silent(decoded: Decoded) -> bool:
 class PieceText:
     """What one piece said: (start, end, text, the decoding it came from), times in the piece."""
 
-    spans: list[tuple[float, float, str, Decoded]] = field(default_factory=list)
+    spans: list[tuple[float, float, str, Generated]] = field(default_factory=list)
 
 
 class Split:
     """Split one decoded window back into its pieces, or say which pieces need their own window."""
 
-    def __init__(self, window: Window, decoded: Decoded, tokenizer: Tokenizer) -> None:
+    def __init__(self, window: Window, decoded: Generated, tokenizer: Tokenizer) -> None:
         self.window = window
         self.decoded = decoded
         self.tokenizer = tokenizer

@@ -12,11 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from worker.contract import OUTPUT_FORMATS
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.ops.metrics import JobMetrics
 from worker.service.app import build_worker
-from worker.service.render import FORMATS
 from worker.service.settings import Settings
 
 DEMO_MODEL = "tiny.en"
@@ -52,7 +52,7 @@ def run_demo(audio_files: list[Path], *, model: str = DEMO_MODEL, out: TextIO) -
                 "job_id": job_id,
                 "audio": f"s3://{local.resources.bucket}/{key}",
                 "model": model,
-                "formats": list(FORMATS),
+                "formats": list(OUTPUT_FORMATS),
                 "callback_url": receiver.url,
                 "metadata": {"source_file": path.name},
             }

@@ -65,8 +65,7 @@ class LocalAws:
         endpoint = f"http://{host}:{port}"
         # moto keeps its state per process, not per server: start from empty so nothing leaks between uses.
         httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        settings = Settings(endpoint_url=endpoint, region="us-east-1")
-        s3, sqs = aws.client("s3", settings), aws.client("sqs", settings)
+        s3, sqs = (aws.client(name, region="us-east-1", endpoint_url=endpoint) for name in ("s3", "sqs"))
         s3.create_bucket(Bucket=self._bucket)
         dlq_url = sqs.create_queue(QueueName=f"{self._queue}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -130,4 +129,4 @@ class LocalAws:
 
     def client(self, service: str) -> Any:
         assert self.resources is not None, "use inside 'with'"
-        return aws.client(service, Settings(endpoint_url=self.resources.endpoint_url, region="us-east-1"))
+        return aws.client(service, region="us-east-1", endpoint_url=self.resources.endpoint_url)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker import aws
 from worker.service.settings import Settings
 
 _NOT_FOUND = {"NoSuchBucket", "404", "NotFound", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
@@ -48,7 +49,7 @@ def _aws_error(exc: Exception, what: str) -> str:
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = aws.error_code(exc)
         if code in _NOT_FOUND:
             return f"{what} does not exist ({code})"
         if code in _DENIED:
@@ -179,7 +180,7 @@ def check_queues(settings: Settings) -> list[Check]:
         try:
             attrs = _queue_depth(found["sqs"], dlq_url)
         except Exception as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            code = aws.error_code(exc)
             if code in _DENIED:  # SQS answered for that queue; a role that may only send there cannot read depth
                 detail = f"{dlq_url} answered, but its depth is not readable (no sqs:GetQueueAttributes on it)"
                 return True, detail, {"url": dlq_url, "visible": None}

@@ -17,6 +17,18 @@ from worker.service.sqs import JobQueue
 from worker.service.store import ResultStore
 
 
+def worker_client(service: str, settings: Settings) -> object:
+    """A boto3 client for the worker: its region and endpoint, adaptive retries, a pool for every job at once."""
+    return aws.client(
+        service,
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        retries=aws.WORKER_RETRIES,
+        read_timeout=60,
+        pool=64,
+    )
+
+
 def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | None = None) -> Engine:
     metrics = metrics or JobMetrics(settings.metrics_namespace)
     device = pick_device(settings.device)
@@ -40,8 +52,8 @@ def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | No
 
 def build_worker(settings: Settings, engine: Engine | None = None, metrics: JobMetrics | None = None) -> Worker:
     queue_url, bucket = settings.require_queue()
-    s3 = aws.client("s3", settings)
-    sqs = aws.client("sqs", settings)
+    s3 = worker_client("s3", settings)
+    sqs = worker_client("sqs", settings)
     metrics = metrics or JobMetrics(settings.metrics_namespace)
     callbacks = progress_callbacks = None
     if settings.webhook_secret:

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker import aws
 from worker.ops.logs import logger
 from worker.service.errors import StoreUnavailable
 
@@ -38,10 +39,6 @@ class ClaimHeld(Exception):
 class _Lease:
     key: str
     etag: str
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class ClaimStore:
@@ -64,7 +61,7 @@ class ClaimStore:
             try:
                 return _Lease(key, self._write(key, owner, lease_seconds, IfNoneMatch="*"))
             except ClientError as exc:
-                if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                if aws.error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     raise
             current = self.s3.get_object(Bucket=self.bucket, Key=key)
             holder = json.loads(current["Body"].read())
@@ -74,11 +71,11 @@ class ClaimStore:
             try:
                 return _Lease(key, self._write(key, owner, lease_seconds, IfMatch=current["ETag"]))
             except ClientError as exc:
-                if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
+                if aws.error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
                     raise ClaimHeld("another worker", lease_seconds) from exc
                 raise
         except ClientError as exc:
-            if _code(exc) == "NoSuchKey":  # released between our two calls: simply try again later
+            if aws.error_code(exc) == "NoSuchKey":  # released between our two calls: simply try again later
                 raise ClaimHeld("another worker", 1.0) from exc
             raise StoreUnavailable(f"cannot claim {key}: {exc}") from exc
         except BotoCoreError as exc:

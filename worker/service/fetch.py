@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker import aws
 from worker.service.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
 from worker.service.netguard import BlockedConnection, check_url, guarded_transport
 
@@ -38,7 +39,7 @@ def _fetch_s3(url: str, target: Any, s3: Any, cap: int) -> int:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
         return _write_capped(body.iter_chunks(_CHUNK), target, cap)
     except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = aws.error_code(exc)
         if code in _MISSING_CODES:
             raise AudioNotFound(f"{url} not found or not readable ({code})") from exc
         raise FetchUnavailable(f"S3 error fetching {url}: {code or exc}") from exc

@@ -11,12 +11,12 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from worker.audio.budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
 from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
+from worker.contract.result import CallbackRecord, ErrorInfo, JobResult, utc_timestamp
 from worker.engine import Engine
 from worker.engine.options import TranscribeOptions
 from worker.ops.logs import logger
@@ -49,10 +49,6 @@ def request_fingerprint(request: JobRequest) -> str:
     """Same request, same fingerprint: a redelivered finished job is recognised and not transcribed again."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class JobProcessor:
@@ -101,9 +97,9 @@ class JobProcessor:
         try:
             with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
                 previous = self.store.get_result(request.job_id)
-                if previous and previous.get("status") == "completed" and previous.get("request_sha256") == fingerprint:
+                if previous and previous.succeeded and previous.request_sha256 == fingerprint:
                     logger.info("job already completed; acknowledging duplicate delivery")
-                    if not (previous.get("callback") or {"delivered": True}).get("delivered"):
+                    if previous.callback is not None and not previous.callback.delivered:
                         self._notify(request, previous)  # the first delivery never arrived
                     return Outcome("duplicate", request.job_id, model=model)
                 try:
@@ -125,8 +121,8 @@ class JobProcessor:
             "completed",
             request.job_id,
             model=model,
-            audio_seconds=result["duration_seconds"],
-            processing_seconds=result["processing_seconds"],
+            audio_seconds=result.duration_seconds,
+            processing_seconds=result.processing_seconds,
         )
 
     def _progress(self, request: JobRequest, message: QueueMessage) -> ProgressReporter:
@@ -151,7 +147,7 @@ class JobProcessor:
         fingerprint: str,
         started: float,
         progress: ProgressReporter,
-    ) -> dict:
+    ) -> JobResult:
         s = self.settings
         if request.audio.startswith("http://") and not s.allow_http:
             raise BlockedUrl("audio URL must use https")
@@ -183,8 +179,8 @@ class JobProcessor:
                 decoded.release()
         progress.state("storing")
         keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
-        result = self._result(request, model, message, fingerprint, started, status="completed", results=keys)
-        result.update(
+        result = replace(
+            self._result(request, model, message, fingerprint, started, status="completed", results=keys),
             language=transcript.language,
             duration_seconds=transcript.duration,
             text_preview=transcript.text[:200],
@@ -194,7 +190,7 @@ class JobProcessor:
         progress.state("completed", 100.0)
         logger.info(
             "job completed",
-            extra={"duration_seconds": transcript.duration, "processing_seconds": result["processing_seconds"]},
+            extra={"duration_seconds": transcript.duration, "processing_seconds": result.processing_seconds},
         )
         return result
 
@@ -211,25 +207,22 @@ class JobProcessor:
         error: JobError | None = None,
         job_id: str | None = None,
         metadata: dict | None = None,
-    ) -> dict:
-        return {
-            "version": 1,
-            "job_id": request.job_id if request else job_id,
-            "status": status,
-            "model": model,
-            "task": request.task if request else None,
-            "language": None,
-            "duration_seconds": None,
-            "processing_seconds": round(time.monotonic() - started, 3),
-            "bucket": self.store.bucket,
-            "results": results or {},
-            "error": {"code": error.code, "message": error.message} if error else None,
-            "metadata": request.metadata if request else (metadata or {}),
-            "request_sha256": fingerprint,
-            "message_id": message.message_id,
-            "attempt": message.receive_count,
-            "finished_at": _now(),
-        }
+    ) -> JobResult:
+        return JobResult(
+            job_id=request.job_id if request else job_id,
+            status=status,
+            model=model,
+            task=request.task if request else None,
+            processing_seconds=round(time.monotonic() - started, 3),
+            bucket=self.store.bucket,
+            results=results or {},
+            error=ErrorInfo(error.code, error.message) if error else None,
+            metadata=request.metadata if request else (metadata or {}),
+            request_sha256=fingerprint,
+            message_id=message.message_id,
+            attempt=message.receive_count,
+            finished_at=utc_timestamp(),
+        )
 
     def _failed(
         self,
@@ -289,31 +282,31 @@ class JobProcessor:
             self._send(callback_url, result, job_id or message.message_id)
         return Outcome("failed", job_id, error)
 
-    def _save_result(self, folder: str, result: dict) -> None:
+    def _save_result(self, folder: str, result: JobResult) -> None:
         try:
             self.store.put_result(folder, result)
         except JobError as exc:  # never mask the job's own outcome: a failure is still in the DLQ, a transcript in S3
             logger.error("could not store result.json", extra={"error": exc.message})
 
-    def _notify(self, request: JobRequest, result: dict) -> None:
+    def _notify(self, request: JobRequest, result: JobResult) -> None:
         """Send the result callback and record in result.json whether it arrived, so a redelivery of a finished
         job can send it again if it did not (same webhook-id: receivers de-duplicate)."""
         if not request.callback_url:
             return
         outcome = self._send(request.callback_url, result, request.job_id)
-        result["callback"] = {
-            "delivered": bool(outcome and outcome.delivered),
-            "attempts": outcome.attempts if outcome else 0,
-            "error": outcome.error if outcome else "webhook secret not configured",
-        }
-        self._save_result(request.job_id, result)
+        record = CallbackRecord(
+            delivered=bool(outcome and outcome.delivered),
+            attempts=outcome.attempts if outcome else 0,
+            error=outcome.error if outcome else "webhook secret not configured",
+        )
+        self._save_result(request.job_id, replace(result, callback=record))
 
-    def _send(self, url: str, result: dict, job_id: str) -> CallbackOutcome | None:
+    def _send(self, url: str, result: JobResult, job_id: str) -> CallbackOutcome | None:
         if self.callbacks is None:
             logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
             return None
-        payload = callback_payload(result)
-        event_id = f"{job_id}-{result['status']}-{result.get('request_sha256') or result['message_id']}"
+        payload = result.callback_payload()
+        event_id = f"{job_id}-{result.status}-{result.request_sha256 or result.message_id}"
         outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
         logger.info(
             "callback delivered" if outcome.delivered else "callback not delivered",
@@ -337,21 +330,3 @@ class JobProcessor:
                 "progress callback not delivered",
                 extra={"state": state, "attempts": outcome.attempts, "error": outcome.error},
             )
-
-
-CALLBACK_FIELDS = (
-    "job_id",
-    "status",
-    "bucket",
-    "results",
-    "language",
-    "duration_seconds",
-    "processing_seconds",
-    "model",
-    "error",
-    "metadata",
-)
-
-
-def callback_payload(result: dict) -> dict:
-    return {name: result.get(name) for name in CALLBACK_FIELDS}

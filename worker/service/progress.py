@@ -22,11 +22,11 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.contract.result import utc_timestamp
 from worker.ops.logs import logger
 
 STATUS_FILE = "status.json"
@@ -35,10 +35,6 @@ STATES: tuple[State, ...] = ("fetching", "decoding", "transcribing", "storing", 
 FINAL_STATES = ("completed", "failed")
 
 Notify = Callable[[str, float | None], None]  # (state, percent)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class ProgressReporter:
@@ -78,7 +74,7 @@ class ProgressReporter:
             "job_id": self.job_id,
             "state": self._state,
             "percent": self._percent,
-            "updated_at": _utc_now(),
+            "updated_at": utc_timestamp("milliseconds"),
             "message_id": self.message_id,
         }
 

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from worker.contract import OUTPUT_FORMATS
 from worker.engine.transcript import Segment, Transcript, Word
 
 Renderer = Callable[[Transcript], str]
@@ -136,12 +137,13 @@ CONTENT_TYPES: dict[str, str] = {
     "tsv": "text/tab-separated-values; charset=utf-8",
 }
 
-FORMATS: tuple[str, ...] = tuple(RENDERERS)
+# The contract names the formats; every one has a renderer and a content type.
+assert set(RENDERERS) == set(CONTENT_TYPES) == set(OUTPUT_FORMATS), "a format without a renderer"
 
 
 def render(transcript: Transcript, fmt: str) -> str:
     """Render ``transcript`` as ``fmt``; ValueError, not KeyError, so callers treat it as bad input."""
     renderer = RENDERERS.get(fmt)
     if renderer is None:
-        raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(OUTPUT_FORMATS)}")
     return renderer(transcript)

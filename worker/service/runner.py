@@ -24,12 +24,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.aws import SQS_MAX_BATCH, SQS_MAX_VISIBILITY_SECONDS
 from worker.contract import best_effort_ids
 from worker.ops.logs import add_job_keys, clear_job_keys, logger
 from worker.ops.metrics import JobMetrics, JobReport, queue_wait_seconds
 from worker.service.errors import WorkerUnfit
 from worker.service.pipeline import JobProcessor, Outcome
-from worker.service.settings import SQS_MAX_BATCH, SQS_MAX_VISIBILITY_SECONDS, Settings
+from worker.service.settings import Settings
 from worker.service.sqs import Heartbeat, JobQueue, QueueMessage
 
 # Receive wait while jobs are in progress: short, so a freed slot refills promptly and the shutdown deadline is

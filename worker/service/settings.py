@@ -11,11 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# AWS limits, named once.
-SQS_MAX_WAIT_SECONDS = 20
-SQS_MAX_BATCH = 10
-SQS_MAX_VISIBILITY_SECONDS = 12 * 60 * 60
-SQS_MAX_MESSAGE_ATTRIBUTE_CHARS = 256  # we keep attribute values short; SQS allows more
+from worker.aws import SQS_MAX_BATCH, SQS_MAX_WAIT_SECONDS
+
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "whisper-batch" / "models"
 DEFAULT_METRICS_NAMESPACE = "WhisperBatch"
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker import aws
+from worker.aws import SQS_MAX_BATCH, SQS_MAX_MESSAGE_ATTRIBUTE_CHARS, SQS_MAX_VISIBILITY_SECONDS
 from worker.ops.logs import logger
-from worker.service.settings import SQS_MAX_BATCH, SQS_MAX_MESSAGE_ATTRIBUTE_CHARS, SQS_MAX_VISIBILITY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,9 @@ class JobQueue:
 
     def describe(self) -> QueueInfo:
         """maxReceiveCount and the DLQ's URL, from the queue's redrive policy."""
-        attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])["Attributes"]
-        policy = json.loads(attrs.get("RedrivePolicy", "{}") or "{}")
+        policy = aws.redrive_policy(self.sqs, self.url)
         max_receive = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
-        dlq_url = self._dlq_url
-        if dlq_url is None and "deadLetterTargetArn" in policy:
-            name = policy["deadLetterTargetArn"].rsplit(":", 1)[-1]
-            dlq_url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        dlq_url = self._dlq_url or aws.dead_letter_queue(self.sqs, policy)
         self._dlq_url = dlq_url
         return QueueInfo(max_receive, dlq_url)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker import aws
+from worker.contract.result import JobResult
 from worker.service.errors import StoreUnavailable
 from worker.service.render import CONTENT_TYPES
 
@@ -42,23 +44,24 @@ class ResultStore:
         self._put(key, text, CONTENT_TYPES[fmt], f"{job_id}.{fmt}")
         return key
 
-    def put_result(self, job_id: str, result: dict) -> str:
+    def put_result(self, job_id: str, result: JobResult) -> str:
         key = self.key(job_id, "result.json")
-        body = json.dumps(result, ensure_ascii=False, indent=2)
+        body = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
         self._put(key, body, RESULT_CONTENT_TYPE, f"{job_id}.result.json")
         return key
 
-    def get_result(self, job_id: str) -> dict | None:
+    def get_result(self, job_id: str) -> JobResult | None:
         """The stored result, or None when there is none yet."""
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.key(job_id, "result.json"))["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if aws.error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise StoreUnavailable(f"cannot read result of {job_id}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"cannot read result of {job_id}: {exc}") from exc
         try:
-            return json.loads(body)
+            document = json.loads(body)
         except ValueError:
             return None
+        return JobResult.from_dict(document) if isinstance(document, dict) else None

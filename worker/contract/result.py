@@ -1,0 +1,109 @@
+"""What a finished job leaves behind: ``result.json``, and the callback payload made from it.
+
+Built by the worker's pipeline, stored by its result store, read back on a redelivery, parsed by the client:
+one model for all of them. Standard library only, like the rest of the contract's readers need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Final
+
+RESULT_VERSION: Final = 1
+
+# What a callback carries of the result (README "Callbacks"); the rest stays in result.json.
+CALLBACK_FIELDS: Final = (
+    "job_id",
+    "status",
+    "bucket",
+    "results",
+    "language",
+    "duration_seconds",
+    "processing_seconds",
+    "model",
+    "error",
+    "metadata",
+)
+
+
+def utc_timestamp(timespec: str = "seconds", at: float | None = None) -> str:
+    """Now (or the epoch seconds ``at``) in ISO 8601 with the UTC offset: how every document is dated."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec=timespec)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """Whether the result's callback arrived, so a redelivery of a finished job can send it again if not."""
+
+    delivered: bool
+    attempts: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """``result.json``: ``completed`` (every transcript is in place) or ``failed`` (``error`` says why)."""
+
+    job_id: str | None
+    status: str
+    model: str | None = None
+    task: str | None = None
+    language: str | None = None
+    duration_seconds: float | None = None
+    processing_seconds: float | None = None
+    bucket: str | None = None
+    results: dict[str, str] = field(default_factory=dict)  # format -> S3 key
+    error: ErrorInfo | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    request_sha256: str | None = None  # the request's fingerprint: a redelivered finished job is recognised
+    message_id: str | None = None
+    attempt: int | None = None
+    finished_at: str | None = None
+    text_preview: str | None = None
+    callback: CallbackRecord | None = None
+    version: int = RESULT_VERSION
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document; ``text_preview`` and ``callback`` only when they are known."""
+        data: dict[str, Any] = {"version": self.version}
+        for item in fields(self):
+            if item.name == "version":
+                continue
+            value = getattr(self, item.name)
+            if item.name in ("text_preview", "callback") and value is None:
+                continue
+            if isinstance(value, ErrorInfo | CallbackRecord):
+                value = {f.name: getattr(value, f.name) for f in fields(value)}
+            data[item.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        """Parse a stored document; unknown keys (from a newer worker) are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("error"), dict):
+            values["error"] = ErrorInfo(str(values["error"].get("code")), str(values["error"].get("message")))
+        if isinstance(values.get("callback"), dict):
+            raw = values["callback"]
+            attempts = int(raw.get("attempts") or 0)
+            values["callback"] = CallbackRecord(bool(raw.get("delivered")), attempts, raw.get("error"))
+        values.setdefault("job_id", None)
+        values.setdefault("status", "failed")
+        return cls(**values)
+
+    def callback_payload(self) -> dict[str, Any]:
+        document = self.to_dict()
+        return {name: document.get(name) for name in CALLBACK_FIELDS}
