@@ -12,6 +12,7 @@ worker and run its CLI. Only ``PIP_NO_CACHE_DIR`` is not applied, so pip's cache
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -60,7 +61,7 @@ def _env() -> dict[str, str]:
 
 
 def _torch_pin() -> str:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
     [pin] = [d for d in deps if re.match(r"torch\s*==", d)]
     return pin.replace(" ", "")
 
@@ -231,6 +232,11 @@ def test_install_commands_work_in_a_fresh_virtualenv(fresh_install: FreshInstall
     version, location = done.stdout.split()
     assert version.split("+")[0] == _torch_pin().split("==")[1]
     assert location.startswith(str(venv))  # the installed package, not the checkout
+    listing = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json"], env=env, capture_output=True, text=True
+    )
+    installed = {p["name"].lower() for p in json.loads(listing.stdout)}
+    assert not installed & {"moto", "pytest", "ruff", "jiwer", "aws-cdk-lib"}  # the image holds no test tools
 
     worker_env = {**env, "WHISPER_MODEL_DIR": str(tmp_path / "models")}
     cli = venv / "bin" / "whisper-worker"
