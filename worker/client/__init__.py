@@ -8,24 +8,19 @@ Needs only the bare install (boto3, pydantic, rich).
     deadletters.py   reading, inspecting and redriving the dead-letter queue
 """
 
-from worker.client.sdk import (
-    DEFAULT_STACK_NAME,
-    TERMINAL_STATES,
+from worker.client.deadletters import DeadLetter
+from worker.client.errors import (
     ConfigurationError,
-    CostEstimate,
-    DeadLetter,
     EstimateError,
     JobFailed,
     JobNotFound,
-    JobState,
-    JobStatus,
     JobValidationError,
     ServiceError,
-    TranscriptionClient,
     TranscriptionError,
     WaitTimeout,
-    new_job_id,
 )
+from worker.client.pricing import CostEstimate
+from worker.client.sdk import DEFAULT_STACK_NAME, TERMINAL_STATES, JobState, JobStatus, TranscriptionClient, new_job_id
 
 __all__ = [
     "DEFAULT_STACK_NAME",

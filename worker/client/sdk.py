@@ -34,34 +34,15 @@ from worker.client import pricing
 from worker.client.deadletters import DeadLetter, DeadLetterQueue
 from worker.client.errors import (
     ConfigurationError,
-    EstimateError,
     JobFailed,
     JobNotFound,
     JobValidationError,
     ServiceError,
-    TranscriptionError,
     WaitTimeout,
 )
 from worker.client.pricing import CostEstimate
 from worker.contract import JOB_ID_PATTERN, ContractError, JobRequest, is_job_id, parse_message
 from worker.contract.result import ErrorInfo, JobResult
-
-__all__ = [
-    "DEFAULT_STACK_NAME",
-    "ConfigurationError",
-    "CostEstimate",
-    "DeadLetter",
-    "EstimateError",
-    "JobFailed",
-    "JobNotFound",
-    "JobState",
-    "JobStatus",
-    "JobValidationError",
-    "ServiceError",
-    "TranscriptionClient",
-    "TranscriptionError",
-    "WaitTimeout",
-]
 
 DEFAULT_STACK_NAME: Final = "WhisperBatch"
 JobState = Literal["queued", "fetching", "decoding", "transcribing", "storing", "completed", "failed"]

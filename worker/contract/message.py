@@ -34,23 +34,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from worker.aws import SQS_MAX_MESSAGE_BYTES
 from worker.contract.languages import language_code
 
-__all__ = [
-    "CONTRACT_VERSION",
-    "JOB_ID_PATTERN",
-    "MAX_MESSAGE_BYTES",
-    "MAX_METADATA_BYTES",
-    "MAX_URL_LENGTH",
-    "OFFICIAL_MODELS",
-    "OUTPUT_FORMATS",
-    "ContractError",
-    "JobRequest",
-    "OutputFormat",
-    "best_effort_ids",
-    "is_job_id",
-    "json_schema",
-    "parse_message",
-]
-
 CONTRACT_VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = SQS_MAX_MESSAGE_BYTES
 MAX_METADATA_BYTES: Final = 4096  # JSON encoding of ``metadata``, UTF-8
