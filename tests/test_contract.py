@@ -164,6 +164,8 @@ def test_legacy_camel_case_is_mapped() -> None:
     assert job.metadata == {"userId": "user-9"}
     assert job.task == "transcribe"
     assert job.language is None
+    assert job.callback_shape == "legacy"  # its callback carries what legacy backends read
+    assert parse_message(body()).callback_shape == "v1"
 
 
 def test_legacy_metadata_is_merged_with_user_id() -> None:
@@ -497,6 +499,7 @@ def test_json_schema() -> None:
         "initial_prompt",
         "beam_size",
         "callback_url",
+        "callback_shape",
         "progress_callback",
         "metadata",
     }

@@ -93,6 +93,31 @@ def test_legacy_camel_case_message_is_served(harness: Harness) -> None:
     ]
     [callback] = harness.receiver.wait_for(1, timeout=10)
     assert callback.signature_valid and callback.payload["metadata"] == {"userId": "user-9"}
+    # What a backend built on the legacy shape reads, beside the v1 fields.
+    bucket = harness.resources.bucket
+    assert callback.payload["transcriptionId"] == "legacy-42" and callback.payload["userId"] == "user-9"
+    assert callback.payload["status"] == "COMPLETED" and callback.payload["job_id"] == "legacy-42"
+    assert callback.payload["s3ResultUrl"] == f"s3://{bucket}/results/legacy-42/transcript.srt"
+    assert callback.payload["durationSeconds"] == harness.result("legacy-42")["duration_seconds"] > 10
+    assert callback.payload["processingTime"] > 0 and callback.payload["language"] == "en"
+
+
+def test_legacy_job_that_fails_gets_a_legacy_failure_callback(harness: Harness) -> None:
+    harness.send(
+        {
+            "transcriptionId": "legacy-missing",
+            "userId": "user-9",
+            "s3AudioUrl": f"s3://{harness.resources.bucket}/audio/none.mp3",
+            "format": "SRT",
+            "callbackUrl": harness.receiver.url,
+        }
+    )
+    harness.run_worker()
+    [callback] = harness.receiver.wait_for(1, timeout=10)
+    payload = callback.payload
+    assert payload["status"] == "FAILED" and payload["transcriptionId"] == "legacy-missing"
+    assert payload["error_code"] == "audio_not_found" and isinstance(payload["error"], str) and payload["error"]
+    assert payload["s3ResultUrl"] is None
 
 
 def test_word_timestamps_and_default_model(harness: Harness) -> None:

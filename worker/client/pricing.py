@@ -2,8 +2,8 @@
 
 Throughput is audio seconds per wall-clock second (10 = ten times faster than realtime) of one worker
 running openai-whisper, one file at a time. Only one figure is measured so far (tiny.en on a 2-vCPU CPU);
-every GPU figure is an estimate derived from published relative speeds, to be replaced by measured numbers
-from the benchmark issue: put those in ``MEASURED`` and they win over the derivation.
+every GPU figure is an estimate derived from published relative speeds, to be replaced by measured numbers:
+put those in ``data/prices.json``'s ``measured`` and they win over the derivation.
 
     throughput(model, instance) = MEASURED[(instance, family)]                      when measured
                                 = reference throughput of the instance
@@ -15,71 +15,35 @@ model loading and the idle tail before Batch scales to zero are not included.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from pathlib import Path
+from typing import Any, Final, Literal
 
 from worker.client.errors import EstimateError
 
-# -------------------------------------------------------------------------------------------- models
+# The figures live in one data file that the Node.js client reads too.
+PRICES_FILE: Final = Path(__file__).resolve().parent / "data" / "prices.json"
+_PRICES: Final[dict[str, Any]] = json.loads(PRICES_FILE.read_text())
 
 # A model runs at its family's speed: .en variants are the same size, large-v1/v2/v3 the same architecture.
-MODEL_FAMILY: Final[dict[str, str]] = {
-    "tiny": "tiny",
-    "tiny.en": "tiny",
-    "base": "base",
-    "base.en": "base",
-    "small": "small",
-    "small.en": "small",
-    "medium": "medium",
-    "medium.en": "medium",
-    "large": "large",
-    "large-v1": "large",
-    "large-v2": "large",
-    "large-v3": "large",
-    "turbo": "turbo",
-    "large-v3-turbo": "turbo",
-}
+MODEL_FAMILY: Final[dict[str, str]] = dict(_PRICES["model_family"])
+GPU_RELATIVE_SPEED: Final[dict[str, float]] = dict(_PRICES["gpu_relative_speed"]["speeds"])
+_PARAMETERS_M: Final[dict[str, float]] = dict(_PRICES["cpu_parameters_millions"]["parameters"])
+CPU_RELATIVE_SPEED: Final[dict[str, float]] = {family: _PARAMETERS_M["tiny"] / n for family, n in _PARAMETERS_M.items()}
 
-# GPU speed relative to large: openai-whisper's README, "Available models and languages", column "Relative speed"
-# (measured by OpenAI transcribing English speech on an A100; openai-whisper 20250625).
-GPU_RELATIVE_SPEED: Final[dict[str, float]] = {
-    "tiny": 10.0,
-    "base": 7.0,
-    "small": 4.0,
-    "medium": 2.0,
-    "large": 1.0,
-    "turbo": 8.0,
-}
-
-# CPU speed relative to tiny: inversely proportional to the parameter count, since a CPU is compute-bound where
-# a GPU is not. Parameter counts from the same README table: 39 M, 74 M, 244 M, 769 M, 1550 M, 809 M.
-_PARAMETERS_M: Final[dict[str, float]] = {
-    "tiny": 39,
-    "base": 74,
-    "small": 244,
-    "medium": 769,
-    "large": 1550,
-    "turbo": 809,
-}
-CPU_RELATIVE_SPEED: Final[dict[str, float]] = {family: 39 / params for family, params in _PARAMETERS_M.items()}
-
-# ----------------------------------------------------------------------------------------- instances
-
-# The GPU anchor: openai-whisper (v20240930) large-v2, fp16, beam 5 transcribed 13 minutes of audio in 2 min 23 s
-# on an RTX 3070 Ti 8 GB (faster-whisper's README, "Large-v2 model on GPU" benchmark): 780 / 143 = 5.45x realtime.
-# Our worker decodes greedily by default (beam_size null), which is faster than beam 5: the estimates are cautious.
-_ANCHOR_LARGE_THROUGHPUT: Final = 780 / 143
-_ANCHOR_BANDWIDTH_GBS: Final = 608  # RTX 3070 Ti memory bandwidth, NVIDIA's specifications
+_ANCHOR: Final = _PRICES["gpu_anchor"]
+_ANCHOR_LARGE_THROUGHPUT: Final = _ANCHOR["audio_seconds"] / _ANCHOR["wall_seconds"]
 
 
 def _large_on(bandwidth_gbs: float) -> float:
     """Scale the anchor by memory bandwidth, which bounds batch-1 Whisper decoding: a crude proxy, an estimate."""
-    return _ANCHOR_LARGE_THROUGHPUT * bandwidth_gbs / _ANCHOR_BANDWIDTH_GBS
+    return _ANCHOR_LARGE_THROUGHPUT * bandwidth_gbs / _ANCHOR["bandwidth_gbs"]
 
 
 Basis = Literal["measured", "estimate"]
-ESTIMATE_NOTE: Final = "estimate, to be replaced by measured numbers"
+ESTIMATE_NOTE: Final = str(_PRICES["estimate_note"])
 
 
 @dataclass(frozen=True)
@@ -98,34 +62,19 @@ class Instance:
         return GPU_RELATIVE_SPEED if self.accelerator else CPU_RELATIVE_SPEED
 
 
-# On-demand: AWS EC2 on-demand price list, us-east-1, Linux (aws.amazon.com/ec2/pricing/on-demand; check it for
-# your region). Spot: a typical us-east-1 spot price, an approximation only (spot prices move hourly and by zone;
-# `aws ec2 describe-spot-price-history --instance-types ...` gives today's).
-INSTANCES: Final[dict[str, Instance]] = {
-    instance.name: instance
-    for instance in (
-        # 2 vCPU AMD EPYC: the CPU family of the VM our tiny.en figure was measured on (generation not known).
-        Instance("c6a.large", None, "tiny", 14.6, on_demand_hourly=0.0765, spot_hourly=0.035),
-        # NVIDIA T4 16 GB, 320 GB/s: 5.45 x 320/608 = 2.9x for large.
-        Instance("g4dn.xlarge", "NVIDIA T4", "large", _large_on(320), on_demand_hourly=0.526, spot_hourly=0.22),
-        # NVIDIA A10G 24 GB, 600 GB/s: 5.45 x 600/608 = 5.4x for large.
-        Instance("g5.xlarge", "NVIDIA A10G", "large", _large_on(600), on_demand_hourly=1.006, spot_hourly=0.42),
-        # NVIDIA L4 24 GB, 300 GB/s: 5.45 x 300/608 = 2.7x for large (its extra compute helps the encoder only).
-        Instance("g6.xlarge", "NVIDIA L4", "large", _large_on(300), on_demand_hourly=0.8048, spot_hourly=0.36),
-        # NVIDIA V100 16 GB, 900 GB/s: 5.45 x 900/608 = 8.1x for large.
-        Instance("p3.2xlarge", "NVIDIA V100", "large", _large_on(900), on_demand_hourly=3.06, spot_hourly=0.95),
+def _instance(name: str, row: dict[str, Any]) -> Instance:
+    reference = row.get("reference_throughput") or _large_on(row["bandwidth_gbs"])
+    return Instance(
+        name, row["accelerator"], row["reference_family"], reference, row["on_demand_hourly"], row["spot_hourly"]
     )
-}
+
+
+INSTANCES: Final[dict[str, Instance]] = {n: _instance(n, row) for n, row in _PRICES["instances"]["types"].items()}
 
 # Measured throughput per (instance, model family); these override the derivation above.
 MEASURED: Final[dict[tuple[str, str], tuple[float, str]]] = {
-    # tiny.en through the whole worker (fetch, decode, transcribe, store; 8 messages at once, CTranslate2 int8) on
-    # `make bench`'s 709 s corpus on a 2-vCPU AMD EPYC VM, 2026: 14.6x realtime (openai-whisper's transcribe()
-    # file after file: 9.3x on the same audio).
-    ("c6a.large", "tiny"): (14.6, "measured: tiny.en through the worker on a 2-vCPU AMD EPYC machine (make bench)"),
+    (row["instance"], row["family"]): (row["times_realtime"], row["note"]) for row in _PRICES["measured"]
 }
-
-# --------------------------------------------------------------------------------------- managed APIs
 
 
 @dataclass(frozen=True)
@@ -135,11 +84,8 @@ class ManagedPrice:
     source: str
 
 
-MANAGED_PRICES: Final[tuple[ManagedPrice, ...]] = (
-    # OpenAI's price list (openai.com/api/pricing), as of 2026: whisper-1 at $0.006 per minute of audio.
-    ManagedPrice("OpenAI whisper-1", 0.006, "openai.com/api/pricing, as of 2026"),
-    # Amazon Transcribe batch, standard, tier 1 (first 250,000 min/month), us-east-1: $0.024 per minute, as of 2026.
-    ManagedPrice("Amazon Transcribe", 0.024, "aws.amazon.com/transcribe/pricing, us-east-1, as of 2026"),
+MANAGED_PRICES: Final[tuple[ManagedPrice, ...]] = tuple(
+    ManagedPrice(row["name"], row["usd_per_minute"], row["source"]) for row in _PRICES["managed"]
 )
 
 # ------------------------------------------------------------------------------------------ estimate

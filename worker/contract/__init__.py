@@ -18,6 +18,7 @@ from worker.contract.message import (
     OutputFormat,
     best_effort_ids,
     is_job_id,
+    is_legacy_body,
     json_schema,
     parse_message,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "OutputFormat",
     "best_effort_ids",
     "is_job_id",
+    "is_legacy_body",
     "json_schema",
     "parse_message",
 ]

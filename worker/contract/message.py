@@ -258,6 +258,14 @@ class JobRequest(BaseModel):
         max_length=MAX_URL_LENGTH,
         description="http(s) URL to POST a signed notification to when the job succeeds or fails.",
     )
+    callback_shape: Literal["v1", "legacy"] = Field(
+        default="v1",
+        description=(
+            "The callback's shape: v1, or legacy, which adds what backends built on the legacy job shape read "
+            "(transcriptionId, userId, status COMPLETED/FAILED, s3ResultUrl, durationSeconds, processingTime, "
+            "and error as a message). Jobs sent in the legacy shape get legacy."
+        ),
+    )
     progress_callback: StrictBool = Field(
         default=False,
         description=(
@@ -303,6 +311,7 @@ class JobRequest(BaseModel):
             metadata = {**(metadata or {}), "userId": data["userId"]}
         if metadata is not None or "metadata" in data:
             mapped["metadata"] = metadata
+        mapped["callback_shape"] = "legacy"
         return mapped
 
     # -- fields -----------------------------------------------------------------------------------
@@ -504,6 +513,15 @@ def _drop_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def is_job_id(value: object) -> bool:
     """Whether ``value`` is a valid job id (the result folder's name, so also the path-traversal guard)."""
     return isinstance(value, str) and _JOB_ID_RE.fullmatch(value) is not None
+
+
+def is_legacy_body(body: str | bytes) -> bool:
+    """Whether a message (valid or not) came in the legacy camelCase shape; never raises."""
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(data, dict) and any(key in data for key in _LEGACY_MARKERS)
 
 
 def best_effort_ids(body: str | bytes) -> tuple[str | None, str | None, dict[str, Any]]:

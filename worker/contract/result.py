@@ -104,6 +104,22 @@ class JobResult:
         values.setdefault("status", "failed")
         return cls(**values)
 
-    def callback_payload(self) -> dict[str, Any]:
+    def callback_payload(self, shape: str = "v1", result_format: str | None = None) -> dict[str, Any]:
+        """The callback's JSON; the ``legacy`` shape adds what backends built on the legacy job shape read, with
+        ``result_format``'s transcript as ``s3ResultUrl``."""
         document = self.to_dict()
-        return {name: document.get(name) for name in CALLBACK_FIELDS}
+        payload = {name: document.get(name) for name in CALLBACK_FIELDS}
+        if shape != "legacy":
+            return payload
+        key = self.results.get(result_format) if result_format else None
+        payload.update(
+            transcriptionId=self.job_id,
+            userId=self.metadata.get("userId"),
+            status="COMPLETED" if self.succeeded else "FAILED",
+            s3ResultUrl=f"s3://{self.bucket}/{key}" if key else None,
+            durationSeconds=self.duration_seconds,
+            processingTime=self.processing_seconds,
+        )
+        if self.error is not None:
+            payload.update(error=self.error.message, error_code=self.error.code)
+        return payload

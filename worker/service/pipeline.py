@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from worker.audio.budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
-from worker.contract import ContractError, JobRequest, best_effort_ids, parse_message
+from worker.contract import ContractError, JobRequest, best_effort_ids, is_legacy_body, parse_message
 from worker.contract.result import CallbackRecord, ErrorInfo, JobResult, utc_timestamp
 from worker.engine import Engine
 from worker.engine.options import TranscribeOptions
@@ -279,7 +279,7 @@ class JobProcessor:
         )
         self._save_result(folder, result)
         if callback_url:
-            self._send(callback_url, result, job_id or message.message_id)
+            self._send(callback_url, result, job_id or message.message_id, legacy=is_legacy_body(message.body))
         return Outcome("failed", job_id, error)
 
     def _save_result(self, folder: str, result: JobResult) -> None:
@@ -293,7 +293,7 @@ class JobProcessor:
         job can send it again if it did not (same webhook-id: receivers de-duplicate)."""
         if not request.callback_url:
             return
-        outcome = self._send(request.callback_url, result, request.job_id)
+        outcome = self._send(request.callback_url, result, request.job_id, request)
         record = CallbackRecord(
             delivered=bool(outcome and outcome.delivered),
             attempts=outcome.attempts if outcome else 0,
@@ -301,11 +301,16 @@ class JobProcessor:
         )
         self._save_result(request.job_id, replace(result, callback=record))
 
-    def _send(self, url: str, result: JobResult, job_id: str) -> CallbackOutcome | None:
+    def _send(
+        self, url: str, result: JobResult, job_id: str, request: JobRequest | None = None, legacy: bool = False
+    ) -> CallbackOutcome | None:
         if self.callbacks is None:
             logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
             return None
-        payload = result.callback_payload()
+        if request is not None:
+            payload = result.callback_payload(request.callback_shape, request.formats[0])
+        else:
+            payload = result.callback_payload("legacy" if legacy else "v1")
         event_id = f"{job_id}-{result.status}-{result.request_sha256 or result.message_id}"
         outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
         logger.info(
