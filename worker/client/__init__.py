@@ -8,35 +8,32 @@ Needs only the bare install (boto3, pydantic, rich).
     deadletters.py   reading, inspecting and redriving the dead-letter queue
 """
 
-from worker.client.deadletters import DeadLetter
-from worker.client.errors import (
-    ConfigurationError,
-    EstimateError,
-    JobFailed,
-    JobNotFound,
-    JobValidationError,
-    ServiceError,
-    TranscriptionError,
-    WaitTimeout,
-)
-from worker.client.pricing import CostEstimate
-from worker.client.sdk import DEFAULT_STACK_NAME, TERMINAL_STATES, JobState, JobStatus, TranscriptionClient, new_job_id
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEFAULT_STACK_NAME",
-    "TERMINAL_STATES",
-    "ConfigurationError",
-    "CostEstimate",
-    "DeadLetter",
-    "EstimateError",
-    "JobFailed",
-    "JobNotFound",
-    "JobState",
-    "JobStatus",
-    "JobValidationError",
-    "ServiceError",
-    "TranscriptionClient",
-    "TranscriptionError",
-    "WaitTimeout",
-    "new_job_id",
-]
+# Loaded on first use, so the CLI's client commands (worker.client.cli) start without boto3.
+_EXPORTS = {
+    "DeadLetter": "worker.client.deadletters",
+    "ConfigurationError": "worker.client.errors",
+    "EstimateError": "worker.client.errors",
+    "JobFailed": "worker.client.errors",
+    "JobNotFound": "worker.client.errors",
+    "JobValidationError": "worker.client.errors",
+    "ServiceError": "worker.client.errors",
+    "TranscriptionError": "worker.client.errors",
+    "WaitTimeout": "worker.client.errors",
+    "CostEstimate": "worker.client.pricing",
+    "DEFAULT_STACK_NAME": "worker.client.sdk",
+    "TERMINAL_STATES": "worker.client.sdk",
+    "JobState": "worker.client.sdk",
+    "JobStatus": "worker.client.sdk",
+    "TranscriptionClient": "worker.client.sdk",
+    "new_job_id": "worker.client.sdk",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'worker.client' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
