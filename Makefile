@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle
+.PHONY: demo test test-node lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: install
 test: install install-infra cdk-cli
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-node
+
+# The Node.js client (clients/node), against moto and a real worker from .venv; needs npm.
+test-node: install
+	cd clients/node && npm ci --no-audit --no-fund --silent && npm test
 
 chaos: install
 	$(BIN)/python scripts/chaos.py

@@ -1,5 +1,10 @@
 """Where workers run: the VPC, a managed EC2 Batch compute environment on GPU (or CPU) instances, a job queue
-and the worker's job definition, built from the repository's ``Dockerfile``."""
+and the worker's job definition, built from the repository's ``Dockerfile``.
+
+Network: workers take no inbound traffic and send only HTTPS (AWS APIs, ECR, audio URLs, callbacks); S3 traffic
+stays on the VPC's gateway endpoint. ``privateEndpoints`` adds interface endpoints for everything else a worker
+calls, so isolated subnets without a NAT gateway work (then only ``s3://`` audio and no callbacks to the internet).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,30 @@ BUILD_CONTEXT_EXCLUDES = (
 )
 ROOT_DEVICE = "/dev/xvda"  # the ECS-optimized AL2023 AMIs' root volume
 SPOT_RECLAIM_REASON = batch.Reason.SPOT_INSTANCE_RECLAIMED  # statusReason "Host EC2*"
+HTTPS = ec2.Port.tcp(443)
+# Batch accepts launch template user data only as MIME multipart; it adds its own parts (cluster name, GPU setup).
+# On the two-minute spot interruption notice the ECS agent drains the instance, so Batch places no new worker on a
+# host about to go; the running worker gets SIGTERM when the host shuts down and releases its messages at once
+# (ChangeMessageVisibility 0) instead of leaving them invisible for the rest of their visibility timeout.
+SPOT_DRAINING_SCRIPT = """#!/bin/bash
+echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config
+"""
+SHELL_SCRIPT_PART = 'text/x-shellscript; charset="us-ascii"'
+# How long jobs on old instances may run during an infrastructure update (a new launch template version, instance
+# types, AMI) before Batch stops them; the API has accepted up to 360 minutes everywhere (newer regions 7,200).
+BATCH_MAX_UPDATE_JOB_MINUTES = 360
+# What a worker without a NAT gateway must reach through interface endpoints (S3 goes through the gateway
+# endpoint, which also serves ECR's image layers): the queue, image pulls, logs and metrics (EMF), and the ECS
+# agent's own services, without which the instance never joins the cluster and jobs wait RUNNABLE.
+PRIVATE_ENDPOINT_SERVICES = {
+    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+}
 
 
 class Compute(Construct):
@@ -55,21 +84,31 @@ class Compute(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.vpc = self._vpc(config, log_retention)
-        subnets = (
-            ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-            if config.vpc_id or config.nat_gateways
-            else ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
-        )
+        subnets = ec2.SubnetSelection(subnet_type=_worker_subnet_type(config))
         self.security_group = ec2.SecurityGroup(
-            self, "WorkerSecurityGroup", vpc=self.vpc, description="whisper-batch workers: no inbound, HTTPS out"
+            self,
+            "WorkerSecurityGroup",
+            vpc=self.vpc,
+            description="whisper-batch workers: no inbound, HTTPS out",
+            allow_all_outbound=False,
         )
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), HTTPS, "AWS APIs, ECR, audio URLs and callbacks; DNS and IMDS are not filtered"
+        )
+        self.endpoint_security_group: ec2.SecurityGroup | None = None  # set with privateEndpoints
+        self.endpoints = (
+            self._private_endpoints(subnets, with_secrets=webhook_secret is not None)
+            if config.private_endpoints
+            else {}
+        )
+        self.launch_template = self._launch_template(config)
         self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             "ComputeEnvironment",
             vpc=self.vpc,
             vpc_subnets=subnets,
             security_groups=[self.security_group],
-            instance_classes=[_instance_class(name) for name in config.instance_classes],
+            instance_types=[ec2.InstanceType(name) for name in config.instance_types],
             use_optimal_instance_classes=False,
             images=[_machine_image(config)],
             spot=config.spot,
@@ -80,11 +119,16 @@ class Compute(Construct):
             ),
             minv_cpus=0,
             maxv_cpus=config.maxv_cpus,
-            launch_template=self._launch_template(config),
+            launch_template=self.launch_template,
             update_to_latest_image_version=config.ami_id is None,
+            # Updated in place (an infrastructure update: Batch's service-linked role and a BEST_FIT_PROGRESSIVE or
+            # SPOT_*_OPTIMIZED strategy, both true here), never replaced: a replacement would need a new name and
+            # drop the job queue's link for the length of the update.
             replace_compute_environment=False,
-            terminate_on_update=False,
+            terminate_on_update=False,  # running workers finish (or are stopped after update_timeout, with SIGTERM)
+            update_timeout=Duration.minutes(min(config.job_timeout_seconds // 60, BATCH_MAX_UPDATE_JOB_MINUTES)),
         )
+        _pin_launch_template_version(self.compute_environment, self.launch_template)
         self.job_queue = batch.JobQueue(
             self,
             "JobQueue",
@@ -142,10 +186,9 @@ class Compute(Construct):
         if config.vpc_id:
             return ec2.Vpc.from_lookup(self, "Vpc", vpc_id=config.vpc_id)
         subnets = [ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)]
-        if config.nat_gateways:
-            subnets.append(
-                ec2.SubnetConfiguration(name="workers", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20)
-            )
+        worker_subnets = _worker_subnet_type(config)
+        if worker_subnets != ec2.SubnetType.PUBLIC:
+            subnets.append(ec2.SubnetConfiguration(name="workers", subnet_type=worker_subnets, cidr_mask=20))
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         return ec2.Vpc(
             self,
@@ -157,10 +200,41 @@ class Compute(Construct):
             flow_logs={"All": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))},
         )
 
+    def _private_endpoints(
+        self, subnets: ec2.SubnetSelection, *, with_secrets: bool
+    ) -> dict[str, ec2.InterfaceVpcEndpoint]:
+        """Interface endpoints in the workers' subnets, reachable on 443 from the workers' security group only."""
+        group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="whisper-batch VPC endpoints: HTTPS from workers",
+            allow_all_outbound=False,
+        )
+        group.add_ingress_rule(self.security_group, HTTPS, "whisper-batch workers")
+        self.endpoint_security_group = group
+        services = dict(PRIVATE_ENDPOINT_SERVICES)
+        if with_secrets:  # ECS fetches the webhook secret for the container before it starts
+            services["SecretsManager"] = ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER
+        return {
+            name: self.vpc.add_interface_endpoint(
+                name,
+                service=service,
+                subnets=subnets,
+                security_groups=[group],
+                open=False,
+                private_dns_enabled=True,
+            )
+            for name, service in services.items()
+        }
+
     def _launch_template(self, config: InfraConfig) -> ec2.LaunchTemplate:
+        user_data = ec2.MultipartUserData()
+        user_data.add_part(ec2.MultipartBody.from_raw_body(content_type=SHELL_SCRIPT_PART, body=SPOT_DRAINING_SCRIPT))
         return ec2.LaunchTemplate(
             self,
             "WorkerLaunchTemplate",
+            user_data=user_data,
             require_imdsv2=True,
             block_devices=[
                 ec2.BlockDevice(
@@ -176,11 +250,26 @@ class Compute(Construct):
         )
 
 
-def _instance_class(name: str) -> ec2.InstanceClass:
-    try:
-        return ec2.InstanceClass[name.upper().replace("-", "_")]
-    except KeyError:
-        raise ValueError(f"unknown EC2 instance class {name!r}") from None
+def _worker_subnet_type(config: InfraConfig) -> ec2.SubnetType:
+    """Isolated behind VPC endpoints, private behind NAT (a new VPC with NAT, or an existing VPC), else public."""
+    if not config.workers_have_internet:
+        return ec2.SubnetType.PRIVATE_ISOLATED
+    if config.vpc_id or config.nat_gateways:
+        return ec2.SubnetType.PRIVATE_WITH_EGRESS
+    return ec2.SubnetType.PUBLIC
+
+
+def _pin_launch_template_version(
+    environment: batch.ManagedEc2EcsComputeEnvironment, template: ec2.LaunchTemplate
+) -> None:
+    """Name the launch template's version number, not just its id (CDK renders only the id, i.e. ``$Default``).
+
+    A changed template gets a new version number, so the compute environment's properties change and
+    CloudFormation runs an infrastructure update that rolls the new user data out; with the id alone (or
+    ``$Latest``/``$Default``) the template changes but the compute environment never hears of it."""
+    resource = environment.node.default_child
+    assert isinstance(resource, batch.CfnComputeEnvironment)
+    resource.add_property_override("ComputeResources.LaunchTemplate.Version", template.latest_version_number)
 
 
 def _machine_image(config: InfraConfig) -> batch.EcsMachineImage:

@@ -27,6 +27,40 @@ WORKER_FINISH_SECONDS: Final = (
 WORKER_EXIT_MARGIN_SECONDS: Final = 300  # after that window: shutdown, releasing what is left, process exit
 WORKER_RUNTIME_HEADROOM_SECONDS: Final = WORKER_FINISH_SECONDS + WORKER_EXIT_MARGIN_SECONDS
 S3_MIN_IA_TRANSITION_DAYS: Final = 30  # S3 refuses STANDARD_IA transitions earlier than this
+MIB: Final = 1024**2
+GIB: Final = 1024**3
+# Decoded audio per worker, mirroring worker/audio/budget.py's default_budget_seconds (not imported: it pulls in
+# numpy and the decoder; tests/test_infra_config.py checks that the numbers agree). Decoded audio is float32 at
+# 16 kHz, 64 kB a second, counted twice (the decoder's chunks and the joined array or the mel coexist at the peak);
+# the model, PyTorch and the Python runtime keep 2.5 GiB; decoded audio gets half of the rest, working buffers the
+# other half.
+AUDIO_SAMPLE_RATE: Final = 16_000
+WORKER_BYTES_PER_AUDIO_SECOND: Final = 2 * 4 * AUDIO_SAMPLE_RATE
+WORKER_RUNTIME_RESERVE_BYTES: Final = int(2.5 * GIB)
+WORKER_AUDIO_SHARE: Final = 0.5
+WORKER_MIN_DECODED_SECONDS: Final = 600  # the worker never budgets less, so a job must have memory for at least this
+# = Settings.max_audio_seconds in worker/service/settings.py: the longest file a worker accepts by default.
+WORKER_MAX_AUDIO_SECONDS: Final = 6 * 3600
+# Messages in progress per worker: enough that each can hold a half-hour recording's decoded audio without waiting
+# for the budget (a message waiting on the budget is one another worker could be running), at most what the batched
+# engine keeps busy (README "Performance": 16 on a GPU, 4 on four CPU cores).
+CONCURRENCY_AUDIO_SECONDS: Final = 1800
+MAX_GPU_CONCURRENCY: Final = 16
+MAX_CPU_CONCURRENCY: Final = 4
+# Explicit single-GPU sizes: a family name lets Batch launch any size of it (up to 48xlarge with 8 GPUs, billed
+# whole while one 1-GPU job runs on it). Each fits jobVcpus=4 and jobMemoryMiB=14336 with the ECS agent's share.
+# CPU trial: m6i/m7i.xlarge have the same 4 vCPUs as c6i/c7i.xlarge but 16 GiB, which a 14 GiB job needs.
+DEFAULT_GPU_INSTANCE_TYPES: Final = ("g4dn.xlarge", "g5.xlarge", "g6.xlarge")
+DEFAULT_CPU_INSTANCE_TYPES: Final = ("m6i.xlarge", "m7i.xlarge")
+INSTANCE_TYPE_PATTERN: Final = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
+# Context keys that were replaced: naming one fails with a pointer to its successor.
+RENAMED_KEYS: Final = {
+    "gpuInstanceClasses": ("gpuInstanceTypes", DEFAULT_GPU_INSTANCE_TYPES),
+    "cpuInstanceClasses": ("cpuInstanceTypes", DEFAULT_CPU_INSTANCE_TYPES),
+}
+# The scaler runs one round at a time (infra/scaler.py); preflight checks the account can reserve it.
+SCALER_RESERVED_CONCURRENCY: Final = 1
+KMS_KEY_ARN_PATTERN: Final = r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-)?[0-9a-f-]{32,36}"
 # CloudWatch Logs accepts only these retention periods (days), named as aws_logs.RetentionDays members.
 CLOUDWATCH_RETENTION: Final = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
@@ -77,9 +111,10 @@ class InfraConfig:
     vpc_id: str | None = None
     max_azs: int = 2
     nat_gateways: int = 1
+    private_endpoints: bool = False
     cpu_only: bool = False
-    gpu_instance_classes: tuple[str, ...] = ("g4dn", "g5", "g6")
-    cpu_instance_classes: tuple[str, ...] = ("c6i", "c7i")
+    gpu_instance_types: tuple[str, ...] = DEFAULT_GPU_INSTANCE_TYPES
+    cpu_instance_types: tuple[str, ...] = DEFAULT_CPU_INSTANCE_TYPES
     spot: bool = True
     maxv_cpus: int = 64
     ami_id: str | None = None
@@ -98,6 +133,7 @@ class InfraConfig:
     webhook_secret_name: str | None = "whisper-batch/webhook"
     webhook_secret_arn: str | None = None
     extra_audio_buckets: tuple[str, ...] = ()
+    kms_key_arns: tuple[str, ...] = ()
     alarm_email: str | None = None
     oldest_message_alarm_minutes: int = 30
     log_retention_days: int = 30
@@ -108,8 +144,27 @@ class InfraConfig:
     api_quota_per_day: int | None = None
 
     @property
-    def instance_classes(self) -> tuple[str, ...]:
-        return self.cpu_instance_classes if self.cpu_only else self.gpu_instance_classes
+    def instance_types(self) -> tuple[str, ...]:
+        return self.cpu_instance_types if self.cpu_only else self.gpu_instance_types
+
+    @property
+    def worker_max_decoded_seconds(self) -> int:
+        """The worker's WHISPER_MAX_DECODED_SECONDS: what the job's memory limit holds of decoded audio, by the rule
+        of ``worker.audio.budget.default_budget_seconds``."""
+        spare = self.job_memory_mib * MIB - WORKER_RUNTIME_RESERVE_BYTES
+        return max(WORKER_MIN_DECODED_SECONDS, int(spare * WORKER_AUDIO_SHARE / WORKER_BYTES_PER_AUDIO_SECOND))
+
+    @property
+    def worker_concurrency(self) -> int:
+        """The worker's WHISPER_CONCURRENCY: as many messages as the decoded-audio budget holds half-hour files,
+        at least one and at most what the device keeps busy."""
+        cap = MAX_CPU_CONCURRENCY if self.cpu_only else MAX_GPU_CONCURRENCY
+        return max(1, min(cap, self.worker_max_decoded_seconds // CONCURRENCY_AUDIO_SECONDS))
+
+    @property
+    def workers_have_internet(self) -> bool:
+        """False where workers sit in isolated subnets reached only through VPC endpoints."""
+        return not (self.private_endpoints and self.nat_gateways == 0)
 
     @property
     def job_timeout_seconds(self) -> int:
@@ -125,6 +180,7 @@ class InfraConfig:
         """Read every knob through ``get`` (``node.try_get_context``); unset keys keep the defaults above."""
         env = os.environ if env is None else env
         d = cls()
+        _refuse_renamed_keys(get)
         config = cls(
             stack_name=_str(get, "stackName", d.stack_name, pattern=r"[A-Za-z][A-Za-z0-9-]{0,127}"),
             metrics_namespace=_str(get, "metricsNamespace", d.metrics_namespace, pattern=r"[A-Za-z0-9_./#:-]{1,255}"),
@@ -138,9 +194,10 @@ class InfraConfig:
             vpc_id=_optional_str(get, "vpcId", pattern=r"vpc-[0-9a-f]{8,17}"),
             max_azs=_int(get, "maxAzs", d.max_azs, 1, 6),
             nat_gateways=_int(get, "natGateways", d.nat_gateways, 0, 6),
+            private_endpoints=_bool(get, "privateEndpoints", d.private_endpoints),
             cpu_only=_bool(get, "cpuOnly", d.cpu_only),
-            gpu_instance_classes=_names(get, "gpuInstanceClasses", d.gpu_instance_classes),
-            cpu_instance_classes=_names(get, "cpuInstanceClasses", d.cpu_instance_classes),
+            gpu_instance_types=_instance_types(get, "gpuInstanceTypes", d.gpu_instance_types),
+            cpu_instance_types=_instance_types(get, "cpuInstanceTypes", d.cpu_instance_types),
             spot=_bool(get, "spot", d.spot),
             maxv_cpus=_int(get, "maxvCpus", d.maxv_cpus, 1, 100_000),
             ami_id=_optional_str(get, "amiId", pattern=r"ami-[0-9a-f]{8,17}"),
@@ -161,6 +218,7 @@ class InfraConfig:
                 get, "webhookSecretArn", env.get(SECRET_ENV_ARN) or None, pattern=SECRET_ARN_PATTERN
             ),
             extra_audio_buckets=_names(get, "extraAudioBuckets", d.extra_audio_buckets),
+            kms_key_arns=_names(get, "kmsKeyArns", d.kms_key_arns, pattern=KMS_KEY_ARN_PATTERN),
             alarm_email=_optional_str(get, "alarmEmail", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
             oldest_message_alarm_minutes=_int(
                 get, "oldestMessageAlarmMinutes", d.oldest_message_alarm_minutes, 1, 20160
@@ -184,8 +242,20 @@ class InfraConfig:
                 f"defaultModel {self.default_model!r} is not among the models baked into the image "
                 f"({', '.join(self.models)}): add it to models, or set modelDownload"
             )
-        if not self.instance_classes:
-            raise ConfigError("the instance class list for this deployment is empty")
+        if not self.instance_types:
+            key = "cpuInstanceTypes" if self.cpu_only else "gpuInstanceTypes"
+            raise ConfigError(f"context {key} is empty: name at least one instance type, e.g. g5.xlarge")
+        if self.job_memory_mib * MIB - WORKER_RUNTIME_RESERVE_BYTES < _min_audio_bytes():
+            least = -(-(WORKER_RUNTIME_RESERVE_BYTES + _min_audio_bytes()) // MIB)
+            raise ConfigError(
+                f"jobMemoryMiB ({self.job_memory_mib}) leaves no room for decoded audio beside the model and runtime "
+                f"({WORKER_RUNTIME_RESERVE_BYTES // MIB} MiB): give at least {least}"
+            )
+        if self.model_download and not self.workers_have_internet:
+            raise ConfigError(
+                "modelDownload needs internet access, but privateEndpoints with natGateways=0 gives workers none: "
+                "bake the models into the image (models) or add a NAT gateway"
+            )
         if self.maxv_cpus < self.job_vcpus:
             raise ConfigError(f"maxvCpus ({self.maxv_cpus}) cannot fit one job of jobVcpus ({self.job_vcpus})")
         if self.worker_max_runtime_seconds <= 0:
@@ -280,14 +350,43 @@ def _json(key: str, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()]  # "g5,g6" on the command line
 
 
-def _names(get: ContextGetter, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _names(get: ContextGetter, key: str, default: tuple[str, ...], *, pattern: str | None = None) -> tuple[str, ...]:
     value = _raw(get, key)
     if value is None:
         return default
     value = _json(key, value)
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise ConfigError(f"context {key} must be a list of names, got {value!r}")
+    for item in value:
+        if pattern and not re.fullmatch(pattern, item):
+            raise ConfigError(f"context {key}: {item!r} does not match {pattern}")
     return tuple(value)
+
+
+def _instance_types(get: ContextGetter, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Explicit EC2 sizes (``g5.xlarge``); a bare family (``g5``) is refused, since Batch would take any size."""
+    names = _names(get, key, default)
+    for name in names:
+        if not re.fullmatch(INSTANCE_TYPE_PATTERN, name):
+            raise ConfigError(
+                f"context {key}: {name!r} is not an instance type; give explicit sizes such as {name}.xlarge "
+                "(a family lets Batch launch any size of it, up to the largest)"
+            )
+    return names
+
+
+def _refuse_renamed_keys(get: ContextGetter) -> None:
+    for old, (new, example) in RENAMED_KEYS.items():
+        value = _raw(get, old)
+        if value is not None:
+            raise ConfigError(
+                f"context {old} was replaced by {new}, which takes explicit instance sizes rather than families "
+                f"(got {value!r}): use e.g. -c {new}={','.join(example)}, and remove {old} from cdk.json"
+            )
+
+
+def _min_audio_bytes() -> int:
+    return int(WORKER_MIN_DECODED_SECONDS * WORKER_BYTES_PER_AUDIO_SECOND / WORKER_AUDIO_SHARE)
 
 
 _LIFECYCLE_KEYS: Final = {"expireAfterDays", "infrequentAccessAfterDays"}

@@ -1,9 +1,10 @@
-"""Alarms (DLQ not empty, oldest message too old, scaler errors) to an SNS topic, and the service dashboard.
+"""Alarms (DLQ not empty, oldest message too old, scaler errors) and failed worker jobs (Batch's own "Batch Job
+State Change" events) to an SNS topic, and the service dashboard.
 
 The worker publishes CloudWatch EMF metrics in the configured namespace, each with dimension
 ``service=whisper-batch``: JobsCompleted, JobsFailed (also by ``error_code``), JobsRetried, AudioSeconds,
-ProcessingSeconds, RealtimeFactor, QueueWaitSeconds, ModelLoadSeconds. The scaler adds ActiveWorkers and
-WorkersSubmitted.
+ProcessingSeconds, RealtimeFactor, QueueWaitSeconds, ModelLoadSeconds. The scaler adds ActiveWorkers,
+WorkersSubmitted and ScalerHeldBack.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -23,6 +26,8 @@ from infra.config import SERVICE_NAME
 
 PERIOD = Duration.minutes(1)
 DASHBOARD_PERIOD = Duration.minutes(5)
+# Publishers to the encrypted topic need the key: CloudWatch for alarms, EventBridge for failed jobs.
+TOPIC_PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 
 
 class Monitoring(Construct):
@@ -34,6 +39,7 @@ class Monitoring(Construct):
         jobs_queue: sqs.IQueue,
         dlq: sqs.IQueue,
         scaler: lambda_.IFunction,
+        job_queue_arn: str,
         namespace: str,
         oldest_message_threshold: Duration,
         alarm_email: str | None = None,
@@ -47,7 +53,8 @@ class Monitoring(Construct):
             description="whisper-batch: encrypts the alarm topic",
             removal_policy=RemovalPolicy.DESTROY,
         )
-        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        for publisher in TOPIC_PUBLISHERS:
+            key.grant(iam.ServicePrincipal(publisher), "kms:Decrypt", "kms:GenerateDataKey*")
         self.topic = sns.Topic(
             self, "AlarmTopic", master_key=key, enforce_ssl=True, display_name="whisper-batch alarms"
         )
@@ -91,6 +98,17 @@ class Monitoring(Construct):
         for alarm in (self.dlq_alarm, self.oldest_alarm, self.scaler_alarm):
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
+        self.failed_jobs = events.Rule(
+            self,
+            "WorkerJobFailed",
+            description="whisper-batch: a worker job on this job queue FAILED",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={"status": ["FAILED"], "jobQueue": [job_queue_arn]},
+            ),
+            targets=[targets.SnsTopic(self.topic, message=_failed_job_message())],
+        )
 
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6))
         self.dashboard.add_widgets(
@@ -124,7 +142,11 @@ class Monitoring(Construct):
             ),
             _graph(
                 "Workers",
-                [self.worker_metric("ActiveWorkers", "Maximum"), self.worker_metric("WorkersSubmitted", "Sum")],
+                [
+                    self.worker_metric("ActiveWorkers", "Maximum"),
+                    self.worker_metric("WorkersSubmitted", "Sum"),
+                    self.worker_metric("ScalerHeldBack", "Maximum"),  # 1 while fast failures hold workers back
+                ],
             ),
             _graph("Scaler errors", [scaler.metric_errors(period=DASHBOARD_PERIOD)]),
         )
@@ -156,6 +178,15 @@ class Monitoring(Construct):
             using_metrics={},
             period=DASHBOARD_PERIOD,
         )
+
+
+def _failed_job_message() -> events.RuleTargetInput:
+    field = events.EventField.from_path
+    return events.RuleTargetInput.from_text(
+        f"whisper-batch worker job {field('$.detail.jobName')} ({field('$.detail.jobId')}) FAILED: "
+        f"{field('$.detail.statusReason')}. Messages it held return to the queue after their visibility timeout; "
+        "after repeated fast failures the scaler holds back new workers (its log says why)."
+    )
 
 
 def _not_visible(queue: sqs.IQueue) -> cw.Metric:

@@ -18,6 +18,8 @@ from infra.config import AUDIO_PREFIX, RESULTS_PREFIX
 if TYPE_CHECKING:
     from infra.stack import WhisperBatchStack
 
+# Said wherever apiAuth=apiKey is chosen (here and in README "Deploy").
+API_KEY_IS_NOT_AUTHORIZATION = "An API key identifies a caller but does not authorize it."
 ECS_INSTANCE_POLICY = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 APIGW_LOGS_POLICY = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 
@@ -91,8 +93,9 @@ def _suppress_api(stack: WhisperBatchStack, bucket: str) -> None:
         _add(
             api.api,
             "AwsSolutions-APIG4",
-            "apiAuth=apiKey was chosen in context: every method requires an API key bound to a throttled "
-            "usage plan instead of IAM authorization.",
+            f"{API_KEY_IS_NOT_AUTHORIZATION} apiAuth=apiKey was chosen in context: anyone holding the key may "
+            "submit jobs and read results, so every method requires the key, bound to a throttled usage plan, "
+            "and IAM (SigV4) remains the default for callers that need authorization.",
         )
 
 

@@ -17,17 +17,22 @@ from infra.config import (
     CLOUDWATCH_RETENTION,
     RESULTS_PREFIX,
     SERVICE_NAME,
+    WORKER_MAX_AUDIO_SECONDS,
     InfraConfig,
 )
 from infra.functions_code import functions_code
 from infra.monitoring import Monitoring
 from infra.queues import JobQueues
-from infra.scaler import Scaler
+from infra.scaler import LEASE_KEY, LEASE_SECONDS, Scaler
 from infra.schema import to_draft4
 from infra.storage import Storage
 
 SHUTDOWN_GRACE_SECONDS = BATCH_STOP_GRACE_SECONDS - 5  # finish or release the job in hand before SIGKILL
 STATUS_DOCUMENTS = ("result.json", "status.json")
+# kms:Decrypt on the customer keys in kmsKeyArns, only as used through these services: the worker reads SSE-KMS
+# audio from S3 (any region: extraAudioBuckets may live elsewhere); ECS injects the webhook secret with the
+# execution role, so that role decrypts through Secrets Manager.
+S3_VIA_SERVICE = "s3.*.amazonaws.com"
 
 
 class WhisperBatchStack(Stack):
@@ -66,6 +71,9 @@ class WhisperBatchStack(Stack):
                 "MAX_WORKERS": str(config.max_workers),
                 "MESSAGES_PER_WORKER": str(config.messages_per_worker),
                 "JOB_NAME_PREFIX": "whisper-worker",
+                "LEASE_BUCKET": self.storage.bucket.bucket_name,
+                "LEASE_KEY": LEASE_KEY,
+                "LEASE_SECONDS": str(LEASE_SECONDS),
                 "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             },
@@ -77,12 +85,15 @@ class WhisperBatchStack(Stack):
             jobs_queue=self.queues.jobs,
             dlq=self.queues.dlq,
             scaler=self.scaler.function,
+            job_queue_arn=self.compute.job_queue.job_queue_arn,
             namespace=config.metrics_namespace,
             oldest_message_threshold=Duration.minutes(config.oldest_message_alarm_minutes),
             alarm_email=config.alarm_email,
         )
         self.api = self._api(code, retention) if config.api else None
         self._grant()
+        self._grant_keys(webhook_secret is not None)
+        self._warn_about_long_audio()
         self._outputs()
 
     # -- wiring ------------------------------------------------------------------------------------------
@@ -106,9 +117,11 @@ class WhisperBatchStack(Stack):
             "WHISPER_DEFAULT_MODEL": config.default_model,
             "WHISPER_MODEL_DOWNLOAD": str(config.model_download).lower(),
             "WHISPER_DEVICE": "cpu" if config.cpu_only else "cuda",
-            # Messages in progress per worker: their audio is fetched while others are on the GPU, and their
-            # windows share forward passes (README "Performance").
-            "WHISPER_CONCURRENCY": "4" if config.cpu_only else "16",
+            # Messages in progress per worker (their audio is fetched while others are on the GPU, and their windows
+            # share forward passes) and the decoded audio they may hold together, both from jobMemoryMiB, so that
+            # long files wait for room instead of pushing the job past its memory limit (infra/config.py).
+            "WHISPER_CONCURRENCY": str(config.worker_concurrency),
+            "WHISPER_MAX_DECODED_SECONDS": str(config.worker_max_decoded_seconds),
             "WHISPER_MAX_IDLE_SECONDS": str(config.max_idle_seconds),
             "WHISPER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
             "WHISPER_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
@@ -157,6 +170,7 @@ class WhisperBatchStack(Stack):
 
         scaler = self.scaler.role
         _allow(scaler, ["sqs:GetQueueAttributes"], jobs.queue_arn)
+        _allow(scaler, ["s3:GetObject", "s3:PutObject"], bucket.arn_for_objects(LEASE_KEY))  # its lease only
         job_queue, job_definition = self.compute.job_queue, self.compute.job_definition
         _allow(scaler, ["batch:SubmitJob"], job_queue.job_queue_arn, job_definition.job_definition_arn)
         _allow(scaler, ["batch:ListJobs"], "*")  # ListJobs supports no resource-level permissions
@@ -168,6 +182,36 @@ class WhisperBatchStack(Stack):
                 status, ["s3:GetObject"], *(bucket.arn_for_objects(f"{RESULTS_PREFIX}*/{n}") for n in STATUS_DOCUMENTS)
             )
             _allow_list(status, bucket.bucket_arn)
+
+    def _grant_keys(self, with_secret: bool) -> None:
+        """kms:Decrypt on the customer-managed keys named in kmsKeyArns, through S3 and Secrets Manager only."""
+        keys = list(self.config.kms_key_arns)
+        if not keys:
+            return
+        self.compute.job_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=keys,
+                conditions={"StringLike": {"kms:ViaService": S3_VIA_SERVICE}},
+            )
+        )
+        if with_secret:
+            self.compute.container.execution_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=keys,
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                )
+            )
+
+    def _warn_about_long_audio(self) -> None:
+        held = self.config.worker_max_decoded_seconds
+        if held < WORKER_MAX_AUDIO_SECONDS:
+            Annotations.of(self).add_warning_v2(
+                "whisper-batch:short-audio-budget",
+                f"jobMemoryMiB={self.config.job_memory_mib} holds {held} s of decoded audio: files longer than that "
+                f"fail as too long, although workers accept up to {WORKER_MAX_AUDIO_SECONDS} s. Raise jobMemoryMiB.",
+            )
 
     def _outputs(self) -> None:
         CfnOutput(self, "QueueUrl", value=self.queues.jobs.queue_url, description="Send job messages here")

@@ -1,11 +1,14 @@
 """The synthesized WhisperBatch stack: every resource and its security properties, and cdk-nag's verdict.
 
 The stack is synthesized once per variant for the whole module (jsii synthesis is slow): the defaults from
-``cdk.json`` (with a webhook secret), and a cheap-trial variant (CPU only, on-demand, no NAT, API key, ...).
+``cdk.json`` (with a webhook secret), a cheap-trial variant (CPU only, on-demand, no NAT, API key, ...), and a
+private variant (isolated subnets behind VPC endpoints, customer KMS keys, less memory per worker).
 """
 
 from __future__ import annotations
 
+import email
+import email.message
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from infra.app import build
+from infra.nag import API_KEY_IS_NOT_AUTHORIZATION
 from infra.schema import to_draft4
 from infra.stack import WhisperBatchStack
 from worker.contract import json_schema
@@ -29,6 +33,11 @@ from worker.contract import json_schema
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:whisper-batch/webhook-AbC123"
+KEY_ARNS = [
+    "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "arn:aws:kms:us-east-1:210987654321:key/mrk-0123456789abcdef0123456789abcdef",
+]
+PRIVATE_MEMORY_MIB = 6144  # 3.5 GiB past the runtime: 14,680 s of decoded audio, under the 6 h the worker accepts
 OUTPUT_KEYS = {"QueueUrl", "DlqUrl", "BucketName", "JobQueueArn", "DashboardUrl", "ApiUrl"}
 WORKER_METRICS = (
     "JobsCompleted",
@@ -105,6 +114,19 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     )
 
 
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(
+        tmp_path_factory.mktemp("cdk-private"),
+        webhookSecretArn=SECRET_ARN,
+        privateEndpoints="true",
+        natGateways="0",
+        kmsKeyArns=json.dumps(KEY_ARNS),
+        extraAudioBuckets="partner-audio",
+        jobMemoryMiB=str(PRIVATE_MEMORY_MIB),
+    )
+
+
 def ref(logical_id: str) -> dict[str, str]:
     return {"Ref": logical_id}
 
@@ -143,6 +165,7 @@ def test_resource_inventory(default: Synth) -> None:
     assert counts["AWS::CloudWatch::Dashboard"] == 1
     assert counts["AWS::ApiGateway::Method"] == 2
     assert counts["AWS::EC2::NatGateway"] == 1
+    assert counts["AWS::Events::Rule"] == 2  # the scaler's schedule, failed worker jobs
 
 
 # ---------------------------------------------------------------------------------------------- storage
@@ -221,7 +244,7 @@ def test_gpu_compute_environment(default: Synth) -> None:
     assert environment["Type"] == "managed"
     assert resources["Type"] == "SPOT"
     assert resources["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
-    assert resources["InstanceTypes"] == ["g4dn", "g5", "g6"]  # classes from context, no "optimal"
+    assert resources["InstanceTypes"] == ["g4dn.xlarge", "g5.xlarge", "g6.xlarge"]  # sizes, no family, no "optimal"
     assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
     assert resources["MinvCpus"] == 0 and resources["MaxvCpus"] == 64
     assert resources["UpdateToLatestImageVersion"] is True
@@ -241,7 +264,52 @@ def test_workers_launch_with_imdsv2_and_encrypted_disks(default: Synth) -> None:
             "Ebs": {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 100, "VolumeType": "gp3"},
         }
     ]
-    assert "UserData" not in data  # Batch merges its own MIME user data
+
+
+def user_data(synth: Synth) -> email.message.Message:
+    text = synth.one("AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    return email.message_from_string(text)
+
+
+@pytest.mark.parametrize("name", ["default", "trial", "private"])
+def test_spot_reclaims_drain_the_instance(name: str, request: pytest.FixtureRequest) -> None:
+    """Batch takes launch template user data only as MIME multipart (it adds its own parts); ours turns on the ECS
+    agent's spot draining, so no worker is placed on a host that got its two-minute notice."""
+    message = user_data(request.getfixturevalue(name))
+    assert message.is_multipart() and message.get_content_type() == "multipart/mixed"
+    assert message["MIME-Version"] == "1.0"
+    (part,) = message.get_payload()
+    assert part.get_content_type() == "text/x-shellscript"
+    script = part.get_payload()
+    assert script.startswith("#!/bin/bash\n")
+    assert "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config" in script
+
+
+def test_launch_template_changes_reach_the_compute_environment(default: Synth) -> None:
+    """The compute environment names the template's version number (not $Latest/$Default, nor the id alone), so a
+    new version changes the compute environment, and CloudFormation updates it in place (infrastructure update)."""
+    environment = default.one("AWS::Batch::ComputeEnvironment")["Properties"]
+    template_id = default.logical_id(default.stack.compute.launch_template)
+    assert environment["ComputeResources"]["LaunchTemplate"] == {
+        "LaunchTemplateId": ref(template_id),
+        "Version": {"Fn::GetAtt": [template_id, "LatestVersionNumber"]},
+    }
+    assert environment["ReplaceComputeEnvironment"] is False  # updated in place, never replaced
+    # in-place infrastructure updates need Batch's service-linked role (no ServiceRole given) and this strategy
+    assert "ServiceRole" not in environment
+    assert environment["ComputeResources"]["AllocationStrategy"] in (
+        "BEST_FIT_PROGRESSIVE",
+        "SPOT_CAPACITY_OPTIMIZED",
+        "SPOT_PRICE_CAPACITY_OPTIMIZED",
+    )
+    # running workers are not killed by an update; after 6 h (the API's cap) they get SIGTERM and release
+    assert environment["UpdatePolicy"] == {"JobExecutionTimeoutMinutes": 360, "TerminateJobsOnUpdate": False}
+
+
+def test_trial_update_timeout_is_its_job_timeout(trial: Synth) -> None:
+    environment = trial.one("AWS::Batch::ComputeEnvironment")["Properties"]
+    assert environment["UpdatePolicy"]["JobExecutionTimeoutMinutes"] == 120
+    assert environment["ComputeResources"]["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
 
 
 def test_worker_security_group_has_no_inbound_rules(default: Synth) -> None:
@@ -250,12 +318,63 @@ def test_worker_security_group_has_no_inbound_rules(default: Synth) -> None:
     assert not default.of_type("AWS::EC2::SecurityGroupIngress")
 
 
+@pytest.mark.parametrize("name", ["default", "trial", "private"])
+def test_workers_send_only_https(name: str, request: pytest.FixtureRequest) -> None:
+    synth: Synth = request.getfixturevalue(name)
+    group = synth.resources[synth.logical_id(synth.stack.compute.security_group)]["Properties"]
+    (egress,) = group["SecurityGroupEgress"]  # no all-traffic rule: CDK's default was IpProtocol -1
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"], egress["CidrIp"]) == (
+        "tcp",
+        443,
+        443,
+        "0.0.0.0/0",
+    )
+    assert not synth.of_type("AWS::EC2::SecurityGroupEgress")
+
+
 def test_vpc_has_flow_logs_and_an_s3_endpoint(default: Synth) -> None:
     flow_log = default.one("AWS::EC2::FlowLog")["Properties"]
     assert flow_log["ResourceType"] == "VPC" and flow_log["TrafficType"] == "ALL"
-    endpoint = default.one("AWS::EC2::VPCEndpoint")["Properties"]
+    endpoint = default.one("AWS::EC2::VPCEndpoint")["Properties"]  # the only one: no interface endpoints by default
+    assert default.stack.compute.endpoints == {} and default.stack.compute.endpoint_security_group is None
     assert endpoint["VpcEndpointType"] == "Gateway"
     assert "s3" in json.dumps(endpoint["ServiceName"])
+    # the workers' route tables carry the S3 prefix list: audio and image layers never cross the NAT
+    subnets = default.stack.compute.vpc.private_subnets
+    assert subnets and all(
+        default.stack.resolve(s.route_table.route_table_id) in endpoint["RouteTableIds"] for s in subnets
+    )
+
+
+def test_private_endpoints_replace_the_nat(private: Synth) -> None:
+    endpoints = {
+        json.dumps(e["Properties"]["ServiceName"]).split(".")[-1].strip('"]}'): e["Properties"]
+        for e in private.of_type("AWS::EC2::VPCEndpoint").values()
+    }
+    assert set(endpoints) == {
+        "s3", "sqs", "api", "dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "secretsmanager"
+    }  # fmt: skip
+    assert endpoints["s3"]["VpcEndpointType"] == "Gateway"
+    isolated = [ref(private.logical_id(subnet)) for subnet in private.stack.compute.vpc.isolated_subnets]
+    assert isolated and not private.stack.compute.vpc.private_subnets and not private.of_type("AWS::EC2::NatGateway")
+    endpoint_group = private.logical_id(private.stack.compute.endpoint_security_group)
+    for name, endpoint in endpoints.items():
+        if name == "s3":
+            continue
+        assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"] is True, name
+        assert endpoint["SubnetIds"] == isolated, name
+        assert endpoint["SecurityGroupIds"] == [{"Fn::GetAtt": [endpoint_group, "GroupId"]}], name
+    resources = private.one("AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
+    assert resources["Subnets"] == isolated
+    # the endpoints take HTTPS from the workers' security group, nothing else
+    (ingress,) = private.of_type("AWS::EC2::SecurityGroupIngress").values()
+    worker_group = private.logical_id(private.stack.compute.security_group)
+    assert ingress["Properties"]["GroupId"] == {"Fn::GetAtt": [endpoint_group, "GroupId"]}
+    assert ingress["Properties"]["SourceSecurityGroupId"] == {"Fn::GetAtt": [worker_group, "GroupId"]}
+    assert (ingress["Properties"]["FromPort"], ingress["Properties"]["ToPort"]) == (443, 443)
+    group = private.resources[endpoint_group]["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert group["SecurityGroupEgress"][0]["CidrIp"] == "255.255.255.255/32"  # CDK's "no egress" marker
 
 
 def test_job_queue_feeds_the_compute_environment(default: Synth) -> None:
@@ -297,7 +416,8 @@ def test_worker_environment_matches_the_readme(default: Synth) -> None:
     assert env["WHISPER_DEFAULT_MODEL"] == "base"
     assert env["WHISPER_MODEL_DOWNLOAD"] == "false"
     assert env["WHISPER_DEVICE"] == "cuda"
-    assert env["WHISPER_CONCURRENCY"] == "16"
+    assert env["WHISPER_CONCURRENCY"] == "16"  # from jobMemoryMiB=14336: the budget holds 26 half-hour files
+    assert env["WHISPER_MAX_DECODED_SECONDS"] == "48234"  # (14 GiB - 2.5 GiB) / 2 at 128 kB a second
     assert env["WHISPER_MAX_IDLE_SECONDS"] == "300"
     assert env["WHISPER_VISIBILITY_TIMEOUT"] == "300"  # the queue's own timeout
     assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) < 30  # Batch SIGKILLs 30 s after SIGTERM
@@ -311,7 +431,7 @@ def test_worker_image_is_built_from_the_repository_dockerfile(default: Synth) ->
     assert image["source"]["platform"] == "linux/amd64"
     assert image["source"]["dockerBuildArgs"] == {"MODELS": "base"}
     context = default.outdir / image["source"]["directory"]
-    assert (context / "Dockerfile").is_file() and (context / "worker" / "contract.py").is_file()
+    assert (context / "Dockerfile").is_file() and (context / "worker" / "contract" / "__init__.py").is_file()
     for excluded in (".venv", ".git", ".cdk", "cdk.out", "infra", "cdk.json"):
         assert not (context / excluded).exists(), excluded
 
@@ -319,7 +439,7 @@ def test_worker_image_is_built_from_the_repository_dockerfile(default: Synth) ->
 def test_cpu_only_trial(trial: Synth) -> None:
     resources = trial.one("AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
     assert resources["Type"] == "EC2" and resources["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
-    assert resources["InstanceTypes"] == ["c6i", "c7i"]
+    assert resources["InstanceTypes"] == ["m6i.xlarge", "m7i.xlarge"]
     assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023", "ImageIdOverride": "ami-0123456789abcdef0"}]
     assert resources["UpdateToLatestImageVersion"] is False  # the AMI is pinned
     public = [
@@ -331,6 +451,7 @@ def test_cpu_only_trial(trial: Synth) -> None:
     assert {r["Type"] for r in definition["ResourceRequirements"]} == {"VCPU", "MEMORY"}  # no GPU
     env = env_of(trial.one("AWS::Batch::JobDefinition"))
     assert env["WHISPER_DEVICE"] == "cpu" and env["WHISPER_DEFAULT_MODEL"] == "tiny.en"
+    assert (env["WHISPER_CONCURRENCY"], env["WHISPER_MAX_DECODED_SECONDS"]) == ("4", "48234")  # 4 cores
     assert env["WHISPER_METRICS_NAMESPACE"] == "WhisperTrial"
     assert "Secrets" not in definition  # no webhook secret configured
 
@@ -343,6 +464,24 @@ def test_worker_leaves_before_the_job_timeout(name: str, timeout_hours: int, req
     assert timeout == timeout_hours * 3600
     assert runtime == timeout - 15 * 60  # 600 s to finish the jobs in progress + 300 s to release and exit
     assert 0 < runtime < timeout
+
+
+def test_worker_limits_follow_a_custom_job_memory(private: Synth) -> None:
+    definition = private.one("AWS::Batch::JobDefinition")
+    requirements = {
+        r["Type"]: r["Value"] for r in definition["Properties"]["ContainerProperties"]["ResourceRequirements"]
+    }
+    env = env_of(definition)
+    assert requirements["MEMORY"] == str(PRIVATE_MEMORY_MIB)
+    assert env["WHISPER_MAX_DECODED_SECONDS"] == "14680"  # (6 GiB - 2.5 GiB) / 2 at 128 kB a second: 4 h
+    assert env["WHISPER_CONCURRENCY"] == "8"  # eight half-hour files fit that budget at once
+
+
+def test_a_budget_below_the_longest_accepted_file_is_flagged(private: Synth, default: Synth) -> None:
+    said = Annotations.from_stack(private.stack).find_warning("*", Match.string_like_regexp(".*decoded audio.*"))
+    (warning,) = [w.entry.data for w in said]
+    assert "jobMemoryMiB=6144 holds 14680 s of decoded audio" in warning and "21600" in warning
+    assert not Annotations.from_stack(default.stack).find_warning("*", Match.string_like_regexp(".*decoded audio.*"))
 
 
 # ------------------------------------------------------------------------------------------ permissions
@@ -411,13 +550,35 @@ def test_scaler_role_reads_depth_and_submits_to_our_queue_only(default: Synth) -
     job_queue = {"Fn::GetAtt": [default.logical_id(stack.compute.job_queue), "JobQueueArn"]}
     assert granted["batch:SubmitJob"] == [job_queue, ref(default.logical_id(stack.compute.job_definition))]
     assert granted["batch:ListJobs"] == ["*"]  # no resource-level permissions exist for ListJobs
+    lease = bucket_objects(default, "scaler/lease.json")
+    assert granted["s3:GetObject"] == [lease] and granted["s3:PutObject"] == [lease]  # its lease, nothing else
     assert set(granted) == {
         "sqs:GetQueueAttributes",
         "batch:SubmitJob",
         "batch:ListJobs",
+        "s3:GetObject",
+        "s3:PutObject",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+
+
+def test_customer_keys_decrypt_through_s3_and_secrets_manager_only(private: Synth, default: Synth) -> None:
+    compute = private.stack.compute
+    (worker,) = [s for s in private.policy_statements(compute.job_role) if s["Action"] == "kms:Decrypt"]
+    assert worker["Resource"] == KEY_ARNS  # SSE-KMS audio in extraAudioBuckets
+    assert worker["Condition"] == {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}
+    (execution,) = [
+        s for s in private.policy_statements(compute.container.execution_role) if s["Action"] == "kms:Decrypt"
+    ]
+    assert execution["Resource"] == KEY_ARNS  # ECS injects the webhook secret with the execution role
+    assert execution["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Join": ["", ["secretsmanager.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+        }
+    }
+    for role in (default.stack.compute.job_role, default.stack.compute.container.execution_role):
+        assert "kms:Decrypt" not in statements_by_action(default.policy_statements(role))  # no kmsKeyArns, no grant
 
 
 def test_api_roles_send_to_the_queue_and_read_two_documents(default: Synth) -> None:
@@ -453,10 +614,23 @@ def test_scaler_lambda_runs_every_minute(default: Synth) -> None:
     assert env["QUEUE_URL"] == ref(default.logical_id(default.stack.queues.jobs))
     assert env["MAX_WORKERS"] == "8" and env["MESSAGES_PER_WORKER"] == "10"
     assert env["JOB_DEFINITION"] == ref(default.logical_id(default.stack.compute.job_definition))
-    rule = default.one("AWS::Events::Rule")["Properties"]
+    rule = default.resources[default.logical_id(default.stack.scaler.rule)]["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
     assert rule["Targets"][0]["Arn"] == arn(function_id)
     assert rule["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+def test_scaler_runs_once_at_a_time_and_never_reruns_an_event(default: Synth) -> None:
+    function_id = default.logical_id(default.stack.scaler.function)
+    function = default.resources[function_id]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 1
+    invoke = default.one("AWS::Lambda::EventInvokeConfig")["Properties"]
+    assert invoke["FunctionName"] == ref(function_id) and invoke["Qualifier"] == "$LATEST"
+    assert invoke["MaximumRetryAttempts"] == 0 and invoke["MaximumEventAgeInSeconds"] == 60
+    env = function["Environment"]["Variables"]  # the lease the code takes (functions/lease.py)
+    assert env["LEASE_BUCKET"] == ref(default.logical_id(default.stack.storage.bucket))
+    assert env["LEASE_KEY"] == "scaler/lease.json"
+    assert function["Timeout"] < float(env["LEASE_SECONDS"]) < 60  # outlives a run, free by the next tick
 
 
 def test_lambda_bundle_holds_handlers_and_powertools(default: Synth) -> None:
@@ -465,6 +639,7 @@ def test_lambda_bundle_holds_handlers_and_powertools(default: Synth) -> None:
     bundle = default.outdir / f"asset.{key}"
     assert (bundle / "functions" / "scaler.py").is_file()
     assert (bundle / "functions" / "scaler_logic.py").is_file()
+    assert (bundle / "functions" / "lease.py").is_file()
     assert (bundle / "aws_lambda_powertools" / "__init__.py").is_file()
     assert (bundle / "typing_extensions.py").is_file()
     assert not list(bundle.rglob("__pycache__"))
@@ -497,6 +672,27 @@ def test_alarms_on_dead_letters_oldest_message_and_scaler(default: Synth) -> Non
         assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
 
 
+def test_failed_worker_jobs_reach_the_alarm_topic(default: Synth) -> None:
+    stack = default.stack
+    rule = default.resources[default.logical_id(stack.monitoring.failed_jobs)]["Properties"]
+    job_queue = {"Fn::GetAtt": [default.logical_id(stack.compute.job_queue), "JobQueueArn"]}
+    assert rule["EventPattern"] == {
+        "source": ["aws.batch"],
+        "detail-type": ["Batch Job State Change"],
+        "detail": {"status": ["FAILED"], "jobQueue": [job_queue]},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == ref(default.logical_id(stack.monitoring.topic))
+    assert "<detail-statusReason>" in target["InputTransformer"]["InputTemplate"]
+    # EventBridge may publish to the topic, and use its key
+    policy = json.dumps(default.one("AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"])
+    assert "events.amazonaws.com" in policy and "sns:Publish" in policy
+    key_policy = default.one("AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    (publishers,) = [s for s in key_policy if "Service" in s["Principal"]]
+    assert set(publishers["Principal"]["Service"]) == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+    assert set(publishers["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+
+
 def test_alarm_topic_is_encrypted_and_ssl_only(default: Synth, trial: Synth) -> None:
     topic = default.one("AWS::SNS::Topic")["Properties"]
     assert topic["KmsMasterKeyId"] == arn(default.logical_id(default.stack.monitoring.topic.master_key))
@@ -526,7 +722,13 @@ def test_dashboard_shows_queue_and_worker_metrics(default: Synth, trial: Synth) 
     assert {"Audio seconds transcribed", "Realtime factor"} <= titles
     metrics = graphed(default)
     worker = {m[1] for m in metrics if m[0] == "WhisperBatch" and m[2:4] == ["service", "whisper-batch"]}
-    assert worker >= {*WORKER_METRICS, "JobsRetried"}  # JobsFailed: the total by service; by code below
+    assert worker >= {
+        *WORKER_METRICS,
+        "JobsRetried",
+        "ActiveWorkers",
+        "WorkersSubmitted",
+        "ScalerHeldBack",
+    }  # JobsFailed: the total by service; by code below
     sqs = {m[1] for m in metrics if m[0] == "AWS/SQS"}
     assert sqs >= {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
     (search,) = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
@@ -603,7 +805,7 @@ def test_api_key_mode(trial: Synth) -> None:
 # ------------------------------------------------------------------------------------------------ cdk-nag
 
 
-@pytest.mark.parametrize("name", ["default", "trial"])
+@pytest.mark.parametrize("name", ["default", "trial", "private"])
 def test_cdk_nag_has_no_unsuppressed_findings(name: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(name)
     annotations = Annotations.from_stack(synth.stack)
@@ -627,6 +829,21 @@ def test_every_suppression_says_why(default: Synth) -> None:
         assert len(rule["reason"]) >= 60, rule
         if rule["id"].startswith("AwsSolutions-IAM"):
             assert rule["applies_to"], rule  # granular: only the named policy or resource
+
+
+def test_api_key_suppression_says_a_key_does_not_authorize(trial: Synth, default: Synth) -> None:
+    def reasons(synth: Synth, rule: str) -> list[str]:
+        return [
+            suppression["reason"]
+            for resource in synth.resources.values()
+            for suppression in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+            if suppression["id"] == rule
+        ]
+
+    (reason,) = set(reasons(trial, "AwsSolutions-APIG4"))
+    assert reason.startswith(API_KEY_IS_NOT_AUTHORIZATION) and "IAM (SigV4) remains the default" in reason
+    assert API_KEY_IS_NOT_AUTHORIZATION == "An API key identifies a caller but does not authorize it."
+    assert reasons(default, "AwsSolutions-APIG4") == []  # IAM: nothing to excuse
 
 
 def test_cdk_nag_is_live(tmp_path: Path) -> None:

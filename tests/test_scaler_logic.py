@@ -1,10 +1,23 @@
-"""The scaler's decision, a pure function: how many worker jobs to submit for a queue depth."""
+"""The scaler's decisions, pure functions: how many worker jobs a queue depth wants, and when recent fast failures
+hold them back."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.functions.scaler_logic import MAX_SUBMITS_PER_RUN, Observation, decide
+from infra.functions.scaler_logic import (
+    COOL_DOWN_SECONDS,
+    FAST_FAILURE_SECONDS,
+    FAST_FAILURE_THRESHOLD,
+    FAST_FAILURE_WINDOW_SECONDS,
+    MAX_SUBMITS_PER_RUN,
+    Decision,
+    FailedJob,
+    Observation,
+    backoff,
+    decide,
+    held_back,
+)
 
 
 def submit(visible: int, in_flight: int = 0, active: int = 0, *, max_workers: int = 8, per_worker: int = 10) -> int:
@@ -65,3 +78,52 @@ def test_negative_approximations_are_treated_as_zero() -> None:
 def test_rejects_nonsense_limits(max_workers: int, per_worker: int) -> None:
     with pytest.raises(ValueError):
         decide(Observation(1, 0, 0), max_workers=max_workers, messages_per_worker=per_worker)
+
+
+# ------------------------------------------------------------------------------ back-off after fast failures
+
+NOW = 1_800_000_000.0
+
+
+def failed(
+    minutes_ago: float, ran_minutes: float | None = 0.5, reason: str = "Essential container exited"
+) -> FailedJob:
+    stopped = NOW - minutes_ago * 60
+    started = None if ran_minutes is None else stopped - ran_minutes * 60
+    return FailedJob(job_id=f"job-{minutes_ago}", stopped_at=stopped, started_at=started, reason=reason)
+
+
+def test_a_few_failures_do_not_hold_anything_back() -> None:
+    assert backoff([failed(1), failed(2)], NOW) is None
+    assert held_back(Decision(3, 3), Observation(30, 0, 0), None) == Decision(3, 3)
+
+
+def test_repeated_fast_failures_start_a_cool_down_that_says_why() -> None:
+    hold = backoff([failed(1), failed(2), failed(3, reason="CannotPullContainerError: not found")], NOW)
+    assert hold is not None and hold.cooling_down and hold.fast_failures == 3
+    assert hold.until == NOW - 60 + COOL_DOWN_SECONDS  # counted from the latest failure
+    assert "3 worker jobs failed within 5 min of starting" in hold.reason
+    assert "job-1: Essential container exited" in hold.reason and "submitting none for 9 more min" in hold.reason
+    assert held_back(Decision(5, 5), Observation(50, 0, 0), hold) == Decision(5, 0)
+
+
+def test_jobs_that_failed_while_starting_count_as_fast() -> None:
+    never_started = [failed(m, ran_minutes=None, reason="ResourceInitializationError: secret") for m in (1, 2, 3)]
+    assert backoff(never_started, NOW) is not None
+
+
+def test_slow_failures_old_failures_and_capacity_cancellations_do_not_count() -> None:
+    slow = [failed(m, ran_minutes=FAST_FAILURE_SECONDS / 60 + 1) for m in (1, 2, 3)]
+    old = [failed(FAST_FAILURE_WINDOW_SECONDS / 60 + m) for m in (1, 2, 3)]
+    capacity = [failed(m, None, "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - no spot capacity") for m in (1, 2, 3)]
+    for jobs in (slow, old, capacity):
+        assert backoff(jobs, NOW) is None
+
+
+def test_after_the_cool_down_one_worker_probes_while_none_is_active() -> None:
+    minutes = COOL_DOWN_SECONDS / 60 + 1
+    hold = backoff([failed(minutes), failed(minutes + 1), failed(minutes + 2)], NOW)
+    assert hold is not None and not hold.cooling_down and "one worker at a time" in hold.reason
+    assert held_back(Decision(4, 4), Observation(40, 0, 0), hold) == Decision(4, 1)
+    assert held_back(Decision(4, 3), Observation(40, 0, 1), hold) == Decision(4, 0)  # the probe is still out
+    assert FAST_FAILURE_THRESHOLD == 3

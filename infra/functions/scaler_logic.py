@@ -39,3 +39,71 @@ def decide(observation: Observation, *, max_workers: int, messages_per_worker: i
         return Decision(desired_workers=min(active, max_workers), submit=0)
     desired = min(math.ceil((visible + in_flight) / messages_per_worker), max_workers)
     return Decision(desired_workers=desired, submit=min(max(desired - active, 0), MAX_SUBMITS_PER_RUN))
+
+
+# ------------------------------------------------------------------------------------- fast-failure back-off
+
+# A worker that stops this soon after starting did not fail on a message (the worker retries or dead-letters those
+# itself and keeps going): it cannot run at all (a bad image, an unreadable secret, a model it cannot load).
+FAST_FAILURE_SECONDS: Final = 5 * 60
+# This many fast failures within the window say the next worker will fail the same way...
+FAST_FAILURE_THRESHOLD: Final = 3
+FAST_FAILURE_WINDOW_SECONDS: Final = 30 * 60
+# ...so submit nothing for this long after the latest one, then one worker at a time (only while none is active)
+# until the failures age out of the window: a crash loop costs one instance start every cool-down, not one a minute.
+COOL_DOWN_SECONDS: Final = 10 * 60
+# Batch's statusReason when the job queue cancels a worker stuck RUNNABLE for want of capacity: not a crash.
+CAPACITY_REASON_PREFIX: Final = "CAPACITY:"
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A FAILED worker job, times in epoch seconds; ``started_at`` is None for a job that never started."""
+
+    job_id: str
+    stopped_at: float
+    started_at: float | None = None
+    reason: str = ""
+
+    @property
+    def fast(self) -> bool:
+        """Failed within FAST_FAILURE_SECONDS of starting, or while starting (image pull, secret, resources)."""
+        if self.reason.startswith(CAPACITY_REASON_PREFIX):
+            return False
+        return self.started_at is None or self.stopped_at - self.started_at <= FAST_FAILURE_SECONDS
+
+
+@dataclass(frozen=True)
+class Backoff:
+    cooling_down: bool  # True: submit nothing; False: probing, one worker while none is active
+    until: float  # end of the cool-down (epoch seconds)
+    fast_failures: int
+    reason: str  # what to log: how many, since when, the latest statusReason
+
+
+def backoff(failures: list[FailedJob], now: float) -> Backoff | None:
+    """Whether recent fast failures should hold submissions back, and why; None when they should not."""
+    recent = [job for job in failures if job.fast and 0 <= now - job.stopped_at <= FAST_FAILURE_WINDOW_SECONDS]
+    if len(recent) < FAST_FAILURE_THRESHOLD:
+        return None
+    latest = max(recent, key=lambda job: job.stopped_at)
+    until = latest.stopped_at + COOL_DOWN_SECONDS
+    cooling_down = now < until
+    what = (
+        f"{len(recent)} worker jobs failed within {FAST_FAILURE_SECONDS // 60} min of starting in the last "
+        f"{FAST_FAILURE_WINDOW_SECONDS // 60} min (latest {latest.job_id}: {latest.reason or 'no reason given'})"
+    )
+    then = (
+        f"submitting none for {math.ceil((until - now) / 60)} more min"
+        if cooling_down
+        else "trying one worker at a time until they age out"
+    )
+    return Backoff(cooling_down=cooling_down, until=until, fast_failures=len(recent), reason=f"{what}; {then}")
+
+
+def held_back(decision: Decision, observation: Observation, hold: Backoff | None) -> Decision:
+    """``decision`` with submissions limited by the back-off: none while cooling down, then a single probe."""
+    if hold is None or decision.submit == 0:
+        return decision
+    probe = 0 if hold.cooling_down or observation.active_workers > 0 else 1
+    return Decision(desired_workers=decision.desired_workers, submit=min(decision.submit, probe))
