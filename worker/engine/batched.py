@@ -446,9 +446,7 @@ class BatchedEngine:
         """A lane that cannot be served fails every request with work in it; other lanes go on."""
         lane = self._lanes.pop(key, None) or _Lane()
         job_ids = {p.job for t in lane.tasks for p, _ in t.window.placements} | {p.job for p in lane.fresh}
-        job_ids |= {
-            i for i, job in self._jobs.items() if (job.request.model, job.language, job.request.options.task) == key
-        }
+        job_ids |= {i for i, job in self._jobs.items() if _key(job) == key}
         for job_id in job_ids:
             self._fail_job(job_id, exc)
 
