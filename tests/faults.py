@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from worker.audio import SAMPLE_RATE
 from worker.audio.wav import write_wav
 
-# Five seconds of this constant level mark audio the faulty backend refuses, wherever it lands in a window.
+# A second or more of this constant level marks audio the faulty backend refuses, wherever it lands in a window.
 POISON_LEVEL = 0.25
-POISON_SAMPLES = 16_000
+POISON_SAMPLES = SAMPLE_RATE
 
 
 class InjectedFault(RuntimeError):
@@ -25,7 +26,7 @@ class InjectedFault(RuntimeError):
 
 
 def write_poison(path: Any, seconds: float = 5.0) -> Any:
-    return write_wav(path, np.full(int(seconds * 16_000), POISON_LEVEL, dtype=np.float32))
+    return write_wav(path, np.full(int(seconds * SAMPLE_RATE), POISON_LEVEL, dtype=np.float32))
 
 
 class FaultyBackend:

@@ -10,4 +10,4 @@ The constants below are Whisper's input format, used by every stage that handles
 from typing import Final
 
 SAMPLE_RATE: Final = 16_000  # Whisper's input rate, samples per second
-BYTES_PER_SECOND: Final = SAMPLE_RATE * 4  # decoded float32 mono
+DECODED_BYTES_PER_SECOND: Final = SAMPLE_RATE * 4  # float32 mono

@@ -25,7 +25,7 @@ from types import TracebackType
 
 import numpy as np
 
-from worker.audio import SAMPLE_RATE
+from worker.audio import DECODED_BYTES_PER_SECOND
 from worker.audio.decode import decode_audio, probe_seconds
 from worker.ops.logs import logger
 from worker.service.errors import AudioTooLong, ResourceExhausted
@@ -40,7 +40,7 @@ UNLIMITED_BYTES = 2**60
 RUNTIME_RESERVE_BYTES = int(2.5 * GIB)
 AUDIO_SHARE = 0.5
 # float32 samples, counted twice: the decoder's chunks and the joined array (or the mel) coexist at the peak.
-BYTES_PER_SECOND = 2 * 4 * SAMPLE_RATE
+BYTES_PER_SECOND = 2 * DECODED_BYTES_PER_SECOND
 MINIMUM_SECONDS = 600.0
 # Container headers round durations (and some are a frame or two short): reserve this much above an estimate.
 HEADER_TOLERANCE_SECONDS = 1.0

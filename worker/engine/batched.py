@@ -260,12 +260,7 @@ class BatchedEngine:
             del self._jobs[job_id]
         for key, lane in list(self._lanes.items()):
             lane.fresh = [p for p in lane.fresh if p.job in self._jobs]
-            kept: deque[_Task] = deque()
-            for task in lane.tasks:
-                live = [(p, offset) for p, offset in task.window.placements if p.job in self._jobs]
-                if live:
-                    kept.append(task if len(live) == len(task.window.placements) else _Task(Window(live), task.step))
-            lane.tasks = kept
+            lane.tasks = deque(t for t in (self._live(task) for task in lane.tasks) if t is not None)
             if not lane.tasks and not lane.fresh:
                 del self._lanes[key]
 

@@ -279,7 +279,8 @@ class JobProcessor:
         )
         self._save_result(folder, result)
         if callback_url:
-            self._send(callback_url, result, job_id or message.message_id, legacy=is_legacy_body(message.body))
+            shape = "legacy" if is_legacy_body(message.body) else "v1"
+            self._send(callback_url, result, job_id or message.message_id, shape)
         return Outcome("failed", job_id, error)
 
     def _save_result(self, folder: str, result: JobResult) -> None:
@@ -293,7 +294,7 @@ class JobProcessor:
         job can send it again if it did not (same webhook-id: receivers de-duplicate)."""
         if not request.callback_url:
             return
-        outcome = self._send(request.callback_url, result, request.job_id, request)
+        outcome = self._send(request.callback_url, result, request.job_id, request.callback_shape, request.formats[0])
         record = CallbackRecord(
             delivered=bool(outcome and outcome.delivered),
             attempts=outcome.attempts if outcome else 0,
@@ -302,15 +303,12 @@ class JobProcessor:
         self._save_result(request.job_id, replace(result, callback=record))
 
     def _send(
-        self, url: str, result: JobResult, job_id: str, request: JobRequest | None = None, legacy: bool = False
+        self, url: str, result: JobResult, job_id: str, shape: str, result_format: str | None = None
     ) -> CallbackOutcome | None:
         if self.callbacks is None:
             logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
             return None
-        if request is not None:
-            payload = result.callback_payload(request.callback_shape, request.formats[0])
-        else:
-            payload = result.callback_payload("legacy" if legacy else "v1")
+        payload = result.callback_payload(shape, result_format)
         event_id = f"{job_id}-{result.status}-{result.request_sha256 or result.message_id}"
         outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
         logger.info(
