@@ -30,7 +30,7 @@ RUN pip install torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY worker ./worker
-RUN pip install '.[worker]'
+RUN pip install '.[worker,diarize]'
 
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/whisper whisper
 

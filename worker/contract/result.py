@@ -24,6 +24,7 @@ CALLBACK_FIELDS: Final = (
     "model",
     "error",
     "metadata",
+    "speakers",
 )
 
 
@@ -68,6 +69,7 @@ class JobResult:
     attempt: int | None = None
     finished_at: str | None = None
     text_preview: str | None = None
+    speakers: list[dict[str, Any]] | None = None  # diarized jobs: [{"speaker": "SPEAKER_00", "seconds": 12.3}]
     callback: CallbackRecord | None = None
     version: int = RESULT_VERSION
 
@@ -76,13 +78,13 @@ class JobResult:
         return self.status == "completed"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document; ``text_preview`` and ``callback`` only when they are known."""
+        """The JSON document; ``text_preview``, ``speakers`` and ``callback`` only when they are known."""
         data: dict[str, Any] = {"version": self.version}
         for item in fields(self):
             if item.name == "version":
                 continue
             value = getattr(self, item.name)
-            if item.name in ("text_preview", "callback") and value is None:
+            if item.name in ("text_preview", "speakers", "callback") and value is None:
                 continue
             if isinstance(value, ErrorInfo | CallbackRecord):
                 value = {f.name: getattr(value, f.name) for f in fields(value)}

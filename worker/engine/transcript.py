@@ -11,6 +11,7 @@ class Word:
     start: float
     end: float
     probability: float
+    speaker: str | None = None  # with diarization
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Segment:
     compression_ratio: float = 0.0
     temperature: float = 0.0
     words: list[Word] | None = None
+    speaker: str | None = None  # with diarization; None also where nobody could be heard
 
 
 @dataclass
@@ -33,3 +35,4 @@ class Transcript:
     duration: float
     segments: list[Segment] = field(default_factory=list)
     task: str = "transcribe"
+    speakers: dict[str, float] | None = None  # label -> talk seconds, when diarized (empty: nobody spoke)

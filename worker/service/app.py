@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from worker import aws
+from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
 from worker.engine.choose import make_engine
 from worker.engine.device import pick_device, require_usable_device
@@ -71,5 +72,6 @@ def build_worker(settings: Settings, engine: Engine | None = None, metrics: JobM
         engine=engine or build_engine(settings, s3, metrics),
         callbacks=callbacks,
         progress_callbacks=progress_callbacks,
+        diarizers=DiarizerFactory(settings.diarization_model, pick_device(settings.device)),
     )
     return Worker(settings, JobQueue(sqs, queue_url, settings.dlq_url), processor, metrics)

@@ -15,7 +15,8 @@
         ├── StoreUnavailable      store_unavailable   S3 refused or failed to write results
         ├── ResourceExhausted     resource_exhausted  out of (GPU) memory
         ├── EngineFailed          engine_failed       a forward pass or the engine's model thread raised
-        └── EngineTimeout         engine_timeout      the engine did not finish the job by its deadline
+        ├── EngineTimeout         engine_timeout      the engine did not finish the job by its deadline
+        └── DiarizationFailed     diarization_failed  the diarizer did not load, raised, or missed its deadline
 
 Only the class decides a message's fate; ``code`` is the stable name backends see.
 """
@@ -93,6 +94,10 @@ class EngineFailed(TransientError):
 
 class EngineTimeout(TransientError):
     code = "engine_timeout"
+
+
+class DiarizationFailed(TransientError):
+    code = "diarization_failed"
 
 
 class WorkerUnfit(RuntimeError):

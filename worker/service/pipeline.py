@@ -5,6 +5,7 @@ The processor decides what happened; the runner decides what that means for the 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import json
@@ -14,19 +15,23 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from worker.audio import SAMPLE_RATE
 from worker.audio.budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
 from worker.contract import ContractError, JobRequest, best_effort_ids, is_legacy_body, parse_message
 from worker.contract.result import CallbackRecord, ErrorInfo, JobResult, utc_timestamp
+from worker.diarization import Diarizer, SpeakerBounds, Turn
+from worker.diarization.attribute import attribute
+from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
 from worker.engine.options import TranscribeOptions
 from worker.ops.logs import logger
 from worker.service.callback import CallbackOutcome, CallbackSender
 from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore
-from worker.service.errors import BlockedUrl, InvalidMessage, JobError, TransientError
+from worker.service.errors import BlockedUrl, DiarizationFailed, InvalidMessage, JobError, TransientError
 from worker.service.fetch import fetched
 from worker.service.netguard import check_url
 from worker.service.progress import STATUS_FILE, ProgressReporter
-from worker.service.render import render
+from worker.service.render import render, speaker_summary
 from worker.service.settings import Settings
 from worker.service.sqs import QueueMessage
 from worker.service.store import ResultStore
@@ -61,6 +66,7 @@ class JobProcessor:
         engine: Engine,
         callbacks: CallbackSender | None,
         progress_callbacks: CallbackSender | None = None,
+        diarizers: DiarizerFactory | None = None,
     ) -> None:
         self.settings = settings
         self.s3 = s3
@@ -72,6 +78,9 @@ class JobProcessor:
         self.claims = ClaimStore(s3, store.bucket)
         # One budget of decoded audio for all messages in progress: each waits for room before decoding.
         self.audio_budget = AudioBudget(settings.max_decoded_seconds or default_budget_seconds())
+        self.diarizers = diarizers or DiarizerFactory(settings.diarization_model, "cpu")
+        # Diarization runs beside the engine, over the same decoded samples, one thread per message in progress.
+        self._diarizing = concurrent.futures.ThreadPoolExecutor(settings.concurrency, thread_name_prefix="diarize")
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
         started = time.monotonic()
@@ -159,8 +168,11 @@ class JobProcessor:
             beam_size=request.beam_size,
         )
         self.engine.check(model, options)  # a model that cannot serve these options fails before any fetch
+        if request.diarize:
+            self._diarizer()  # likewise a diarizer that does not load
         progress.state("fetching")
         decoded: Reservation | None = None
+        diarizing: concurrent.futures.Future[list[Turn]] | None = None
         try:
             with fetched(
                 request.audio,
@@ -173,8 +185,15 @@ class JobProcessor:
                 progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
                 audio, decoded = decode_within_budget(path, self.audio_budget, max_seconds=s.max_audio_seconds)
             progress.state("transcribing", 0.0)
+            if request.diarize:
+                bounds = SpeakerBounds(request.speakers, request.min_speakers, request.max_speakers)
+                diarizing = self._diarizing.submit(self._diarizer().diarize, audio, bounds)
             transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+            if diarizing is not None:
+                transcript = attribute(transcript, self._turns(diarizing, len(audio) / SAMPLE_RATE))
         finally:
+            if diarizing is not None:  # its thread reads the samples until it returns, even for a failed job
+                concurrent.futures.wait([diarizing], timeout=self._deadline(len(audio) / SAMPLE_RATE))
             if decoded is not None:  # the engine is done with the samples, whatever it returned
                 decoded.release()
         progress.state("storing")
@@ -184,6 +203,7 @@ class JobProcessor:
             language=transcript.language,
             duration_seconds=transcript.duration,
             text_preview=transcript.text[:200],
+            speakers=speaker_summary(transcript),
         )
         # result.json goes last: its presence with status "completed" means every transcript is in place.
         self.store.put_result(request.job_id, result)
@@ -193,6 +213,27 @@ class JobProcessor:
             extra={"duration_seconds": transcript.duration, "processing_seconds": result.processing_seconds},
         )
         return result
+
+    def _diarizer(self) -> Diarizer:
+        try:
+            return self.diarizers.get()
+        except Exception as exc:
+            logger.exception("diarizer did not load")
+            raise DiarizationFailed(f"speaker diarization is unavailable: {exc}") from exc
+
+    def _deadline(self, audio_seconds: float) -> float:
+        return self.settings.job_deadline_base_seconds + self.settings.job_deadline_factor * audio_seconds
+
+    def _turns(self, diarizing: concurrent.futures.Future[list[Turn]], audio_seconds: float) -> list[Turn]:
+        """The diarizer's turns; its failure fails the job rather than returning text without speakers."""
+        try:
+            return diarizing.result(timeout=self._deadline(audio_seconds))
+        except concurrent.futures.TimeoutError:
+            limit = self._deadline(audio_seconds)
+            raise DiarizationFailed(f"speaker diarization did not finish within {limit:.0f} s") from None
+        except Exception as exc:
+            logger.exception("diarization failed")
+            raise DiarizationFailed(f"speaker diarization failed: {type(exc).__name__}: {exc}") from exc
 
     def _result(
         self,

@@ -46,14 +46,30 @@ def _line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _turns(transcript: Transcript, *, prefix: bool = True) -> list[tuple[Segment, str]]:
+    """Non-empty segments with their one-line text, prefixed ``[SPEAKER_00] `` where a speaker's turn begins."""
+    out: list[tuple[Segment, str]] = []
+    previous: str | None = None
+    for seg in transcript.segments:
+        text = _line(seg.text)
+        if not text:
+            continue
+        if prefix and seg.speaker is not None and seg.speaker != previous:
+            text = f"[{seg.speaker}] {text}"
+        previous = seg.speaker
+        out.append((seg, text))
+    return out
+
+
 def _cues(transcript: Transcript, *, decimal: str, numbered: bool, html: bool) -> list[str]:
     cues = []
-    for seg in transcript.segments:
-        text = _line(seg.text).replace("-->", "->")  # "-->" in the payload would read as a timing line
-        if not text:
-            continue  # an empty cue is invalid in some players and useless in all
+    # An empty cue is invalid in some players and useless in all; VTT names speakers in voice spans instead.
+    for seg, line in _turns(transcript, prefix=not html):
+        text = line.replace("-->", "->")  # "-->" in the payload would read as a timing line
         if html:  # WebVTT cue text is markup: a bare "<" or "&" would be parsed as a tag or entity
             text = text.replace("&", "&amp;").replace("<", "&lt;")  # ">" is legal; "->" stays readable
+            if seg.speaker is not None:  # a voice span names the speaker of every cue
+                text = f"<v {seg.speaker}>{text}"
         timing = f"{timestamp(seg.start, decimal)} --> {timestamp(seg.end, decimal)}"
         cues.append(f"{len(cues) + 1}\n{timing}\n{text}\n" if numbered else f"{timing}\n{text}\n")
     return cues
@@ -70,27 +86,38 @@ def render_vtt(transcript: Transcript) -> str:
 
 
 def render_txt(transcript: Transcript) -> str:
-    """Plain text, one line per non-empty segment."""
-    return "".join(f"{text}\n" for seg in transcript.segments if (text := _line(seg.text)))
+    """Plain text, one line per non-empty segment; ``[SPEAKER_00]`` where a speaker's turn begins."""
+    return "".join(f"{text}\n" for _, text in _turns(transcript))
 
 
 def render_tsv(transcript: Transcript) -> str:
     """Integer milliseconds like openai-whisper's WriteTSV, for spreadsheet and script users."""
-    rows = ["start\tend\ttext\n"]
-    rows += [f"{_ms(seg.start)}\t{_ms(seg.end)}\t{text}\n" for seg in transcript.segments if (text := _line(seg.text))]
+    if transcript.speakers is None:
+        rows = ["start\tend\ttext\n"]
+        rows += [f"{_ms(s.start)}\t{_ms(s.end)}\t{text}\n" for s in transcript.segments if (text := _line(s.text))]
+        return "".join(rows)
+    rows = ["start\tend\tspeaker\ttext\n"]  # diarized: a speaker column, empty where nobody is identified
+    rows += [
+        f"{_ms(s.start)}\t{_ms(s.end)}\t{s.speaker or ''}\t{text}\n"
+        for s in transcript.segments
+        if (text := _line(s.text))
+    ]
     return "".join(rows)
 
 
-def _word(word: Word) -> dict[str, Any]:
-    return {
+def _word(word: Word, diarized: bool) -> dict[str, Any]:
+    out = {
         "word": word.word,
         "start": _sec(word.start),
         "end": _sec(word.end),
         "probability": round(word.probability, 4),
     }
+    if diarized:
+        out["speaker"] = word.speaker
+    return out
 
 
-def _segment(seg: Segment) -> dict[str, Any]:
+def _segment(seg: Segment, diarized: bool) -> dict[str, Any]:
     # OpenAI verbose_json keys minus "seek" and "tokens", which this engine does not keep.
     out: dict[str, Any] = {
         "id": seg.id,
@@ -102,22 +129,35 @@ def _segment(seg: Segment) -> dict[str, Any]:
         "compression_ratio": round(seg.compression_ratio, 4),
         "no_speech_prob": round(seg.no_speech_prob, 4),
     }
+    if diarized:
+        out["speaker"] = seg.speaker
     if seg.words:
-        out["words"] = [_word(w) for w in seg.words]
+        out["words"] = [_word(w, diarized) for w in seg.words]
     return out
 
 
+def speaker_summary(transcript: Transcript) -> list[dict[str, Any]] | None:
+    """Each speaker with their talk time, as result.json, the callback and the JSON transcript list them."""
+    if transcript.speakers is None:
+        return None
+    return [{"speaker": name, "seconds": _sec(seconds)} for name, seconds in transcript.speakers.items()]
+
+
 def render_json(transcript: Transcript) -> str:
-    """OpenAI ``verbose_json``-compatible; ``words`` only when word timestamps were asked for."""
+    """OpenAI ``verbose_json``-compatible; ``words`` only when word timestamps were asked for, ``speaker`` and
+    ``speakers`` only when diarized."""
+    diarized = transcript.speakers is not None
     doc: dict[str, Any] = {
         "task": transcript.task,
         "language": transcript.language,
         "duration": _sec(transcript.duration),
         "text": transcript.text,
-        "segments": [_segment(seg) for seg in transcript.segments],
+        "segments": [_segment(seg, diarized) for seg in transcript.segments],
     }
+    if diarized:
+        doc["speakers"] = speaker_summary(transcript)
     if any(seg.words for seg in transcript.segments):
-        doc["words"] = [_word(w) for seg in transcript.segments for w in seg.words or ()]
+        doc["words"] = [_word(w, diarized) for seg in transcript.segments for w in seg.words or ()]
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 

@@ -125,6 +125,8 @@ class Settings:
     # How long a job may wait on the engine: this many seconds plus ``job_deadline_factor`` per second of audio.
     job_deadline_base_seconds: float = 600.0
     job_deadline_factor: float = 4.0
+    # Speaker diarization: None is the built-in diarizer; a path is an operator's pyannote.audio pipeline directory.
+    diarization_model: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +174,7 @@ class Settings:
             max_runtime_seconds=max_runtime or None,
             job_deadline_base_seconds=_float(env, "WHISPER_JOB_DEADLINE_BASE_SECONDS", 600.0),
             job_deadline_factor=_float(env, "WHISPER_JOB_DEADLINE_FACTOR", 4.0),
+            diarization_model=_get(env, "WHISPER_DIARIZATION_MODEL"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
