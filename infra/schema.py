@@ -1,11 +1,11 @@
 """The job message's JSON Schema, rewritten from draft 2020-12 (pydantic) into draft 4 for API Gateway models.
 
 API Gateway validates request bodies against JSON Schema draft 4. The rewrite is exact for the keywords the
-contract uses (``const`` becomes a one-value ``enum``, ``$defs`` become ``definitions``, numeric exclusive bounds
-become draft 4's boolean form); pure annotations draft 4 lacks are dropped (and ``"default": null``, which
-CloudFormation would drop), and any validation keyword draft 4
-cannot express raises, so a contract change that the API could not enforce fails the build instead of passing
-silently.
+contract uses (``const`` becomes a one-value ``enum``, ``$defs`` become ``definitions``, ``dependentSchemas``
+becomes draft 4's schema-form ``dependencies``, numeric exclusive bounds become draft 4's boolean form); pure
+annotations draft 4 lacks are dropped (and ``"default": null``, which CloudFormation would drop), and any
+validation keyword draft 4 cannot express raises, so a contract change that the API could not enforce fails the
+build instead of passing silently.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ _UNSUPPORTED: Final = frozenset(
         "unevaluatedProperties",
         "unevaluatedItems",
         "dependentRequired",
-        "dependentSchemas",
         "propertyNames",
         "contains",
         "minContains",
@@ -33,7 +32,9 @@ _UNSUPPORTED: Final = frozenset(
     }
 )
 # Keywords whose value is a map of name -> schema, or a list of schemas, or one schema.
-_SCHEMA_MAPS: Final = frozenset({"properties", "patternProperties", "$defs", "definitions"})
+_SCHEMA_MAPS: Final = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+# 2020-12 split draft 4's ``dependencies`` in two; its schema form (``dependentSchemas``) has the same meaning.
+_RENAMED: Final = {"$defs": "definitions", "dependentSchemas": "dependencies"}
 _SCHEMA_LISTS: Final = frozenset({"anyOf", "allOf", "oneOf"})
 _SCHEMA_VALUES: Final = frozenset({"items", "additionalProperties", "not"})
 
@@ -63,8 +64,7 @@ def _convert(node: dict[str, Any], where: str) -> dict[str, Any]:
         elif key == "$ref":
             out[key] = value.replace("#/$defs/", "#/definitions/")
         elif key in _SCHEMA_MAPS:
-            target = "definitions" if key == "$defs" else key
-            out[target] = {name: _convert(sub, f"{where}/{key}/{name}") for name, sub in value.items()}
+            out[_RENAMED.get(key, key)] = {name: _convert(sub, f"{where}/{key}/{name}") for name, sub in value.items()}
         elif key in _SCHEMA_LISTS:
             out[key] = [_convert(sub, f"{where}/{key}/{i}") for i, sub in enumerate(value)]
         elif key in _SCHEMA_VALUES and isinstance(value, dict):

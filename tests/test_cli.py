@@ -28,3 +28,16 @@ def test_run_without_a_queue_says_what_is_missing() -> None:
     done = _cli("run", "--max-jobs", "1", env=env)
     assert done.returncode == 2
     assert "WHISPER_QUEUE_URL is not set" in done.stderr
+
+
+def test_schema_states_the_speaker_rules() -> None:
+    schema = json.loads(_cli("schema").stdout)
+    assert {"diarize", "speakers", "min_speakers", "max_speakers"} <= set(schema["properties"])
+    assert set(schema["dependentSchemas"]) == {"speakers", "min_speakers", "max_speakers"}
+
+
+def test_submit_help_lists_the_diarization_flags() -> None:
+    done = _cli("submit", "--help")
+    assert done.returncode == 0
+    for flag in ("--diarize", "--speakers N", "--min-speakers N", "--max-speakers N"):
+        assert flag in done.stdout

@@ -7,14 +7,19 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from worker.cli import build_parser
-from worker.client import pricing
+from worker.cli import build_parser, main
+from worker.client import TranscriptionClient, pricing
 from worker.client.deadletters import parse
-from worker.client.errors import EstimateError, TranscriptionError
+from worker.client.errors import EstimateError, JobValidationError, TranscriptionError
 
 README = Path(__file__).parent.parent / "README.md"
 HEAVY_MODULES = (
@@ -200,3 +205,142 @@ def test_dead_letters_say_why_they_are_there() -> None:
     assert by_sqs.reason == "(moved by SQS after 3 receives)"  # our own listing was the fourth
     assert by_sqs.sent_at == "2026-01-01T00:00:00+00:00"
     assert parse(_raw({}, {})).reason == "(moved by SQS)"
+
+
+# ---------------------------------------------------------------------------- submit: what is sent
+# In-process moto: what the SDK and ``whisper-worker submit`` put on the queue, and that a job the contract refuses
+# leaves the queue and the bucket untouched.
+
+REGION = "us-east-1"
+BUCKET = "results"
+
+
+@dataclass
+class Queue:
+    url: str
+    client: TranscriptionClient
+
+    def bodies(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        messages = sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
+
+    def uploads(self) -> list[str]:
+        listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
+        return [item["Key"] for item in listing.get("Contents", [])]
+
+    def submit_cli(self, *args: str) -> int:
+        return main(["submit", *args, "--queue-url", self.url, "--bucket", BUCKET, "--region", REGION])
+
+
+@pytest.fixture
+def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "WHISPER_QUEUE_URL", "WHISPER_RESULTS_BUCKET", "WHISPER_DLQ_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="jobs")["QueueUrl"]
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield Queue(url, TranscriptionClient(url, BUCKET, region=REGION))
+
+
+@pytest.fixture
+def audio(tmp_path: Path) -> Path:
+    path = tmp_path / "meeting.flac"
+    path.write_bytes(b"fLaC not really")
+    return path
+
+
+SPEAKER_FIELDS = ("diarize", "speakers", "min_speakers", "max_speakers")
+
+
+def test_sdk_sends_the_speaker_fields(queue: Queue, audio: Path) -> None:
+    queue.client.submit(job_id="exact", audio="s3://results/a.flac", diarize=True, speakers=2)
+    queue.client.submit(
+        {"job_id": "range", "audio": "s3://results/a.flac", "diarize": True, "min_speakers": 2}, max_speakers=5
+    )
+    queue.client.upload_and_submit(audio, job_id="uploaded", diarize=True, max_speakers=3)
+    queue.client.submit(job_id="plain", audio="s3://results/a.flac")
+    sent = {body["job_id"]: {k: body[k] for k in SPEAKER_FIELDS if k in body} for body in queue.bodies()}
+    assert sent == {
+        "exact": {"diarize": True, "speakers": 2},
+        "range": {"diarize": True, "min_speakers": 2, "max_speakers": 5},
+        "uploaded": {"diarize": True, "max_speakers": 3},
+        "plain": {"diarize": False},  # null counts are left out; a bare job is not diarized
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"speakers": 2}, "speakers", "only applies with diarize: true"),
+        ({"diarize": False, "min_speakers": 2}, "min_speakers", "only applies with diarize: true"),
+        ({"diarize": True, "speakers": 2, "max_speakers": 3}, "max_speakers", "give either speakers or"),
+        ({"diarize": True, "min_speakers": 4, "max_speakers": 3}, "max_speakers", "3 is below min_speakers 4"),
+        ({"diarize": True, "speakers": 33}, "speakers", "less than or equal to 32"),
+    ],
+)
+def test_sdk_refuses_bad_speaker_options_before_sending_or_uploading(
+    queue: Queue, audio: Path, options: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(JobValidationError, match=rf"^invalid job: {field}: .*{message}") as info:
+        queue.client.submit(audio="s3://results/a.flac", **options)
+    assert [error["field"] for error in info.value.errors] == [field]
+    with pytest.raises(JobValidationError, match=rf"{field}: .*{message}"):
+        queue.client.upload_and_submit(audio, **options)
+    assert queue.bodies() == []
+    assert queue.uploads() == []
+
+
+def test_submit_cli_sends_the_speaker_flags(queue: Queue, audio: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert queue.submit_cli("s3://results/a.flac", "--job-id", "exact", "--diarize", "--speakers", "2") == 0
+    assert capsys.readouterr().out == "exact\n"
+    assert (
+        queue.submit_cli(str(audio), "--job-id", "range", "--diarize", "--min-speakers", "2", "--max-speakers", "4")
+        == 0
+    )
+    assert queue.submit_cli("s3://results/a.flac", "--job-id", "plain") == 0
+    sent = {body["job_id"]: body for body in queue.bodies()}
+    assert {k: sent["exact"][k] for k in SPEAKER_FIELDS if k in sent["exact"]} == {"diarize": True, "speakers": 2}
+    assert {k: sent["range"][k] for k in SPEAKER_FIELDS if k in sent["range"]} == {
+        "diarize": True,
+        "min_speakers": 2,
+        "max_speakers": 4,
+    }
+    assert sent["range"]["audio"] == "s3://results/audio/range/meeting.flac"
+    assert {k: sent["plain"][k] for k in SPEAKER_FIELDS if k in sent["plain"]} == {"diarize": False}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--speakers", "2"], "error: invalid job: speakers: only applies with diarize: true"),
+        (["--min-speakers", "2"], "error: invalid job: min_speakers: only applies with diarize: true"),
+        (
+            ["--diarize", "--speakers", "2", "--max-speakers", "3"],
+            "error: invalid job: max_speakers: give either speakers or min_speakers/max_speakers",
+        ),
+        (
+            ["--diarize", "--min-speakers", "4", "--max-speakers", "3"],
+            "error: invalid job: max_speakers: max_speakers 3 is below min_speakers 4",
+        ),
+        (["--diarize", "--speakers", "0"], "error: invalid job: speakers: Input should be greater than or equal to 1"),
+    ],
+)
+def test_submit_cli_refuses_bad_speaker_flags_before_uploading(
+    queue: Queue, audio: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    assert queue.submit_cli(str(audio), *flags) == 2
+    captured = capsys.readouterr()
+    assert f"whisper-worker: {expected}" in captured.err
+    assert captured.out == ""
+    assert queue.bodies() == []
+    assert queue.uploads() == []
+
+
+def test_submit_cli_speaker_counts_are_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["submit", "s3://b/k", "--diarize", "--speakers", "two"])
+    assert info.value.code == 2
+    assert "--speakers: invalid int value: 'two'" in capsys.readouterr().err

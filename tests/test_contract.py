@@ -82,6 +82,7 @@ def test_minimal_message_gets_defaults() -> None:
     assert job.word_timestamps is False
     assert job.initial_prompt is None
     assert job.beam_size is None
+    assert (job.diarize, job.speakers, job.min_speakers, job.max_speakers) == (False, None, None, None)
     assert job.callback_url is None
     assert job.metadata == {}
 
@@ -324,6 +325,9 @@ def test_several_errors_are_all_reported() -> None:
         ("initial_prompt", "p" * 1001),
         ("initial_prompt", 5),
         ("metadata", ["not", "a", "dict"]),
+        ("diarize", "yes"),
+        ("diarize", 1),
+        ("diarize", None),
     ],
 )
 def test_wrong_values(field: str, value: Any) -> None:
@@ -476,6 +480,88 @@ def test_best_effort_ids_never_raises(raw: Any) -> None:
     assert best_effort_ids(raw) == (None, None, {})
 
 
+# ---------------------------------------------------------------------------------------- speakers
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"diarize": True},
+        {"diarize": True, "speakers": 1},
+        {"diarize": True, "speakers": 32},
+        {"diarize": True, "min_speakers": 2},
+        {"diarize": True, "max_speakers": 6},
+        {"diarize": True, "min_speakers": 3, "max_speakers": 3},
+        {"diarize": True, "speakers": 2, "min_speakers": None, "max_speakers": None},
+        {"diarize": True, "speakers": None, "min_speakers": 1, "max_speakers": 32},
+        {"speakers": None, "min_speakers": None, "max_speakers": None},  # null is "not given": no diarize needed
+    ],
+)
+def test_speaker_fields_accepted(fields: dict[str, Any]) -> None:
+    job = parse_message(body(**fields))
+    assert job.diarize is fields.get("diarize", False)
+    for name in ("speakers", "min_speakers", "max_speakers"):
+        assert getattr(job, name) == fields.get(name)
+
+
+def test_speaker_fields_survive_the_round_trip_a_client_sends() -> None:
+    job = parse_message(body(diarize=True, min_speakers=2, max_speakers=4))
+    sent = json.loads(job.model_dump_json(exclude_none=True))
+    assert (sent["diarize"], sent["min_speakers"], sent["max_speakers"]) == (True, 2, 4)
+    assert "speakers" not in sent
+    assert parse_message(json.dumps(sent)) == job
+
+
+@pytest.mark.parametrize(
+    ("fields", "errors"),
+    [
+        ({"speakers": 2}, {"speakers": "only applies with diarize: true"}),
+        ({"diarize": False, "min_speakers": 2}, {"min_speakers": "only applies with diarize: true"}),
+        (
+            {"min_speakers": 2, "max_speakers": 3},
+            {"min_speakers": "only applies with diarize: true", "max_speakers": "only applies with diarize: true"},
+        ),
+        (
+            {"diarize": "yes", "speakers": 2},  # a bad diarize is no diarize: both are named
+            {"diarize": "Input should be a valid boolean", "speakers": "only applies with diarize: true"},
+        ),
+        (
+            {"diarize": True, "speakers": 2, "max_speakers": 3},
+            {"max_speakers": "give either speakers or min_speakers/max_speakers"},
+        ),
+        (
+            {"diarize": True, "speakers": 2, "min_speakers": 1, "max_speakers": 3},
+            {
+                "min_speakers": "give either speakers or min_speakers/max_speakers",
+                "max_speakers": "give either speakers or min_speakers/max_speakers",
+            },
+        ),
+        (
+            {"diarize": True, "min_speakers": 4, "max_speakers": 3},
+            {"max_speakers": "max_speakers 3 is below min_speakers 4"},
+        ),
+        ({"diarize": True, "speakers": 0}, {"speakers": "Input should be greater than or equal to 1"}),
+        ({"diarize": True, "max_speakers": 33}, {"max_speakers": "Input should be less than or equal to 32"}),
+        ({"diarize": True, "min_speakers": "2"}, {"min_speakers": "Input should be a valid integer"}),
+        ({"diarize": True, "speakers": True}, {"speakers": "Input should be a valid integer"}),
+        (
+            {"diarize": True, "speakers": 2.5},
+            {"speakers": "Input should be a valid integer"},  # strict: 2.5 is no integer
+        ),
+    ],
+)
+def test_speaker_rules_name_the_field(fields: dict[str, Any], errors: dict[str, str]) -> None:
+    err = rejected(body(**fields))
+    assert {item["field"]: item["message"] for item in err.errors} == errors
+    for field, message in errors.items():
+        assert f"{field}: {message}" in str(err)
+
+
+def test_speaker_fields_are_not_in_the_legacy_shape() -> None:
+    err = rejected(json.dumps({**LEGACY, "diarize": True}))
+    assert err.errors == [{"field": "diarize", "message": "unknown field 'diarize'"}]
+
+
 # ------------------------------------------------------------------------------------------ schema
 
 
@@ -498,6 +584,10 @@ def test_json_schema() -> None:
         "word_timestamps",
         "initial_prompt",
         "beam_size",
+        "diarize",
+        "speakers",
+        "min_speakers",
+        "max_speakers",
         "callback_url",
         "callback_shape",
         "progress_callback",
@@ -507,7 +597,35 @@ def test_json_schema() -> None:
     assert props["job_id"]["pattern"] == "^[A-Za-z0-9_-]{1,128}$"
     assert "large-v3-turbo" in props["model"]["description"]
     assert props["formats"]["items"]["enum"] == ["json", "srt", "vtt", "txt", "tsv"]
+    assert props["diarize"] == {"default": False, "description": props["diarize"]["description"], "title": "Diarize",
+                                "type": "boolean"}  # fmt: skip
+    for name in ("speakers", "min_speakers", "max_speakers"):
+        assert props[name]["anyOf"] == [{"maximum": 32, "minimum": 1, "type": "integer"}, {"type": "null"}]
+        assert "diarize: true" in props[name]["description"]
     assert json.loads(json.dumps(schema)) == schema
+
+
+@pytest.mark.parametrize(
+    ("fields", "valid"),
+    [
+        ({"diarize": True, "speakers": 2}, True),
+        ({"diarize": True, "min_speakers": 2, "max_speakers": 5}, True),
+        ({"speakers": None, "max_speakers": None}, True),
+        ({"speakers": 2}, False),
+        ({"diarize": False, "min_speakers": 2}, False),
+        ({"diarize": True, "speakers": 2, "max_speakers": 3}, False),
+        ({"diarize": True, "speakers": 2, "min_speakers": 1}, False),
+        # Comparing two values is beyond JSON Schema: only parse_message rejects min > max.
+        ({"diarize": True, "min_speakers": 4, "max_speakers": 3}, True),
+    ],
+)
+def test_json_schema_states_the_speaker_rules(fields: dict[str, Any], valid: bool) -> None:
+    from jsonschema import Draft202012Validator
+
+    message = json.loads(body(**fields))
+    assert Draft202012Validator(json_schema()).is_valid(message) is valid
+    if not valid:
+        rejected(json.dumps(message))
 
 
 def test_contract_imports_no_heavy_dependencies() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.contract import OUTPUT_FORMATS
+from worker.contract.message import MAX_SPEAKERS
 
 if TYPE_CHECKING:
     from worker.client import JobStatus, TranscriptionClient
@@ -46,6 +47,16 @@ def add_client_commands(commands: Any) -> None:
     submit.add_argument("--format", default="json", help=f"comma-separated: {formats} (default: json)")
     submit.add_argument("--language", help="spoken language, e.g. en (default: detect)")
     submit.add_argument("--task", choices=["transcribe", "translate"], help="default: transcribe")
+    # Combinations are checked by the contract (as the worker will) before anything is uploaded or sent.
+    submit.add_argument("--diarize", action="store_true", help="label who spoke when (SPEAKER_00, ...)")
+    submit.add_argument(
+        "--speakers",
+        type=int,
+        metavar="N",
+        help=f"exact number of speakers, 1-{MAX_SPEAKERS} (needs --diarize; not with --min/--max-speakers)",
+    )
+    submit.add_argument("--min-speakers", type=int, metavar="N", help="fewest speakers to find (needs --diarize)")
+    submit.add_argument("--max-speakers", type=int, metavar="N", help="most speakers to label (needs --diarize)")
     submit.add_argument("--callback-url", help="https:// URL for the signed result callback")
     submit.add_argument("--job-id", help="job id (default: a fresh one)")
     submit.add_argument(
@@ -168,6 +179,10 @@ def _submit(args: argparse.Namespace) -> int:
         "formats": _formats(args.format) or ["json"],
         "language": args.language,
         "task": args.task,
+        "diarize": args.diarize or None,  # left out unless asked for, like the other defaults
+        "speakers": args.speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
         "callback_url": args.callback_url,
     }
     options = {key: value for key, value in options.items() if value is not None}

@@ -209,8 +209,9 @@ class TranscriptionClient:
         """Validate the job as the worker will and send it to the jobs queue; returns its job id.
 
         ``job`` is a ``JobRequest`` or a message dict (v1 or the legacy camelCase shape); keyword ``fields`` are
-        merged over it, so ``submit(audio="s3://b/k", formats=["srt"])`` works too. A job without ``job_id`` gets
-        a fresh one. Raises JobValidationError (nothing sent) or ServiceError.
+        merged over it, so ``submit(audio="s3://b/k", formats=["srt"])`` works too, and so does any contract field:
+        ``submit(audio=..., diarize=True, speakers=2)`` (or ``min_speakers``/``max_speakers``). A job without
+        ``job_id`` gets a fresh one. Raises JobValidationError (nothing sent) or ServiceError.
         """
         request = self.validate(job, **fields)
         body = request.model_dump_json(exclude_none=True)
@@ -247,8 +248,9 @@ class TranscriptionClient:
     ) -> str:
         """Upload a local audio file under ``audio/<job_id>/`` in the bucket, then submit it; returns the job id.
 
-        ``options`` are the job's other fields (``model``, ``formats``, ``language``, ``callback_url``, ...). The
-        job is validated before the upload starts. ``progress`` is called with each chunk's byte count.
+        ``options`` are the job's other fields (``model``, ``formats``, ``language``, ``diarize``, ``speakers``,
+        ``min_speakers``, ``max_speakers``, ``callback_url``, ...). The job is validated before the upload starts.
+        ``progress`` is called with each chunk's byte count.
         """
         source = Path(path)
         if not source.is_file():

@@ -26,6 +26,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,7 @@ MAX_MESSAGE_BYTES: Final = SQS_MAX_MESSAGE_BYTES
 MAX_METADATA_BYTES: Final = 4096  # JSON encoding of ``metadata``, UTF-8
 MAX_URL_LENGTH: Final = 2048
 MAX_PROMPT_CHARS: Final = 1000
+MAX_SPEAKERS: Final = 32  # a bound on clustering, far above any meeting a transcript is read for
 
 # The job id names the result folder ``results/<job_id>/``: this pattern is the path-traversal guard
 # (no dots, slashes, whitespace or non-ASCII letters), so keep it ASCII-only and anchored.
@@ -187,10 +189,32 @@ def _metadata_size(value: dict[str, Any]) -> int:
 JobId = Annotated[StrictStr, Field(pattern=JOB_ID_PATTERN)]
 
 
+def _null(field: str) -> dict[str, Any]:
+    return {"properties": {field: {"type": "null"}}}
+
+
+_DIARIZED: Final[dict[str, Any]] = {"required": ["diarize"], "properties": {"diarize": {"const": True}}}
+_DIARIZED_WITHOUT_SPEAKERS: Final[dict[str, Any]] = {
+    "required": ["diarize"],
+    "properties": {"diarize": {"const": True}, "speakers": {"type": "null"}},
+}
+# The speaker rules of ``_speaker_bounds`` that JSON Schema can say, so the HTTPS API (draft 4 ``dependencies``,
+# see infra/schema.py) and the Node client reject them too. A speaker field given as null is "not given", as in
+# the validator, hence "null, or ..." rather than keying on presence alone. ``max_speakers >= min_speakers``
+# compares two values, which no JSON Schema draft can express: only the worker (and the clients' parse) enforce it.
+_SPEAKER_RULES: Final[dict[str, Any]] = {
+    "dependentSchemas": {
+        "speakers": {"anyOf": [_null("speakers"), _DIARIZED]},
+        "min_speakers": {"anyOf": [_null("min_speakers"), _DIARIZED_WITHOUT_SPEAKERS]},
+        "max_speakers": {"anyOf": [_null("max_speakers"), _DIARIZED_WITHOUT_SPEAKERS]},
+    }
+}
+
+
 class JobRequest(BaseModel):
     """One transcription job: the JSON body of an SQS message (contract version 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title=SCHEMA_TITLE)
+    model_config = ConfigDict(extra="forbid", frozen=True, title=SCHEMA_TITLE, json_schema_extra=_SPEAKER_RULES)
 
     version: Literal[1] = Field(
         default=1,
@@ -252,6 +276,37 @@ class JobRequest(BaseModel):
         ge=1,
         le=10,
         description="Beam search width, 1-10; null means the worker's default decoding.",
+    )
+    diarize: StrictBool = Field(
+        default=False,
+        description=(
+            "Whether to label who spoke when: each segment (and word) gets a speaker such as SPEAKER_00, numbered "
+            "in order of first appearance, and the result lists each speaker's talk time."
+        ),
+    )
+    speakers: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SPEAKERS,
+        description=(
+            f"Exact number of speakers, 1-{MAX_SPEAKERS}, when known; needs diarize: true and excludes "
+            "min_speakers and max_speakers. null means estimate it."
+        ),
+    )
+    min_speakers: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SPEAKERS,
+        description=f"Fewest speakers to find, 1-{MAX_SPEAKERS}; needs diarize: true.",
+    )
+    max_speakers: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SPEAKERS,
+        description=(
+            f"Most speakers to label, 1-{MAX_SPEAKERS}, at least min_speakers; needs diarize: true. More voices "
+            "than this are merged into the closest labels."
+        ),
     )
     callback_url: StrictStr | None = Field(
         default=None,
@@ -352,6 +407,22 @@ class JobRequest(BaseModel):
                 {"value": _short(value)},
             )
         return code
+
+    @field_validator("speakers", "min_speakers", "max_speakers")
+    @classmethod
+    def _speaker_bounds(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        if info.data.get("diarize") is not True:
+            raise PydanticCustomError("needs_diarize", "only applies with diarize: true")
+        if info.field_name != "speakers" and info.data.get("speakers") is not None:
+            raise PydanticCustomError("speakers_exclusive", "give either speakers or min_speakers/max_speakers")
+        low = info.data.get("min_speakers")
+        if info.field_name == "max_speakers" and low is not None and value < low:
+            raise PydanticCustomError(
+                "speakers_range", "max_speakers {high} is below min_speakers {low}", {"high": value, "low": low}
+            )
+        return value
 
     @field_validator("formats", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ export type {
   LegacyJob,
   OutputFormat,
   ProgressCallback,
+  SpeakerTime,
   V1Callback,
 } from "./contract/types.js";
 export {

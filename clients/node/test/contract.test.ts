@@ -58,6 +58,21 @@ const CASES: Record<string, unknown>[] = [
   { job_id: "n", audio: "https://", callback_url: "http://backend.example:99999/" },
   { transcriptionId: "t 3", s3AudioUrl: "s3://bucket", format: "DOC", callbackUrl: "ftp://x" },
   { transcriptionId: "t-4", s3AudioUrl: "s3://bucket/a.mp3", job_id: "also" },
+  // Speaker counts: accepted with diarize, null as "not given"; each rule named on the field the worker names.
+  { job_id: "s1", audio: "s3://b/k", diarize: true, speakers: 2 },
+  { job_id: "s2", audio: "s3://b/k", diarize: true, min_speakers: 2, max_speakers: 2 },
+  { job_id: "s3", audio: "s3://b/k", speakers: null, min_speakers: null, max_speakers: null },
+  { job_id: "s4", audio: "s3://b/k", diarize: true, speakers: 3, min_speakers: null },
+  { job_id: "s5", audio: "s3://b/k", speakers: 2 },
+  { job_id: "s6", audio: "s3://b/k", diarize: false, min_speakers: 2, max_speakers: 3 },
+  { job_id: "s7", audio: "s3://b/k", diarize: "yes", speakers: 2 },
+  { job_id: "s8", audio: "s3://b/k", diarize: true, speakers: 2, max_speakers: 3 },
+  { job_id: "s9", audio: "s3://b/k", diarize: true, speakers: 2, min_speakers: 1, max_speakers: 3 },
+  { job_id: "s10", audio: "s3://b/k", speakers: 2, min_speakers: 1 },
+  { job_id: "s11", audio: "s3://b/k", diarize: true, min_speakers: 4, max_speakers: 3 },
+  { job_id: "s12", audio: "s3://b/k", diarize: true, speakers: 0, min_speakers: 5, max_speakers: 3 },
+  { job_id: "s13", audio: "s3://b/k", diarize: true, speakers: 33, max_speakers: 2.5, min_speakers: "1" },
+  { job_id: "s14", audio: "s3://b/k", speakers: 0 },
 ];
 
 const PARSE = `
@@ -102,4 +117,29 @@ test("errors name each field, and the message says what is wrong with it", () =>
   assert.throws(() => validateJob("not an object"), /body must be a JSON object, not a string/);
   assert.throws(() => validateJob({ audio: "s3://b/k", metadata: { n: 10n } }), /must be JSON-serialisable/);
   assert.match(validateJob({ audio: "s3://b/k" }).job_id, /^job-[0-9a-f]{32}$/);
+});
+
+test("speaker counts need diarize: true, and speakers excludes min_speakers/max_speakers", () => {
+  const job = { job_id: "d", audio: "s3://b/k" };
+  const sent = validateJob({ ...job, diarize: true, speakers: 2 });
+  assert.equal(sent.diarize, true);
+  assert.equal(sent.speakers, 2);
+  assert.equal(sent.min_speakers, undefined);
+  const reasons = (input: Record<string, unknown>): Record<string, string> => {
+    try {
+      validateJob({ ...job, ...input });
+    } catch (error) {
+      assert.ok(error instanceof JobValidationError);
+      return Object.fromEntries(error.errors.map((e) => [e.field, e.message]));
+    }
+    assert.fail(`accepted ${JSON.stringify(input)}`);
+  };
+  assert.deepEqual(reasons({ speakers: 2 }), { speakers: "only applies with diarize: true" });
+  assert.deepEqual(reasons({ diarize: true, speakers: 2, max_speakers: 3 }), {
+    max_speakers: "give either speakers or min_speakers/max_speakers",
+  });
+  assert.deepEqual(reasons({ diarize: true, min_speakers: 4, max_speakers: 3 }), {
+    max_speakers: "max_speakers 3 is below min_speakers 4",
+  });
+  assert.throws(() => validateJob({ ...job, speakers: 2 }), /invalid job: speakers: only applies with diarize: true/);
 });

@@ -21,6 +21,14 @@ export interface JobInput {
   word_timestamps?: boolean;
   initial_prompt?: string | null;
   beam_size?: number | null;
+  /** Label who spoke when (README "Message contract"); the speaker counts below need it. */
+  diarize?: boolean;
+  /** Exact number of speakers, 1-32; excludes `min_speakers`/`max_speakers`. */
+  speakers?: number | null;
+  /** Fewest speakers to find, 1-32. */
+  min_speakers?: number | null;
+  /** Most speakers to label, 1-32, at least `min_speakers`. */
+  max_speakers?: number | null;
   callback_url?: string | null;
   callback_shape?: CallbackShape;
   progress_callback?: boolean;
@@ -49,6 +57,12 @@ export interface ErrorInfo {
   message: string;
 }
 
+/** One speaker's talk time in a diarized job (`speaker` as the segments label it: `SPEAKER_00`, ...). */
+export interface SpeakerTime {
+  speaker: string;
+  seconds: number;
+}
+
 /** `results/<job_id>/result.json`, written last by the worker. */
 export interface JobResult {
   version?: number;
@@ -68,6 +82,8 @@ export interface JobResult {
   attempt?: number | null;
   finished_at?: string | null;
   text_preview?: string | null;
+  /** Each speaker's talk time, in order of first appearance; null when the job was not diarized. */
+  speakers?: SpeakerTime[] | null;
   callback?: { delivered: boolean; attempts: number; error?: string | null } | null;
 }
 
@@ -83,6 +99,8 @@ export interface V1Callback {
   model: string | null;
   error: ErrorInfo | null;
   metadata: Record<string, unknown>;
+  /** As in `result.json`: each speaker's talk time, null when the job was not diarized. */
+  speakers?: SpeakerTime[] | null;
 }
 
 /**

@@ -4,6 +4,9 @@
  * JSON Schema cannot say that the worker also enforces (URL shapes, metadata size, the message size). Errors name
  * each offending field as the worker's `ContractError` does: `{field: "formats.0", message: "..."}`.
  *
+ * The speaker rules come from the schema's `dependentSchemas` (reported on the speaker field, in the worker's words),
+ * except `max_speakers >= min_speakers`, which compares two values and so is checked here.
+ *
  * Not checked here: whether a language code or name is one Whisper knows, and whether the model can serve it
  * (translate on an English-only model); the worker rejects those with `invalid_message`, before fetching audio.
  */
@@ -81,6 +84,12 @@ export function validateJob(job: unknown, options: { shape?: "legacy" } = {}): J
     const message = check(fields[field]);
     if (message !== undefined) errors.push({ field, message });
   }
+  // Comparing two values is beyond JSON Schema; the worker compares them only once both are valid.
+  const { min_speakers: low, max_speakers: high } = fields;
+  const judged = !known.has("min_speakers") && !known.has("max_speakers");
+  if (judged && typeof low === "number" && typeof high === "number" && high < low) {
+    errors.push({ field: "max_speakers", message: `max_speakers ${high} is below min_speakers ${low}` });
+  }
   if (errors.length > 0) {
     throw invalid(
       legacy
@@ -135,11 +144,21 @@ function canonical(fields: Record<string, unknown>): JobMessage {
 
 // ------------------------------------------------------------------------------------------- schema errors
 
+// `dependentSchemas/<field>/...`: a rule that applies because <field> was given (the speaker counts).
+const DEPENDENT_RE = /^#\/dependentSchemas\/([^/]+)\//;
+
 function schemaErrors(fields: Record<string, unknown>): FieldError[] {
   const validate = schemaValidator();
   if (validate(fields)) return [];
   const byField = new Map<string, ErrorObject[]>();
+  const dependent = new Map<string, boolean>(); // speaker field -> whether what it lacks is diarize: true
   for (const error of validate.errors ?? []) {
+    const owner = DEPENDENT_RE.exec(error.schemaPath)?.[1];
+    if (owner !== undefined) {
+      const aboutDiarize = error.instancePath === "/diarize" || error.params.missingProperty === "diarize";
+      dependent.set(owner, (dependent.get(owner) ?? false) || aboutDiarize);
+      continue;
+    }
     const field = fieldOf(error);
     byField.set(field, [...(byField.get(field) ?? []), error]);
   }
@@ -150,6 +169,15 @@ function schemaErrors(fields: Record<string, unknown>): FieldError[] {
     const useful = errors.filter((e) => e.keyword !== "anyOf" && !(e.keyword === "type" && e.params.type === "null"));
     for (const error of useful.length > 0 ? useful : errors.slice(0, 1)) {
       items.push({ field, message: messageOf(error) });
+    }
+  }
+  // As the worker's validator: it judges a speaker field only once the field itself is valid, asks for diarize
+  // first, and sees `speakers` (for the exclusion) only if that is valid too.
+  for (const [field, needsDiarize] of dependent) {
+    if (byField.has(field)) continue;
+    if (needsDiarize) items.push({ field, message: "only applies with diarize: true" });
+    else if (!byField.has("speakers")) {
+      items.push({ field, message: "give either speakers or min_speakers/max_speakers" });
     }
   }
   return items;
