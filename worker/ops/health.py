@@ -122,6 +122,31 @@ def check_model(settings: Settings, name: str) -> Check:
     return _timed("model", probe)
 
 
+def check_diarizer(settings: Settings) -> Check:
+    """Builds the diarizer diarize: true jobs use (weights sha256 checked) and runs it on a second of silence."""
+
+    def probe() -> tuple[bool, str, dict[str, Any]]:
+        import numpy as np
+
+        from worker.audio import SAMPLE_RATE
+        from worker.diarization import SpeakerBounds
+        from worker.diarization.choose import DiarizerFactory
+        from worker.engine.device import pick_device
+
+        factory = DiarizerFactory(settings.diarization_model, pick_device(settings.device))
+        started = time.monotonic()
+        try:
+            diarizer = factory.get()
+            diarizer.diarize(np.zeros(SAMPLE_RATE, dtype=np.float32), SpeakerBounds())
+        except Exception as exc:  # whatever stops it, diarize: true jobs would fail diarization_failed
+            return False, f"{factory.model}: {type(exc).__name__}: {exc}", {"diarizer": factory.model}
+        seconds = time.monotonic() - started
+        data = {"diarizer": diarizer.name, "device": factory.device, "load_seconds": round(seconds, 3)}
+        return True, f"{diarizer.name} ready on {factory.device} in {seconds:.1f} s", data
+
+    return _timed("diarizer", probe)
+
+
 def check_bucket(settings: Settings) -> Check:
     """A one-key listing of the results prefix: what the worker's role allows (HeadBucket needs an unconditioned
     s3:ListBucket, which a role scoped to ``results/`` does not have)."""
@@ -194,5 +219,5 @@ def check_queues(settings: Settings) -> list[Check]:
 def run_checks(settings: Settings, *, model: str | None = None, skip_model: bool = False) -> list[Check]:
     checks = [check_device(settings), check_bucket(settings), *check_queues(settings)]
     if not skip_model:
-        checks.append(check_model(settings, model or settings.default_model))
+        checks += [check_model(settings, model or settings.default_model), check_diarizer(settings)]
     return checks

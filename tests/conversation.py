@@ -1,0 +1,54 @@
+"""A two-speaker conversation joined from real recordings in tests/data, so its reference turns are exact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from worker.audio import SAMPLE_RATE
+from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
+
+DATA = Path(__file__).parent / "data"
+# VCTK p225 (female) and p226 (male) taking turns; see tests/data/SOURCES.md.
+TURNS = (
+    ("p225", "vctk_p225_003.flac"),
+    ("p226", "vctk_p226_005.flac"),
+    ("p225", "vctk_p225_008.flac"),
+    ("p226", "vctk_p226_011.flac"),
+)
+GAP_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Conversation:
+    audio: np.ndarray
+    turns: list[tuple[float, float, str]]  # reference (start, end, speaker)
+
+    def speaker_at(self, moment: float) -> str | None:
+        return next((who for start, end, who in self.turns if start <= moment <= end), None)
+
+    def speaker_order(self) -> list[str]:
+        return [who for _, _, who in self.turns]
+
+    def save(self, path: Path) -> Path:
+        return write_wav(path, self.audio)
+
+
+def conversation() -> Conversation:
+    parts: list[np.ndarray] = []
+    turns: list[tuple[float, float, str]] = []
+    at = 0.0
+    for speaker, name in TURNS:
+        clip = decode_audio(DATA / name, max_seconds=60)
+        turns.append((at, at + len(clip) / SAMPLE_RATE, speaker))
+        parts += [clip, np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)]
+        at += len(clip) / SAMPLE_RATE + GAP_SECONDS
+    return Conversation(np.concatenate(parts), turns)
+
+
+def runs(labels: list[str | None]) -> list[str | None]:
+    """Consecutive repeats collapsed: the order in which speakers take turns."""
+    return [label for i, label in enumerate(labels) if i == 0 or label != labels[i - 1]]
