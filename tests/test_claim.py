@@ -51,8 +51,8 @@ def test_same_job_delivered_to_two_workers_at_once_is_transcribed_once(harness: 
     assert sum(s.busy for s in stats) >= 1  # the second delivery met the first worker's claim
     assert harness.queue_depth() == 0
     assert len(harness.receiver.wait_for(1, timeout=5)) == 1
-    assert harness.object_keys("results/twice/") == [
+    # status.json appears only when the job outlives the progress interval, which a loaded machine can make it do.
+    assert [key for key in harness.object_keys("results/twice/") if not key.endswith("/status.json")] == [
         "results/twice/result.json",
-        "results/twice/status.json",
         "results/twice/transcript.json",
     ]

@@ -37,7 +37,9 @@ def _history(local: LocalAws, key: str) -> list[dict]:
     """Every version of ``key``, oldest first: each write the reporter made, in order."""
     assert local.resources is not None
     s3 = local.client("s3")
-    versions = s3.list_object_versions(Bucket=local.resources.bucket, Prefix=key)["Versions"]
+    versions = s3.list_object_versions(Bucket=local.resources.bucket, Prefix=key).get("Versions", [])
+    if not versions:
+        return []
     assert versions[0]["IsLatest"]  # S3 lists a key's versions newest first
     docs = [
         json.loads(s3.get_object(Bucket=local.resources.bucket, Key=key, VersionId=v["VersionId"])["Body"].read())
@@ -47,7 +49,9 @@ def _history(local: LocalAws, key: str) -> list[dict]:
     return docs
 
 
-def _reporter(local: LocalAws, clock: FakeClock, notified: list, interval: float = 5.0) -> ProgressReporter:
+def _reporter(
+    local: LocalAws, clock: FakeClock, notified: list, interval: float = 5.0, timer: object = None
+) -> ProgressReporter:
     assert local.resources is not None
     s3 = local.client("s3")
     s3.put_bucket_versioning(Bucket=local.resources.bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -60,12 +64,16 @@ def _reporter(local: LocalAws, clock: FakeClock, notified: list, interval: float
         interval=interval,
         notify=lambda state, percent: notified.append((state, percent)),
         clock=clock,
+        **({"timer": timer} if timer else {}),
     )
 
 
-def test_first_and_final_states_are_written_at_once_and_the_rest_at_most_every_interval(local_aws: LocalAws) -> None:
+def test_an_announced_job_writes_its_first_and_final_states_at_once_and_the_rest_every_interval(
+    local_aws: LocalAws,
+) -> None:
     clock, notified = FakeClock(), []
     progress = _reporter(local_aws, clock, notified)
+    progress.announce()  # an earlier result of this job id exists
     progress.state("fetching")  # the first state: written at once
     progress.percent(50)  # not transcribing yet: ignored
     progress.state("decoding")  # within the interval: held back, as is ...
@@ -103,6 +111,48 @@ def test_first_and_final_states_are_written_at_once_and_the_rest_at_most_every_i
     assert notified == changes
     obj = local_aws.client("s3").get_object(Bucket=local_aws.resources.bucket, Key=KEY)  # type: ignore[union-attr]
     assert obj["ContentType"] == "application/json" and obj["CacheControl"] == "no-cache"
+
+
+def test_a_job_shorter_than_the_interval_writes_no_status(local_aws: LocalAws) -> None:
+    clock, notified = FakeClock(), []
+    progress = _reporter(local_aws, clock, notified, timer=_NoTimer)
+    for state in ("fetching", "decoding", "transcribing", "storing"):
+        progress.state(state)  # type: ignore[arg-type]
+        clock.now += 1
+    progress.state("completed", 100.0)
+    assert _history(local_aws, KEY) == []  # result.json alone tells the outcome
+    assert [state for state, _ in notified] == ["fetching", "decoding", "transcribing", "storing", "completed"]
+
+
+def test_a_longer_job_shows_its_state_from_one_interval_in_and_its_final_state(local_aws: LocalAws) -> None:
+    clock, timers = FakeClock(), []
+    progress = _reporter(local_aws, clock, [], timer=lambda delay, fn: timers.append(_NoTimer(delay, fn)) or timers[-1])
+    progress.state("fetching")
+    assert _history(local_aws, KEY) == [] and timers[0].delay == 5
+    clock.now += 5
+    timers[0].fire()  # a long fetch enters no new state: the timer writes the one it is in
+    progress.state("decoding")  # within an interval of that write: held back
+    clock.now += 5
+    progress.state("transcribing", 0.0)
+    progress.state("completed", 100.0)
+    assert [d["state"] for d in _history(local_aws, KEY)] == ["fetching", "transcribing", "completed"]
+
+
+class _NoTimer:
+    """threading.Timer's shape, fired by hand."""
+
+    def __init__(self, delay: float, fn: object) -> None:
+        self.delay, self.fn, self.daemon, self.cancelled = delay, fn, False, False
+
+    def start(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.fn()  # type: ignore[operator]
 
 
 def test_progress_is_best_effort(local_aws: LocalAws) -> None:

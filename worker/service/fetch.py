@@ -33,11 +33,12 @@ def _write_capped(chunks: Iterator[bytes], target: Any, cap: int) -> int:
 def _fetch_s3(url: str, target: Any, s3: Any, cap: int) -> int:
     bucket, _, key = url[len("s3://") :].partition("/")
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-        if head["ContentLength"] > cap:
-            raise AudioTooLarge(f"audio is {head['ContentLength']} bytes, over the {cap} byte limit")
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        return _write_capped(body.iter_chunks(_CHUNK), target, cap)
+        # One GET, no HEAD first: its Content-Length refuses an oversized object before a byte is read.
+        response = s3.get_object(Bucket=bucket, Key=key)
+        if response["ContentLength"] > cap:
+            response["Body"].close()
+            raise AudioTooLarge(f"audio is {response['ContentLength']} bytes, over the {cap} byte limit")
+        return _write_capped(response["Body"].iter_chunks(_CHUNK), target, cap)
     except ClientError as exc:
         code = aws.error_code(exc)
         if code in _MISSING_CODES:

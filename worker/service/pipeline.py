@@ -111,6 +111,8 @@ class JobProcessor:
                     if previous.callback is not None and not previous.callback.delivered:
                         self._notify(request, previous)  # the first delivery never arrived
                     return Outcome("duplicate", request.job_id, model=model)
+                if previous is not None:  # this run's status must supersede that result at once for pollers
+                    progress.announce()
                 try:
                     result = self._transcribe(request, model, message, fingerprint, started, progress)
                 except JobError as exc:

@@ -8,10 +8,12 @@ States, in order: ``fetching`` → ``decoding`` → ``transcribing`` (``percent`
 ``failed`` is written only when the failure is final (the backend gets the failure result and callback); a
 transient failure leaves the last state in place until the retry starts again with ``fetching``.
 
-The first state and the final one (``completed`` or ``failed``) are written at once; in between, the document
-is rewritten at most once per ``interval`` seconds (``WHISPER_PROGRESS_INTERVAL_SECONDS``) with the latest
-state and percent. A clip transcribed in a second costs two PUTs, not five, and an hour of audio a few hundred,
-not thousands.
+Nothing is written until the job has run for ``interval`` seconds (``WHISPER_PROGRESS_INTERVAL_SECONDS``): a
+job that ends sooner is told by ``result.json`` alone, so a short clip costs no status PUT at all. After that the
+document is rewritten at most once per ``interval`` with the latest state and percent, and the final state
+(``completed`` or ``failed``) is written at once, so a status seen mid-job never outlives it. ``announce()``
+writes from the first state on: the worker calls it when an earlier result of the same job id exists, which the
+new run's status must supersede at once. An hour of audio costs a few hundred PUTs, not thousands.
 Progress is best effort: a failed write is logged and the job goes on, since ``result.json`` stays the source
 of truth. ``notify`` (the progress callback) is called at state changes only.
 """
@@ -38,7 +40,8 @@ Notify = Callable[[str, float | None], None]  # (state, percent)
 
 
 class ProgressReporter:
-    """Writes one job's ``status.json``; thread-safe, at most once per interval but for the first and final state."""
+    """Writes one job's ``status.json``; thread-safe, at most once per interval, from one interval in (or at once
+    after ``announce()``), and the final state at once when anything was written before."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class ProgressReporter:
         interval: float,
         notify: Notify | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[float, Callable[[], None]], Any] = threading.Timer,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -64,6 +68,10 @@ class ProgressReporter:
         self._state: State | None = None
         self._percent: float | None = None
         self._written_at: float | None = None
+        self._started_at: float | None = None
+        self._eager = False
+        self._timer_factory = timer
+        self._timer: Any = None
 
     @property
     def current(self) -> State | None:
@@ -78,15 +86,27 @@ class ProgressReporter:
             "message_id": self.message_id,
         }
 
+    def announce(self) -> None:
+        """Write from the first state on (and now, if a state was entered already)."""
+        with self._lock:
+            self._eager = True
+            if self._state is not None and self._written_at is None:
+                self._write()
+
     def state(self, state: State, percent: float | None = None) -> None:
-        """Enter ``state``: written unless the last write is more recent than ``interval`` (the first and the
-        final state always are), and announced to ``notify``."""
+        """Enter ``state``: written when due (see the module's docstring), and announced to ``notify``."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         with self._lock:
+            if self._started_at is None:
+                self._start()
             self._state = state
             self._percent = percent
-            if state in FINAL_STATES or not self._recently_written():
+            if state in FINAL_STATES:
+                self._stop_timer()
+                if self._written_at is not None or self._eager:
+                    self._write()
+            elif self._due():
                 self._write()
         if self._notify is not None:
             try:
@@ -95,16 +115,37 @@ class ProgressReporter:
                 logger.exception("could not send progress event", extra={"state": state})
 
     def percent(self, value: float) -> None:
-        """Progress within ``transcribing``; written when ``interval`` has passed since the last write."""
+        """Progress within ``transcribing``; written when due."""
         with self._lock:
             if self._state != "transcribing":
                 return
             self._percent = round(max(0.0, min(100.0, value)), 1)
-            if not self._recently_written():
+            if self._due():
                 self._write()
 
-    def _recently_written(self) -> bool:
-        return self._written_at is not None and self._clock() - self._written_at < self.interval
+    def _start(self) -> None:
+        self._started_at = self._clock()
+        if self.interval > 0 and not self._eager:
+            # A job still running after one interval shows its state even if it enters no new one (a long fetch).
+            self._timer = self._timer_factory(self.interval, self._first_write)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _first_write(self) -> None:
+        with self._lock:
+            if self._written_at is None and self._state is not None and self._state not in FINAL_STATES:
+                self._write()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> bool:
+        now = self._clock()
+        if self._written_at is None:
+            return self._eager or self._started_at is None or now - self._started_at >= self.interval
+        return now - self._written_at >= self.interval
 
     def _write(self) -> None:
         body = json.dumps(self.document(), separators=(",", ":")).encode()
