@@ -50,6 +50,19 @@ class Outcome:
     processing_seconds: float | None = None
 
 
+class Laps:
+    """Wall time per stage of one job, in milliseconds, for its ``job completed`` log line."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = round(self.ms.get(stage, 0.0) + (now - self._last) * 1000, 1)
+        self._last = now
+
+
 def request_fingerprint(request: JobRequest) -> str:
     """Same request, same fingerprint: a redelivered finished job is recognised and not transcribed again."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -103,9 +116,11 @@ class JobProcessor:
             max_receive_count=max_receive_count,
             progress=progress,
         )
+        laps = Laps()
         try:
             with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
                 previous = self.store.get_result(request.job_id)
+                laps.mark("claim")
                 if previous and previous.succeeded and previous.request_sha256 == fingerprint:
                     logger.info("job already completed; acknowledging duplicate delivery")
                     if previous.callback is not None and not previous.callback.delivered:
@@ -114,7 +129,7 @@ class JobProcessor:
                 if previous is not None:  # this run's status must supersede that result at once for pollers
                     progress.announce()
                 try:
-                    result = self._transcribe(request, model, message, fingerprint, started, progress)
+                    result = self._transcribe(request, model, message, fingerprint, started, progress, laps)
                 except JobError as exc:
                     return failed(exc)  # reported while the claim is still ours
                 except Exception as exc:  # a bug must not lose the message: treat it as transient
@@ -158,6 +173,7 @@ class JobProcessor:
         fingerprint: str,
         started: float,
         progress: ProgressReporter,
+        laps: Laps,
     ) -> JobResult:
         s = self.settings
         if request.audio.startswith("http://") and not s.allow_http:
@@ -184,22 +200,28 @@ class JobProcessor:
                 allow_http=s.allow_http,
                 allow_private=s.allow_private_urls,
             ) as path:
+                laps.mark("fetch")
                 progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
                 audio, decoded = decode_within_budget(path, self.audio_budget, max_seconds=s.max_audio_seconds)
+            laps.mark("decode")
             progress.state("transcribing", 0.0)
             if request.diarize:
                 bounds = SpeakerBounds(request.speakers, request.min_speakers, request.max_speakers)
                 diarizing = self._diarizing.submit(self._diarizer().diarize, audio, bounds)
             transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+            laps.mark("transcribe")
             if diarizing is not None:
                 transcript = attribute(transcript, self._turns(diarizing, len(audio) / SAMPLE_RATE))
+                laps.mark("diarize")  # what diarization added after the engine was done
         finally:
             if diarizing is not None:  # its thread reads the samples until it returns, even for a failed job
                 concurrent.futures.wait([diarizing], timeout=self._deadline(len(audio) / SAMPLE_RATE))
             if decoded is not None:  # the engine is done with the samples, whatever it returned
                 decoded.release()
         progress.state("storing")
-        keys = {fmt: self.store.put_transcript(request.job_id, fmt, render(transcript, fmt)) for fmt in request.formats}
+        rendered = {fmt: render(transcript, fmt) for fmt in request.formats}
+        laps.mark("render")
+        keys = {fmt: self.store.put_transcript(request.job_id, fmt, text) for fmt, text in rendered.items()}
         result = replace(
             self._result(request, model, message, fingerprint, started, status="completed", results=keys),
             language=transcript.language,
@@ -210,9 +232,14 @@ class JobProcessor:
         # result.json goes last: its presence with status "completed" means every transcript is in place.
         self.store.put_result(request.job_id, result)
         progress.state("completed", 100.0)
+        laps.mark("store")
         logger.info(
             "job completed",
-            extra={"duration_seconds": transcript.duration, "processing_seconds": result.processing_seconds},
+            extra={
+                "duration_seconds": transcript.duration,
+                "processing_seconds": result.processing_seconds,
+                "stages_ms": laps.ms,
+            },
         )
         return result
 
