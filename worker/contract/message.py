@@ -189,6 +189,11 @@ def _metadata_size(value: dict[str, Any]) -> int:
 JobId = Annotated[StrictStr, Field(pattern=JOB_ID_PATTERN)]
 
 
+def _speaker_count(description: str) -> Any:
+    """An optional speaker count, 1 to MAX_SPEAKERS."""
+    return Field(default=None, ge=1, le=MAX_SPEAKERS, description=description)
+
+
 def _null(field: str) -> dict[str, Any]:
     return {"properties": {field: {"type": "null"}}}
 
@@ -284,29 +289,14 @@ class JobRequest(BaseModel):
             "in order of first appearance, and the result lists each speaker's talk time."
         ),
     )
-    speakers: StrictInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_SPEAKERS,
-        description=(
-            f"Exact number of speakers, 1-{MAX_SPEAKERS}, when known; needs diarize: true and excludes "
-            "min_speakers and max_speakers. null means estimate it."
-        ),
+    speakers: StrictInt | None = _speaker_count(
+        f"Exact number of speakers, 1-{MAX_SPEAKERS}, when known; needs diarize: true and excludes "
+        "min_speakers and max_speakers. null means estimate it."
     )
-    min_speakers: StrictInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_SPEAKERS,
-        description=f"Fewest speakers to find, 1-{MAX_SPEAKERS}; needs diarize: true.",
-    )
-    max_speakers: StrictInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_SPEAKERS,
-        description=(
-            f"Most speakers to label, 1-{MAX_SPEAKERS}, at least min_speakers; needs diarize: true. More voices "
-            "than this are merged into the closest labels."
-        ),
+    min_speakers: StrictInt | None = _speaker_count(f"Fewest speakers to find, 1-{MAX_SPEAKERS}; needs diarize: true.")
+    max_speakers: StrictInt | None = _speaker_count(
+        f"Most speakers to label, 1-{MAX_SPEAKERS}, at least min_speakers; needs diarize: true. More voices "
+        "than this are merged into the closest labels."
     )
     callback_url: StrictStr | None = Field(
         default=None,
