@@ -7,14 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from tests.conftest import JFK, TEST_MODEL, Harness
-
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
+from worker.local.proxy import LoopbackProxy, Reply
 
 
 @dataclass
@@ -30,46 +27,20 @@ class FaultyProxy:
     """Forwards every request to ``upstream`` except those a fault rule claims; counts what it injected."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
         self.faults: list[Fault] = []
         self.injected = 0
         self._lock = threading.Lock()
-        proxy = self
+        self._proxy = LoopbackProxy(upstream, intercept=self._intercept)
+        self.url = self._proxy.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                fault = proxy._claim(self.command, self.path)
-                if fault is not None and fault.delay:
-                    time.sleep(fault.delay)
-                if fault is not None and fault.status is not None:
-                    code = "SlowDown" if fault.status == 503 else "InternalError"
-                    self._reply(fault.status, {"content-type": "application/xml"}, _s3_error(code))
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
-                answer = httpx.request(self.command, proxy.upstream + self.path, headers=headers, content=body)
-                self._reply(answer.status_code, answer.headers, answer.content)
-
-            def _reply(self, status: int, headers: object, body: bytes) -> None:
-                self.send_response(status)
-                for key, value in dict(headers).items():  # type: ignore[call-overload]
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def _intercept(self, method: str, path: str) -> Reply | None:
+        fault = self._claim(method, path)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is None or fault.status is None:
+            return None
+        code = "SlowDown" if fault.status == 503 else "InternalError"
+        return Reply(fault.status, {"content-type": "application/xml"}, _s3_error(code))
 
     def _claim(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -81,7 +52,7 @@ class FaultyProxy:
         return None
 
     def close(self) -> None:
-        self._server.shutdown()
+        self._proxy.close()
 
 
 def _s3_error(code: str) -> bytes:

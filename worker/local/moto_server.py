@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,12 @@ class LocalAws:
         queue: str = "whisper-jobs",
         visibility_timeout: int = 60,
         max_receive_count: int = 3,
+        own_process: bool = False,
     ) -> None:
+        """``own_process`` runs moto's server in a process of its own, so its work does not share this process's
+        interpreter lock (a benchmark's clock and polling, or a worker under test)."""
+        self._own_process = own_process
+        self._process: subprocess.Popen[bytes] | None = None
         self._bucket = bucket
         self._queue = queue
         self._visibility_timeout = visibility_timeout
@@ -55,14 +64,8 @@ class LocalAws:
         self.resources: LocalResources | None = None
 
     def __enter__(self) -> LocalAws:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         use_fake_credentials()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = self._spawn() if self._own_process else self._thread()
         # moto keeps its state per process, not per server: start from empty so nothing leaks between uses.
         httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         s3, sqs = (aws.client(name, region="us-east-1", endpoint_url=endpoint) for name in ("s3", "sqs"))
@@ -80,9 +83,43 @@ class LocalAws:
         self.resources = LocalResources(endpoint, self._bucket, queue_url, dlq_url, self._max_receive_count)
         return self
 
+    def _thread(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def _spawn(self) -> str:
+        with socket.socket() as probe:  # a free port; moto's command line has no "any port" option
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto's server exited with code {self._process.returncode}")
+            try:
+                httpx.get(f"{endpoint}/moto-api/data.json", timeout=1)
+                return endpoint
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self._process.kill()
+        raise RuntimeError("moto's server did not answer within 60 s")
+
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.stop()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
 
     def settings(self, base: Settings | None = None, **overrides: Any) -> Settings:
         """Settings pointing a worker at these resources; loopback URLs are allowed since everything is local."""
