@@ -51,11 +51,16 @@ class Outcome:
 
 
 class Laps:
-    """Wall time per stage of one job, in milliseconds, for its ``job completed`` log line."""
+    """Wall time per stage of one job, in milliseconds, for its ``job completed`` log line, and the CPU time of
+    the job's own thread: the worker's work for the job outside the engine's and the diarizer's threads."""
 
     def __init__(self) -> None:
         self._last = time.perf_counter()
+        self._cpu = time.thread_time()
         self.ms: dict[str, float] = {}
+
+    def cpu_ms(self) -> float:
+        return round((time.thread_time() - self._cpu) * 1000, 1)
 
     def mark(self, stage: str) -> None:
         now = time.perf_counter()
@@ -239,6 +244,7 @@ class JobProcessor:
                 "duration_seconds": transcript.duration,
                 "processing_seconds": result.processing_seconds,
                 "stages_ms": laps.ms,
+                "cpu_ms": laps.cpu_ms(),
             },
         )
         return result
