@@ -45,8 +45,11 @@ test-node: install
 chaos: install
 	$(BIN)/python scripts/chaos.py
 
-# Throughput benchmark (bench/run.py), not part of `make test`: `make bench BENCH_ARGS="--device cuda --repeat 10"`.
+# Throughput benchmark (bench/run.py), not part of `make test`: `make bench BENCH_ARGS="--device cuda --repeat 10"`
+# (`--diarize` adds the worker with diarize: true beside it). Then diarization accuracy and speed (bench/diarization.py)
+# when given data: `make bench DIARIZATION_ARGS="--recordings DIR --clips DIR --device cpu --json out.json"`.
 BENCH_ARGS ?=
+DIARIZATION_ARGS ?=
 BENCH_STAMP := $(STAMP)-bench
 
 $(BENCH_STAMP): $(STAMP)
@@ -55,6 +58,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+ifneq ($(strip $(DIARIZATION_ARGS)),)
+	$(BIN)/python -m bench.diarization $(DIARIZATION_ARGS)
+else
+	@echo 'diarization: skipped; pass data with make bench DIARIZATION_ARGS="--recordings DIR --clips DIR" (see python -m bench.diarization --help)'
+endif
 
 # .gpu/ for the benchmark on an offline GPU machine (bench/gpu_bundle.py); there: `bash bench/gpu.sh`.
 gpu-bundle: install

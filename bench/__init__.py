@@ -5,4 +5,9 @@ worker, side by side, with speed, WER and peak memory in one table.
 * ``run``: the command line; one child process per system, peak RSS from ``os.wait4``;
 * ``systems``: what runs inside each child (``worker_system`` for the end-to-end worker);
 * ``wer`` and ``report``: scoring and the table.
+
+Speaker diarization (``python -m bench.diarization``): DER, cpWER and speed on multi-speaker recordings
+(``references``: RTTM, STM, per-speaker text) and on conversations assembled from single-speaker clips
+(``conversations``), scored in ``diarization_scores`` and tabled in ``diarization_report``. The worker's end-to-end
+cost of diarizing is the ``worker-diarize`` system of ``run`` (``--diarize``).
 """

@@ -6,7 +6,9 @@ sentences, and the bundled JFK sample. It is deterministic and cached: the manif
 everything that went into it, and a matching corpus is reused rather than rebuilt.
 
 A user corpus is a directory of audio files, each with a same-named ``.txt`` reference beside it (``talk.mp3`` +
-``talk.txt``); a file longer than 60 s counts as "long". A directory that holds a ``manifest.json`` is read as is.
+``talk.txt``); a file longer than 60 s counts as "long". Only the directory's own files count, not its subfolders':
+a dataset keeps other material there (the real-speech dev set's ``diarization/`` holds multi-speaker recordings
+whose ``.txt`` is not in time order). A directory that holds a ``manifest.json`` is read as is.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "bench-corpus"
 MANIFEST = "manifest.json"
 LONG_SECONDS = 60.0  # a user file longer than this is "long"
+# Beside a user corpus's audio: references and annotations, never audio even when a same-named .txt exists.
+NOT_AUDIO = frozenset({".txt", ".rttm", ".stm", ".uem", ".tsv", ".csv", ".json", ".md"})
 CORPUS_VERSION = 1
 INSTALL_HINT = "espeak-ng is not installed: install it with `sudo apt-get install espeak-ng`, or pass --corpus DIR"
 
@@ -127,19 +131,19 @@ def audio_seconds(path: Path) -> float:
 
 
 def from_directory(root: Path) -> Corpus:
-    """A user corpus: every file with a same-named ``.txt`` beside it, or the directory's manifest."""
+    """A user corpus: every top-level file with a same-named ``.txt`` beside it, or the directory's manifest."""
     root = root.resolve()
     if not root.is_dir():
         raise CorpusError(f"{root} is not a directory")
     if (root / MANIFEST).is_file():
         return read_manifest(root)[0]
     items = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.iterdir() if p.is_file()):  # not rglob: subfolders hold other data
         reference = path.with_suffix(".txt")
-        if path.suffix.lower() == ".txt" or path.name.startswith(".") or not reference.is_file():
+        if path.suffix.lower() in NOT_AUDIO or path.name.startswith(".") or not reference.is_file():
             continue
         seconds = audio_seconds(path)
-        name = path.relative_to(root).with_suffix("").as_posix()
+        name = path.stem
         kind = "long" if seconds > LONG_SECONDS else "clip"
         items.append(Item(name, path, reference.read_text().strip(), round(seconds, 3), kind))
     if not items:

@@ -91,7 +91,12 @@ def summarise(
 
 
 def add_ratios(summaries: list[Summary], reference: str = "reference") -> None:
-    """``vs_reference``: how many times faster than the reference system (wall over wall)."""
+    """``vs_reference``: how many times faster than the reference system (wall over wall); a diarizing worker's
+    ``extra["vs_worker"]``: its speed as a share of the plain worker's, the cost of diarization end to end."""
+    worker = next((s for s in summaries if s.system == "worker" and s.status == "ok"), None)
+    for s in summaries:
+        if s.extra.get("diarize") and s.status == "ok" and worker and worker.total.wall_seconds:
+            s.extra["vs_worker"] = worker.total.wall_seconds / s.total.wall_seconds if s.total.wall_seconds else None
     base = next((s for s in summaries if s.system == reference and s.status == "ok"), None)
     if base is None or not base.total.wall_seconds:
         return
@@ -131,6 +136,13 @@ def _notes(s: Summary, stats: Stats) -> str:
         notes.append(f"{stats.failed} FAILED")
     if s.load_label != "load" and stats is s.total:
         notes.append(f"load = {s.load_label}")
+    if s.extra.get("diarize") and stats is s.total:
+        notes.append("diarize: true")
+        if s.extra.get("vs_worker"):
+            notes.append(f"{s.extra['vs_worker']:.2f}x worker's speed")
+        found = [n for n in s.extra.get("speakers_found") or [] if n is not None]
+        if found:
+            notes.append(f"speakers found: {', '.join(f'{n} in {found.count(n)}' for n in sorted(set(found)))}")
     return "; ".join(notes)
 
 

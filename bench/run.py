@@ -4,12 +4,16 @@
     python -m bench.run --systems reference,faster-whisper --corpus ~/talks
     python -m bench.run --device cuda --repeat 10 --json bench.json
     python -m bench.run --systems engine,worker --concurrency 4 --engine batched
+    python -m bench.run --systems worker --diarize --corpus ~/talks   # worker with and without diarization
 
 Systems: ``reference`` (openai-whisper's transcribe, file after file), ``reference-nocudnn`` (the same with
 cuDNN attention off; cuda only), ``faster-whisper`` and ``faster-whisper-batched`` (CTranslate2, int8 on CPU,
 float16 on cuda), ``engine`` (our transcription core, no queue) and ``worker`` (our worker end to end through the
-embedded S3 + SQS). All use tiny.en: the openai-whisper checkpoint converted from the bundled CTranslate2 weights,
-and those weights themselves for faster-whisper.
+embedded S3 + SQS). ``worker-diarize`` is that worker with ``"diarize": true`` in every message; it runs only when
+named in ``--systems`` or with ``--diarize`` (which adds it beside ``worker``), so the table shows the worker's speed
+with and without speaker diarization side by side (diarization's accuracy: ``python -m bench.diarization``). All
+use tiny.en: the openai-whisper checkpoint converted from the bundled CTranslate2 weights, and those weights
+themselves for faster-whisper.
 """
 
 from __future__ import annotations
@@ -30,16 +34,24 @@ from typing import Any
 
 from bench import corpus as corpus_mod
 from bench.report import Summary, add_ratios, format_report, summarise
-from bench.systems import CUDA_ONLY, INSTALL_HINT, SYSTEMS, Spec
+from bench.systems import CUDA_ONLY, INSTALL_HINT, OPT_IN, SYSTEMS, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "tiny.en"
 DEFAULT_MODEL_DIR = ROOT / ".cache" / "bench-models"
-NEEDS_CHECKPOINT = frozenset({"reference", "reference-nocudnn", "engine", "worker"})
+NEEDS_CHECKPOINT = frozenset({"reference", "reference-nocudnn", "engine", "worker", "worker-diarize"})
 
 
 def default_systems(device: str) -> list[str]:
-    return [name for name in SYSTEMS if device == "cuda" or name not in CUDA_ONLY]
+    return [name for name in SYSTEMS if (device == "cuda" or name not in CUDA_ONLY) and name not in OPT_IN]
+
+
+def with_diarize(systems: list[str]) -> list[str]:
+    """``worker-diarize`` added right after ``worker`` (or last), once."""
+    if "worker-diarize" in systems:
+        return systems
+    at = systems.index("worker") + 1 if "worker" in systems else len(systems)
+    return [*systems[:at], "worker-diarize", *systems[at:]]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "that their windows fill the engine's passes)",
     )
     parser.add_argument("--engine", help="WHISPER_ENGINE for the engine and worker systems")
+    parser.add_argument(
+        "--diarize",
+        action="store_true",
+        help="also run worker-diarize: the worker with diarize: true in every message, beside worker",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="converted checkpoints' cache")
     parser.add_argument(
@@ -65,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
     args.systems = args.systems or default_systems(args.device)
+    if args.diarize:
+        args.systems = with_diarize(args.systems)
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")

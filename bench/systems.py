@@ -31,8 +31,11 @@ SYSTEMS: dict[str, str | None] = {
     "faster-whisper-batched": "faster_whisper",
     "engine": None,
     "worker": None,
+    "worker-diarize": None,
 }
 CUDA_ONLY = frozenset({"reference-nocudnn"})
+# Run only when asked for (bench.run --diarize or --systems): the default table stays what it was.
+OPT_IN = frozenset({"worker-diarize"})
 INSTALL_HINT = {"faster_whisper": "pip install -e '.[bench]' (make bench does)"}
 
 
@@ -51,6 +54,7 @@ class Spec:
     concurrency: int | None = None
     engine: str | None = None
     timeout: float = 3600.0
+    diarize: bool = False  # the worker: "diarize": true in every message, the warm-up's too
 
     @classmethod
     def read(cls, path: Path) -> Spec:
@@ -248,10 +252,10 @@ def run_system(spec: Spec) -> Outcome:
         return faster_whisper_batched(spec)
     if spec.system == "engine":
         return engine(spec)
-    if spec.system == "worker":
+    if spec.system in ("worker", "worker-diarize"):
         from bench.worker_system import run_worker
 
-        return run_worker(spec)
+        return run_worker(dataclasses.replace(spec, diarize=spec.diarize or spec.system == "worker-diarize"))
     raise ValueError(f"unknown system {spec.system!r}")
 
 

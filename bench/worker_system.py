@@ -11,6 +11,11 @@ The embedded AWS (``LocalAws``: moto's S3 + SQS on loopback) gets every corpus f
 
 The worker's peak RSS is its own: ``VmHWM`` from /proc just before it is stopped, or ``ru_maxrss`` from
 ``os.wait4`` when it has exited, whichever is larger.
+
+``worker-diarize`` is the same with ``"diarize": true`` in every message (the warm-up's too, so the diarizer's load is
+in the cold start): the cost of speaker diarization end to end, beside ``worker``. Its ``txt`` transcripts carry
+``[SPEAKER_00]`` labels, which Whisper's normaliser drops before WER (text in brackets); how many speakers each job
+found goes into ``extra``.
 """
 
 from __future__ import annotations
@@ -47,17 +52,26 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:80] or "audio"
 
 
-def _message(job_id: str, audio_url: str) -> str:
-    return json.dumps({"job_id": job_id, "audio": audio_url, "formats": ["txt", "json"], "language": "en"})
+def _message(job_id: str, audio_url: str, diarize: bool = False) -> str:
+    body: dict[str, Any] = {"job_id": job_id, "audio": audio_url, "formats": ["txt", "json"], "language": "en"}
+    if diarize:
+        body["diarize"] = True
+    return json.dumps(body)
+
+
+def _log(spec: Spec) -> Path:
+    """``.cache/bench-worker.log`` for ``worker``; a log of its own for each other worker system."""
+    return LOG if spec.system == "worker" else LOG.with_name(f"bench-{_safe(spec.system)}.log")
 
 
 class Results:
     """Final ``result.json`` documents as they appear in the bucket, with the time each was first seen."""
 
-    def __init__(self, s3: Any, bucket: str, proc: subprocess.Popen) -> None:
+    def __init__(self, s3: Any, bucket: str, proc: subprocess.Popen, log: Path = LOG) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._proc = proc
+        self._log = log
         self.found: dict[str, tuple[dict[str, Any], float]] = {}
 
     def wait(self, job_ids: set[str], deadline: float) -> None:
@@ -65,9 +79,9 @@ class Results:
         paginator = self._s3.get_paginator("list_objects_v2")
         while pending:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {self._proc.returncode}; its log: {LOG}")
+                raise RuntimeError(f"the worker exited with code {self._proc.returncode}; its log: {self._log}")
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"{len(pending)} job(s) without a final result; the worker's log: {LOG}")
+                raise TimeoutError(f"{len(pending)} job(s) without a final result; the worker's log: {self._log}")
             for page in paginator.paginate(Bucket=self._bucket, Prefix="results/"):
                 for obj in page.get("Contents", []):
                     _, job_id, leaf = [*obj["Key"].split("/", 2), "", ""][:3]
@@ -90,6 +104,11 @@ class Results:
             return None, f"{error.get('code', 'failed')}: {error.get('message', '')}"
         body = self._s3.get_object(Bucket=self._bucket, Key=result["results"]["txt"])["Body"].read()
         return body.decode("utf-8").strip(), None
+
+    def speakers(self, job_id: str) -> int | None:
+        """How many speakers a diarized job found (``result.json``'s ``speakers``); None when not diarized."""
+        listed = self.found[job_id][0].get("speakers")
+        return None if listed is None else len(listed)
 
 
 def _vm_hwm_mb(pid: int) -> float | None:
@@ -128,7 +147,8 @@ def _worker_settings(spec: Spec) -> dict[str, object]:
 
 def run_worker(spec: Spec) -> Outcome:
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    LOG.parent.mkdir(parents=True, exist_ok=True)
+    log_path = _log(spec)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with LocalAws(bucket="whisper-bench", queue="whisper-bench", visibility_timeout=300) as local:
         assert local.resources is not None
         bucket, queue_url = local.resources.bucket, local.resources.queue_url
@@ -142,24 +162,27 @@ def run_worker(spec: Spec) -> Outcome:
                 urls[item["audio"]] = f"s3://{bucket}/{key}"
         warm_key = f"audio/{WARMUP_JOB}{Path(spec.warmup).suffix}"
         s3.upload_file(spec.warmup, bucket, warm_key)
-        sqs.send_message(QueueUrl=queue_url, MessageBody=_message(WARMUP_JOB, f"s3://{bucket}/{warm_key}"))
+        warm_body = _message(WARMUP_JOB, f"s3://{bucket}/{warm_key}", spec.diarize)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=warm_body)
 
         settings = _worker_settings(spec)
         env = local.worker_env(secret=secret, model_dir=Path(spec.model_dir), model=spec.model, **settings)
-        with LOG.open("wb") as log:
+        with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen([*_command(), "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        results = Results(s3, bucket, proc)
+        results = Results(s3, bucket, proc, log_path)
         rss_mb: list[float | None] = []
         try:
             results.wait({WARMUP_JOB}, started + 600)
             cold = results.found[WARMUP_JOB][1] - started
             warm_result = results.found[WARMUP_JOB][0]
             if warm_result["status"] != "completed":
-                raise RuntimeError(f"the warm-up job failed: {warm_result.get('error')}; the worker's log: {LOG}")
+                raise RuntimeError(f"the warm-up job failed: {warm_result.get('error')}; the worker's log: {log_path}")
 
             job_ids = [f"bench-{i:05d}" for i in range(len(spec.items))]
-            bodies = [_message(j, urls[item["audio"]]) for j, item in zip(job_ids, spec.items, strict=True)]
+            bodies = [
+                _message(j, urls[item["audio"]], spec.diarize) for j, item in zip(job_ids, spec.items, strict=True)
+            ]
             sent = time.perf_counter()
             for start in range(0, len(bodies), 10):
                 entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
@@ -170,6 +193,7 @@ def run_worker(spec: Spec) -> Outcome:
         finally:
             rss_mb.append(_stop(proc))
         texts, errors = zip(*(results.text(j) for j in job_ids), strict=True)
+        speakers = [results.speakers(j) for j in job_ids]
     peaks = [m for m in rss_mb if m is not None]
     return Outcome(
         load_seconds=cold,
@@ -179,5 +203,10 @@ def run_worker(spec: Spec) -> Outcome:
         item_seconds=[None] * len(job_ids),
         errors=list(errors),
         peak_rss_mb=max(peaks) if peaks else None,
-        extra={"log": str(LOG), "exit_code": proc.returncode, "settings": _worker_settings(spec)},
+        extra={
+            "log": str(log_path),
+            "exit_code": proc.returncode,
+            "settings": _worker_settings(spec),
+            **({"diarize": True, "speakers_found": speakers} if spec.diarize else {}),
+        },
     )

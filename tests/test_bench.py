@@ -22,11 +22,16 @@ from worker.audio.wav import write_wav
 @pytest.fixture
 def user_corpus(tmp_path: Path) -> Path:
     root = tmp_path / "talks"
-    (root / "day2").mkdir(parents=True)
+    (root / "diarization").mkdir(parents=True)
     write_wav(root / "hello.wav", tone(220.0, 1.5, SAMPLE_RATE))
     (root / "hello.txt").write_text("Hello there.\n")
-    write_wav(root / "day2" / "keynote.wav", tone(330.0, 61.0, SAMPLE_RATE, amplitude=0.1))
-    (root / "day2" / "keynote.txt").write_text("A long talk.")
+    write_wav(root / "keynote.wav", tone(330.0, 61.0, SAMPLE_RATE, amplitude=0.1))
+    (root / "keynote.txt").write_text("A long talk.")
+    # A subfolder holds other data (multi-speaker recordings, their RTTM and joined text): not corpus items.
+    write_wav(root / "diarization" / "meeting.wav", tone(250.0, 2.0, SAMPLE_RATE))
+    (root / "diarization" / "meeting.txt").write_text("Not in time order.")
+    (root / "diarization" / "meeting.rttm").write_text("SPEAKER meeting 1 0.00 2.00 <NA> <NA> A <NA> <NA>\n")
+    (root / "hello.rttm").write_text("SPEAKER hello 1 0.00 1.50 <NA> <NA> A <NA> <NA>\n")  # not audio
     shutil.copyfile(JFK, root / "jfk.flac")
     (root / "jfk.txt").write_text("And so my fellow Americans")
     write_wav(root / "no-reference.wav", tone(440.0, 0.5, SAMPLE_RATE))  # no .txt: not part of the corpus
@@ -36,11 +41,11 @@ def user_corpus(tmp_path: Path) -> Path:
 def test_user_directory_becomes_a_corpus(user_corpus: Path) -> None:
     found = corpus.from_directory(user_corpus)
     by_name = {item.name: item for item in found.items}
-    assert sorted(by_name) == ["day2/keynote", "hello", "jfk"]
+    assert sorted(by_name) == ["hello", "jfk", "keynote"]
     assert by_name["hello"].text == "Hello there."
     assert by_name["hello"].seconds == pytest.approx(1.5)
     assert by_name["hello"].kind == "clip"
-    assert by_name["day2/keynote"].kind == "long"  # over 60 s
+    assert by_name["keynote"].kind == "long"  # over 60 s
     assert by_name["jfk"].seconds == pytest.approx(11.0, abs=0.1)  # not a WAV: measured by decoding
     assert found.seconds == pytest.approx(1.5 + 61.0 + 11.0, abs=0.2)
 
@@ -48,7 +53,7 @@ def test_user_directory_becomes_a_corpus(user_corpus: Path) -> None:
 def test_manifest_round_trip_and_is_preferred(user_corpus: Path) -> None:
     found = corpus.from_directory(user_corpus)
     path = corpus.write_manifest(found.root, list(found.items), "abc123")
-    assert '"audio": "day2/keynote.wav"' in path.read_text()  # relative: the directory can move
+    assert '"audio": "keynote.wav"' in path.read_text()  # relative: the directory can move
     again, fingerprint = corpus.read_manifest(found.root)
     assert fingerprint == "abc123"
     assert again.items == found.items
