@@ -200,6 +200,23 @@ def test_a_segment_across_two_pieces_sends_both_back_alone() -> None:
     assert len(redo) == 2 and found == {}
 
 
+def test_words_placed_mostly_between_two_jobs_pieces_are_given_to_neither() -> None:
+    # The end of the first clip's speech, timestamped late (5.0-7.0 s): mostly in the silence between the clips,
+    # a little into the second's. Given to the second clip, one job's words would land in another's transcript.
+    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(5.0), *_text("and expressed"), _ts(7.0)]
+    tokens += [_ts(7.2), *_text("second clip"), _ts(9.9)]
+    found, redo = _split(tokens)
+    assert sorted(p.job for p in redo) == [0, 1] and found == {}
+
+
+def test_text_in_the_silence_of_one_jobs_window_goes_to_the_nearest_piece() -> None:
+    window = Window([(Piece(7, 0, 5 * SAMPLE_RATE), 0), (Piece(7, 6 * SAMPLE_RATE, 9 * SAMPLE_RATE), 6 * SAMPLE_RATE)])
+    tokens = [_ts(0), *_text("first part"), _ts(4.8), _ts(5.1), *_text("and so"), _ts(5.6)]
+    tokens += [_ts(6.2), *_text("second part"), _ts(8.9)]
+    found, redo = Split(window, Generated(tokens, -0.2, 0.01), TOKENIZER).run()
+    assert redo == [] and [t for _, _, t, _ in found[window.placements[0][0]].spans] == [" first part", " and so"]
+
+
 def test_a_piece_the_decoder_skipped_is_decoded_again() -> None:
     tokens = [_ts(0), *_text("first clip only"), _ts(4.8)]
     found, redo = _split(tokens)

@@ -22,7 +22,12 @@ COMPRESSION_RATIO_LIMIT = 2.4
 LOGPROB_LIMIT = -1.0
 NO_SPEECH_LIMIT = 0.6
 STRADDLE_SECONDS = 0.5  # a segment reaching this far into a second piece belongs to neither alone
+# In a window shared by several jobs, a segment must lie mostly inside one piece to be given to it. Timestamps are
+# coarse (often whole seconds): a segment placed mostly in the silence between two jobs' pieces may be either's
+# words, and giving it to the wrong one moves one job's text into another's transcript.
+OWN_SHARE = 0.5
 TIME_PRECISION = 0.02
+GAP_REACH = 1.0  # how far past a piece's edge a misplaced segment may still be its words
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Split:
         found: dict[Piece, PieceText] = {p: PieceText() for p, _ in self.window.placements}
         redo: set[Piece] = set()
         spans, tail = spans_of(self.decoded.tokens, self.tokenizer.timestamp_begin)
+        shared = len({p.job for p, _, _ in placed}) > 1
         for span in spans:
             end = span.end if span.end is not None else placed[-1][2] if len(placed) == 1 else None
             if end is None:  # unfinished last segment in a shared window: whose it is cannot be told
@@ -107,6 +113,9 @@ class Split:
             best, piece, lo, hi = overlaps[0]
             if len(overlaps) > 1 and overlaps[1][0] > STRADDLE_SECONDS:
                 redo.update({piece, overlaps[1][1]})
+                continue
+            if shared and (best <= 0 or best < OWN_SHARE * (end - span.start)):
+                redo.update(p for p, lo_, hi_ in placed if lo_ - GAP_REACH <= end and hi_ + GAP_REACH >= span.start)
                 continue
             if best <= 0 and len(placed) > 1:
                 # text in the silence between pieces: the nearest piece's, if close enough
