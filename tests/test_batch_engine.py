@@ -15,6 +15,7 @@ from whisper.normalizers import EnglishTextNormalizer
 from whisper.tokenizer import get_tokenizer
 
 from tests.audio_factory import JFK
+from tests.conversation import conversation
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
@@ -215,6 +216,19 @@ def test_text_in_the_silence_of_one_jobs_window_goes_to_the_nearest_piece() -> N
     tokens += [_ts(6.2), *_text("second part"), _ts(8.9)]
     found, redo = Split(window, Generated(tokens, -0.2, 0.01), TOKENIZER).run()
     assert redo == [] and [t for _, _, t, _ in found[window.placements[0][0]].spans] == [" first part", " and so"]
+
+
+def test_speech_after_a_decoder_that_stopped_early_is_decoded_again_and_silence_is_not() -> None:
+    piece = Piece(3, 0, 20 * SAMPLE_RATE)
+    window = Window([(piece, 0)])
+    tokens = [_ts(0), *_text("the first five seconds"), _ts(5.0)]  # then end of text: 15 s never transcribed
+    talk = conversation().audio  # real voices, pauses between them
+    voice = talk[: piece.samples]
+    quiet = voice.copy()
+    quiet[5 * SAMPLE_RATE :] = 0
+    for audio, expected in ((voice, [Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)]), (quiet, [])):
+        found, again = Split(window, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
+        assert again == expected and [t for _, _, t, _ in found[piece].spans] == [" the first five seconds"]
 
 
 def test_a_piece_the_decoder_skipped_is_decoded_again() -> None:

@@ -404,7 +404,7 @@ class BatchedEngine:
         return _Task(Window(live), task.step) if live else None
 
     def _settle(self, window: Window, decoded: Generated, tokenizer: Tokenizer, lane: _Lane) -> None:
-        found, again = Split(window, decoded, tokenizer).run()
+        found, again = Split(window, decoded, tokenizer, self._samples).run()
         for piece, text in found.items():
             job = self._jobs.get(piece.job)
             if job is None:
@@ -426,6 +426,12 @@ class BatchedEngine:
             _report(hook, min(100.0, 100.0 * job.done_samples / max(1, audio.size)))
             if not job.pieces:
                 self._finish(job_id)
+
+    def _samples(self, piece: Piece) -> np.ndarray:
+        job = self._jobs.get(piece.job)
+        if job is None:
+            return np.zeros(0, dtype=np.float32)
+        return job.request.audios[job.index][piece.start : piece.end]
 
     def _finish(self, job_id: int) -> None:
         job = self._jobs.pop(job_id)

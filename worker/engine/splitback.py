@@ -2,20 +2,23 @@
 
 Each decoded segment goes to the piece it overlaps, its times moved onto that piece's own timeline. A segment
 across two pieces, or a piece the decoder skipped, sends those pieces back to be decoded alone; speech the
-decoder defers ("it starts here but runs on") sends the rest of its piece back. Text that fails
+decoder defers ("it starts here but runs on") sends the rest of its piece back, and so does speech after the
+decoder's last segment when it stopped early (each rest is shorter than its piece, so this ends). Text that fails
 openai-whisper's checks (too repetitive, too improbable) is decoded again, as ``transcribe()`` does.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from whisper.tokenizer import Tokenizer
 
 from worker.audio import SAMPLE_RATE
 from worker.engine.greedy import Generated
-from worker.engine.windows import Piece, Window
+from worker.engine.windows import Piece, Window, speaks
 
 TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # transcribe()'s fallback ladder after greedy
 COMPRESSION_RATIO_LIMIT = 2.4
@@ -28,6 +31,7 @@ STRADDLE_SECONDS = 0.5  # a segment reaching this far into a second piece belong
 OWN_SHARE = 0.5
 TIME_PRECISION = 0.02
 GAP_REACH = 1.0  # how far past a piece's edge a misplaced segment may still be its words
+UNHEARD_SECONDS = 3.0  # speech left after the decoder's last segment, at least this long, is decoded again
 
 
 @dataclass
@@ -88,10 +92,18 @@ class PieceText:
 class Split:
     """Split one decoded window back into its pieces, or say which pieces need their own window."""
 
-    def __init__(self, window: Window, decoded: Generated, tokenizer: Tokenizer) -> None:
+    def __init__(
+        self,
+        window: Window,
+        decoded: Generated,
+        tokenizer: Tokenizer,
+        samples: Callable[[Piece], np.ndarray] | None = None,
+    ) -> None:
+        """``samples`` gives a piece's audio, to tell speech the decoder never reached from silence."""
         self.window = window
         self.decoded = decoded
         self.tokenizer = tokenizer
+        self.samples = samples
 
     def run(self) -> tuple[dict[Piece, PieceText], list[Piece]]:
         placed = [(p, off / SAMPLE_RATE, (off + p.samples) / SAMPLE_RATE) for p, off in self.window.placements]
@@ -135,6 +147,21 @@ class Split:
                 rest.append(Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end))
             elif not found[piece].spans and hi - lo >= 1.0 and len(placed) > 1:
                 redo.add(piece)  # a piece the decoder skipped, or said it would come back to
+            elif (unheard := self._unheard(piece, found[piece])) is not None:
+                rest.append(unheard)
         for piece in redo:
             found.pop(piece, None)
         return found, sorted([*redo, *rest], key=lambda p: (p.job, p.start))
+
+    def _unheard(self, piece: Piece, text: PieceText) -> Piece | None:
+        """The rest of ``piece`` when the decoder ended early (it sometimes stops mid-window, as if the rest were
+        silent) and that rest holds speech: decoded again in a window of its own rather than lost."""
+        if self.samples is None or not text.spans:
+            return None
+        heard = max(end for _, end, _, _ in text.spans)
+        offset = int(heard * SAMPLE_RATE)
+        if heard < 0.5 or piece.samples - offset < UNHEARD_SECONDS * SAMPLE_RATE:
+            return None
+        if not speaks(self.samples(piece)[offset:]):
+            return None
+        return Piece(piece.job, piece.start + offset, piece.end)

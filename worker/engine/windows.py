@@ -27,6 +27,7 @@ MIN_CUT_SECONDS = 18.0
 MAX_CUT_SECONDS = 28.0
 _FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
 _SMOOTH_FRAMES = 15  # 300 ms: a pause between phrases, not the gap inside a plosive
+SPEECH_FLOOR = 0.003  # RMS (about -50 dBFS): quieter than this is silence whatever its surroundings
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ def _smoothed_energy(audio: np.ndarray) -> np.ndarray:
     energy = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
     kernel = np.ones(_SMOOTH_FRAMES) / _SMOOTH_FRAMES
     return np.convolve(energy, kernel, mode="same")
+
+
+def speaks(audio: np.ndarray, *, seconds: float = 0.5) -> bool:
+    """Whether ``audio`` holds at least ``seconds`` of sound well above its own floor: speech, not room tone."""
+    energy = _smoothed_energy(audio)
+    if energy.size == 0:
+        return False
+    loud = energy > max(SPEECH_FLOOR, 4 * float(np.percentile(energy, 10)))
+    return int(loud.sum()) * _FRAME >= seconds * SAMPLE_RATE
 
 
 def cut_points(audio: np.ndarray) -> list[int]:
