@@ -112,6 +112,11 @@ def test_labels_follow_first_appearance_and_overlaps_are_cut_in_the_middle() -> 
     assert talk_time(turns) == {"SPEAKER_00": 1.75, "SPEAKER_01": 4.25}
 
 
+def test_a_turn_inside_another_speakers_turn_interrupts_it() -> None:
+    turns = labelled([(0.0, 30.0, "a"), (5.0, 6.0, "b")])
+    assert turns == [Turn(0.0, 5.0, "SPEAKER_00"), Turn(5.0, 6.0, "SPEAKER_01"), Turn(6.0, 30.0, "SPEAKER_00")]
+
+
 # --- speakers onto transcripts -----------------------------------------------------------------------------
 
 
@@ -138,6 +143,12 @@ def test_without_word_timings_a_segment_goes_to_who_talks_most_in_it() -> None:
     transcript = Transcript("a b", "en", 4.0, [Segment(0, 0.0, 3.0, " a"), Segment(1, 3.0, 4.0, " b")])
     out = attribute(transcript, [Turn(0.0, 1.0, "SPEAKER_00"), Turn(1.0, 4.0, "SPEAKER_01")])
     assert [s.speaker for s in out.segments] == ["SPEAKER_01", "SPEAKER_01"]
+
+
+def test_a_long_turn_that_began_earlier_still_counts_when_turns_overlap() -> None:
+    transcript = Transcript("a", "en", 30.0, [Segment(0, 10.0, 12.0, " a")])
+    out = attribute(transcript, [Turn(0.0, 30.0, "SPEAKER_00"), Turn(9.5, 10.5, "SPEAKER_01")])
+    assert out.segments[0].speaker == "SPEAKER_00"
 
 
 def test_text_in_a_pause_takes_the_nearest_turn_and_far_text_none() -> None:

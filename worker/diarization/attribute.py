@@ -6,7 +6,8 @@ to the speaker who talks most during it. Text that falls in no turn (a VAD gap) 
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import itertools
+from bisect import bisect_right
 from dataclasses import replace
 
 from worker.diarization.turns import Turn, talk_time
@@ -31,14 +32,14 @@ def attribute(transcript: Transcript, turns: list[Turn]) -> Transcript:
 class _Speakers:
     def __init__(self, turns: list[Turn]) -> None:
         self.turns = sorted(turns, key=lambda t: t.start)
-        self.starts = [t.start for t in self.turns]
+        # The latest end among each turn and those before it: where to start looking, even when turns overlap.
+        self.reach = list(itertools.accumulate((t.end for t in self.turns), max))
 
     def at(self, start: float, end: float) -> str | None:
         if not self.turns:
             return None
         overlap: dict[str, float] = {}
-        first = max(bisect_left(self.starts, start) - 1, 0)
-        for turn in self.turns[first:]:
+        for turn in self.turns[bisect_right(self.reach, start) :]:
             if turn.start >= end:
                 break
             shared = min(end, turn.end) - max(start, turn.start)

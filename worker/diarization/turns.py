@@ -39,7 +39,8 @@ def label(index: int) -> str:
 
 def labelled(spans: Iterable[tuple[float, float, Hashable]]) -> list[Turn]:
     """Time-ordered spans with arbitrary cluster ids → turns named ``SPEAKER_00``… in order of first appearance,
-    overlapping spans of different speakers cut at their midpoint, adjacent spans of one speaker joined."""
+    overlapping spans of different speakers cut at their midpoint (a span inside another's turn interrupts it),
+    adjacent spans of one speaker joined."""
     turns: list[Turn] = []
     for start, end, cluster in sorted(spans, key=lambda span: (span[0], span[1])):
         speaker = str(cluster)
@@ -47,6 +48,10 @@ def labelled(spans: Iterable[tuple[float, float, Hashable]]) -> list[Turn]:
             last = turns[-1]
             if last.speaker == speaker:
                 turns[-1] = Turn(last.start, max(last.end, end), speaker)
+                continue
+            if end < last.end:  # inside another speaker's turn (pyannote's overlapped speech): that turn resumes
+                turns[-1] = Turn(last.start, start, last.speaker)
+                turns += [Turn(start, end, speaker), Turn(end, last.end, last.speaker)]
                 continue
             middle = (start + last.end) / 2
             turns[-1] = Turn(last.start, middle, last.speaker)
@@ -56,7 +61,7 @@ def labelled(spans: Iterable[tuple[float, float, Hashable]]) -> list[Turn]:
         elif end > start:
             turns.append(Turn(start, end, speaker))
     names: dict[str, str] = {}  # numbered only now: a span cut away entirely must not take a number
-    return [Turn(t.start, t.end, names.setdefault(t.speaker, label(len(names)))) for t in turns]
+    return [Turn(t.start, t.end, names.setdefault(t.speaker, label(len(names)))) for t in turns if t.end > t.start]
 
 
 def talk_time(turns: Iterable[Turn]) -> dict[str, float]:
