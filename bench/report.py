@@ -136,6 +136,8 @@ def _notes(s: Summary, stats: Stats) -> str:
         notes.append(f"{stats.failed} FAILED")
     if s.load_label != "load" and stats is s.total:
         notes.append(f"load = {s.load_label}")
+    if s.extra.get("aws_latency_ms") and stats is s.total:
+        notes.append(f"+{s.extra['aws_latency_ms']:g} ms per AWS request")
     if s.extra.get("diarize") and stats is s.total:
         notes.append("diarize: true")
         if s.extra.get("vs_worker"):
@@ -179,9 +181,30 @@ def format_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
+def format_costs(summaries: Sequence[Summary]) -> list[str]:
+    """Per job, for each worker system: AWS requests, the job thread's CPU, and wall time by stage."""
+    lines = []
+    for s in summaries:
+        costs = s.extra.get("per_job")
+        if s.status != "ok" or not costs:
+            continue
+        latency = s.extra.get("aws_latency_ms") or 0
+        ops = ", ".join(f"{op} {n:g}" for op, n in costs["requests_by_operation"].items())
+        stages = ", ".join(f"{stage} {ms:.0f}" for stage, ms in costs["stages_ms_mean"].items())
+        lines += [
+            f"{s.system} per job (AWS latency {latency:g} ms): {costs['requests']:g} AWS requests ({ops}); "
+            f"job thread CPU {costs['cpu_ms_mean']} ms mean, {costs['cpu_ms_median']} ms median",
+            f"  wall ms by stage (mean): {stages}",
+        ]
+    return lines
+
+
 def format_report(summaries: Sequence[Summary], machine: str, corpus: str, *, max_errors: int = 5) -> str:
     parts = [f"machine: {machine}", f"corpus:  {corpus}", "", format_table(summaries), ""]
     parts += [f"  {line}" for line in LEGEND]
+    costs = format_costs(summaries)
+    if costs:
+        parts += ["", *costs]
     for s in summaries:
         for error in s.errors[:max_errors]:
             parts.append(f"{s.system} error: {error}")

@@ -32,10 +32,14 @@ SYSTEMS: dict[str, str | None] = {
     "engine": None,
     "worker": None,
     "worker-diarize": None,
+    "worker-latency": None,
 }
 CUDA_ONLY = frozenset({"reference-nocudnn"})
 # Run only when asked for (bench.run --diarize or --systems): the default table stays what it was.
-OPT_IN = frozenset({"worker-diarize"})
+OPT_IN = frozenset({"worker-diarize", "worker-latency"})
+# worker-latency: every request of the worker to S3 and SQS delayed by this much, as from a container to its
+# region's endpoints (tens of milliseconds for small S3 objects), so its figure predicts production.
+AWS_LATENCY_MS = 20.0
 INSTALL_HINT = {"faster_whisper": "pip install -e '.[bench]' (make bench does)"}
 
 
@@ -55,6 +59,7 @@ class Spec:
     engine: str | None = None
     timeout: float = 3600.0
     diarize: bool = False  # the worker: "diarize": true in every message, the warm-up's too
+    aws_latency_ms: float = 0.0  # the worker: added to each of its S3 and SQS requests
 
     @classmethod
     def read(cls, path: Path) -> Spec:
@@ -252,10 +257,12 @@ def run_system(spec: Spec) -> Outcome:
         return faster_whisper_batched(spec)
     if spec.system == "engine":
         return engine(spec)
-    if spec.system in ("worker", "worker-diarize"):
+    if spec.system in ("worker", "worker-diarize", "worker-latency"):
         from bench.worker_system import run_worker
 
-        return run_worker(dataclasses.replace(spec, diarize=spec.diarize or spec.system == "worker-diarize"))
+        latency = AWS_LATENCY_MS if spec.system == "worker-latency" else spec.aws_latency_ms
+        diarize = spec.diarize or spec.system == "worker-diarize"
+        return run_worker(dataclasses.replace(spec, diarize=diarize, aws_latency_ms=latency))
     raise ValueError(f"unknown system {spec.system!r}")
 
 

@@ -9,6 +9,11 @@ The embedded AWS (``LocalAws``: moto's S3 + SQS on loopback) gets every corpus f
   ``result.json`` whose status is final, found by listing the bucket every 0.2 s (so the clock is that coarse).
   Fetching from S3, decoding, rendering and storing are inside it, as they are in production.
 
+moto's server runs in a process of its own, and the worker reaches it through ``python -m worker.local.proxy``,
+another process, which counts the worker's requests by operation; for ``worker-latency`` it also delays each by
+``AWS_LATENCY_MS``, as a region's endpoints would. Per job, the report gives those requests, the CPU time of the
+job's thread and each stage's wall time, from the worker's ``job completed`` lines.
+
 The worker's peak RSS is its own: ``VmHWM`` from /proc just before it is stopped, or ``ru_maxrss`` from
 ``os.wait4`` when it has exited, whichever is larger.
 
@@ -32,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.systems import Outcome, Spec
 from worker.local.moto_server import LocalAws
@@ -149,7 +156,12 @@ def run_worker(spec: Spec) -> Outcome:
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     log_path = _log(spec)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with LocalAws(bucket="whisper-bench", queue="whisper-bench", visibility_timeout=300) as local:
+    # moto in a process of its own, and the worker's requests through a proxy process that counts them (and adds
+    # the latency a real AWS region has, for worker-latency): neither shares this process's interpreter lock.
+    with (
+        LocalAws(bucket="whisper-bench", queue="whisper-bench", visibility_timeout=300, own_process=True) as local,
+        CountingProxy(local, spec.aws_latency_ms) as proxy,
+    ):
         assert local.resources is not None
         bucket, queue_url = local.resources.bucket, local.resources.queue_url
         s3, sqs = local.client("s3"), local.client("sqs")
@@ -167,6 +179,7 @@ def run_worker(spec: Spec) -> Outcome:
 
         settings = _worker_settings(spec)
         env = local.worker_env(secret=secret, model_dir=Path(spec.model_dir), model=spec.model, **settings)
+        env["AWS_ENDPOINT_URL"] = proxy.url
         with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen([*_command(), "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -183,12 +196,14 @@ def run_worker(spec: Spec) -> Outcome:
             bodies = [
                 _message(j, urls[item["audio"]], spec.diarize) for j, item in zip(job_ids, spec.items, strict=True)
             ]
+            proxy.reset()  # count the corpus's requests, not the warm-up's
             sent = time.perf_counter()
             for start in range(0, len(bodies), 10):
                 entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
                 sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
             results.wait(set(job_ids), sent + spec.timeout)
             wall = max(results.found[j][1] for j in job_ids) - sent
+            requests = proxy.counts()
             rss_mb.append(_vm_hwm_mb(proc.pid))
         finally:
             rss_mb.append(_stop(proc))
@@ -207,6 +222,62 @@ def run_worker(spec: Spec) -> Outcome:
             "log": str(log_path),
             "exit_code": proc.returncode,
             "settings": _worker_settings(spec),
+            "aws_latency_ms": spec.aws_latency_ms,
+            "per_job": per_job_costs(log_path, set(job_ids), requests),
             **({"diarize": True, "speakers_found": speakers} if spec.diarize else {}),
         },
     )
+
+
+class CountingProxy:
+    """``python -m worker.local.proxy`` in front of the embedded AWS, for the worker's requests only."""
+
+    def __init__(self, local: LocalAws, latency_ms: float) -> None:
+        assert local.resources is not None
+        self._command = [sys.executable, "-m", "worker.local.proxy", "--upstream", local.resources.endpoint_url]
+        self._command += ["--latency-ms", str(latency_ms)]
+        self.url = ""
+
+    def __enter__(self) -> CountingProxy:
+        self._process = subprocess.Popen(self._command, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()
+        if not self.url:
+            raise RuntimeError("the request-counting proxy did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_proxy/reset", timeout=10).raise_for_status()
+
+    def counts(self) -> dict[str, int]:
+        return httpx.get(f"{self.url}/_proxy/counts", timeout=10).json()
+
+
+def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -> dict[str, Any]:
+    """What each corpus job cost the worker outside the engine: AWS requests (all the worker made while the corpus
+    ran, receives included, over the number of jobs), the job thread's CPU and each stage's wall time (means of
+    the ``job completed`` log lines)."""
+    done = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("message") == "job completed" and record.get("job_id") in job_ids:
+                done.append(record)
+    jobs = max(len(job_ids), 1)
+    stages: dict[str, float] = {}
+    for record in done:
+        for stage, ms in (record.get("stages_ms") or {}).items():
+            stages[stage] = stages.get(stage, 0.0) + ms / max(len(done), 1)
+    cpu = sorted(float(record.get("cpu_ms") or 0.0) for record in done)
+    return {
+        "jobs_logged": len(done),
+        "requests": round(sum(requests.values()) / jobs, 2),
+        "requests_by_operation": {op: round(n / jobs, 2) for op, n in sorted(requests.items())},
+        "cpu_ms_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "cpu_ms_median": cpu[len(cpu) // 2] if cpu else None,
+        "stages_ms_mean": {stage: round(ms, 1) for stage, ms in stages.items()},
+    }
