@@ -64,6 +64,12 @@ else
 	@echo 'diarization: skipped; pass data with make bench DIARIZATION_ARGS="--recordings DIR --clips DIR" (see python -m bench.diarization --help)'
 endif
 
+# README's performance tables and prices.json's measured throughput, regenerated from bench/results/*.json
+# (`make bench BENCH_ARGS="--json bench/results/NAME.json"` writes one); `--check` is tests/test_bench_publish.py's.
+.PHONY: bench-publish
+bench-publish: install
+	$(BIN)/python -m bench.publish
+
 # .gpu/ for the benchmark on an offline GPU machine (bench/gpu_bundle.py); there: `bash bench/gpu.sh`.
 gpu-bundle: install
 	$(BIN)/python -m bench.gpu_bundle

@@ -39,6 +39,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -366,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(results, header))
     if args.json:
         body = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": ["python", "-m", "bench.diarization", *(sys.argv[1:] if argv is None else argv)],
             "machine": info,
             "corpus": {"description": corpus_line, **described},
             "settings": {"der_collar": COLLAR, "der_skip_overlap": False, "bounds": list(BOUNDS)},

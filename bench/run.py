@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -206,8 +207,32 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_report(summaries, machine, corpus_line))
     if args.json:
-        write_json(args.json, machine, corpus_line, items, summaries, outcomes)
+        write_json(args.json, machine, corpus_line, items, summaries, outcomes, run_metadata(args, argv))
     return 0
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the packages whose versions move the figures; those not installed are left out."""
+    packages = ("whisper-batch", "torch", "openai-whisper", "ctranslate2", "faster-whisper")
+    installed = {name: _version(name) for name in packages}
+    return {"python": platform.python_version(), **{k: v for k, v in installed.items() if v != "not installed"}}
+
+
+def run_metadata(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    """What ``bench.publish`` states beside a result: when, how it was run, with what (no figure needs retyping)."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)],
+        "versions": package_versions(),
+        "model": MODEL,
+        "corpus_source": "--corpus: the given audio" if args.corpus else "built-in: synthetic (espeak-ng), JFK sample",
+        "settings": {
+            "device": args.device,
+            "repeat": args.repeat,
+            "concurrency": args.concurrency or (64 if args.device == "cuda" else 8),
+            "engine": args.engine,
+        },
+    }
 
 
 def write_json(
@@ -217,6 +242,7 @@ def write_json(
     items: list[dict[str, Any]],
     summaries: list[Summary],
     outcomes: list[dict[str, Any]],
+    run_info: dict[str, Any] | None = None,
 ) -> None:
     systems = []
     for summary, outcome in zip(summaries, outcomes, strict=True):
@@ -236,7 +262,7 @@ def write_json(
             for i, item in enumerate(items)
         ]
         systems.append(entry)
-    body = {"machine": machine, "corpus": corpus_line, "systems": systems}
+    body = {"machine": machine, "corpus": corpus_line, **(run_info or {}), "systems": systems}
     path.write_text(json.dumps(body, indent=2) + "\n")
 
 

@@ -108,7 +108,10 @@ def test_estimate_divides_the_audio_by_throughput_and_prices_the_instance_time()
     assert managed["Amazon Transcribe"] == pytest.approx(90 * 0.024)
 
 
-def test_measured_figures_win_and_cpu_instances_use_no_gpu_seconds() -> None:
+def test_measured_figures_win_and_cpu_instances_use_no_gpu_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No priced instance has been measured: c6a.large's figure is the development machine's, so an estimate.
+    assert pricing.throughput("tiny.en", "c6a.large").basis == "estimate"
+    monkeypatch.setitem(pricing.MEASURED, ("c6a.large", "tiny"), (14.6, "measured: on a c6a.large"))
     estimate = pricing.estimate_cost(730, "tiny.en", "c6a.large", spot=True)
     assert estimate.throughput.basis == "measured"
     assert estimate.throughput.times_realtime == 14.6

@@ -1,9 +1,10 @@
 """What a transcription costs on our workers, next to what a managed API charges for the same audio.
 
 Throughput is audio seconds per wall-clock second (10 = ten times faster than realtime) of one worker
-running openai-whisper, one file at a time. Only one figure is measured so far (tiny.en on a 2-vCPU CPU);
-every GPU figure is an estimate derived from published relative speeds, to be replaced by measured numbers:
-put those in ``data/prices.json``'s ``measured`` and they win over the derivation.
+running openai-whisper, one file at a time. No EC2 instance type has been measured yet: the CPU figure is the
+worker's on a 2-core development machine (``make bench-publish`` writes it from bench/results), taken as an
+estimate for c6a.large, and every GPU figure is an estimate derived from published relative speeds. Measured
+figures go in ``data/prices.json``'s ``measured`` and win over the derivation.
 
     throughput(model, instance) = MEASURED[(instance, family)]                      when measured
                                 = reference throughput of the instance
