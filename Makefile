@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-node lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle
+.PHONY: demo test test-node lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle espeak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,14 @@ install-infra: $(INFRA_STAMP)
 demo: install
 	$(BIN)/whisper-worker demo
 
-test: install install-infra cdk-cli
+# espeak-ng speaks the synthetic benchmark corpus (and the tests that build it): Debian's package, installed here when
+# this user can; otherwise one line says what to run.
+espeak:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get install -y -q espeak-ng >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q espeak-ng >/dev/null; }; }; } \
+		|| { echo "espeak-ng is missing and could not be installed here: run 'sudo apt-get install espeak-ng'" >&2; exit 1; }
+
+test: install install-infra cdk-cli espeak
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-node
@@ -56,7 +63,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-bench: install $(BENCH_STAMP)
+bench: install $(BENCH_STAMP) espeak
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 ifneq ($(strip $(DIARIZATION_ARGS)),)
 	$(BIN)/python -m bench.diarization $(DIARIZATION_ARGS)

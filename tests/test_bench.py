@@ -97,7 +97,6 @@ def test_corpus_wavs_take_the_decoders_fast_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(fast, pcm.astype(np.float32) / 32768.0)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_speak_gives_16khz_speech() -> None:
     pcm = corpus.speak("Slow and steady wins the race.", "en-us", 160, 50)
     assert pcm.dtype == np.int16
@@ -105,7 +104,6 @@ def test_speak_gives_16khz_speech() -> None:
     assert np.abs(pcm).max() > 1000
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_default_corpus_is_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(corpus.texts, "CLIPS", [("aesop", "Slow and steady."), ("franklin", "Well done.")])
     monkeypatch.setattr(corpus.texts, "LONG_PARAGRAPHS", ["One. Two.", "Three."])
