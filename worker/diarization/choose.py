@@ -45,14 +45,14 @@ def inventory(model: str | None) -> list[dict[str, str | None]]:
         except PipelineUnavailable:
             status, path = "missing", model
         return [{"name": "pyannote pipeline", "source": "WHISPER_DIARIZATION_MODEL", "status": status, "path": path}]
-    from worker.diarization.weights import BUILT_IN, WeightsUnavailable, verified
+    from worker.diarization.weights import BUILT_IN, WeightsMismatch, WeightsUnavailable, verified
 
     rows: list[dict[str, str | None]] = []
     for weights in BUILT_IN:
         try:
             status, path = "verified", str(verified(weights))
         except WeightsUnavailable as exc:
-            status = "SHA256 MISMATCH" if "sha256" in str(exc) else "missing"
-            path = str(weights.location()) if weights.location() else None
+            status = "SHA256 MISMATCH" if isinstance(exc, WeightsMismatch) else "missing"
+            path = str(where) if (where := weights.location()) else None
         rows.append({"name": weights.name, "source": f"pkg:{weights.package}", "status": status, "path": path})
     return rows

@@ -18,6 +18,10 @@ class WeightsUnavailable(RuntimeError):
     pass
 
 
+class WeightsMismatch(WeightsUnavailable):
+    """The file is there but is not the pinned one."""
+
+
 @dataclass(frozen=True)
 class PackagedWeights:
     name: str
@@ -68,7 +72,7 @@ def verified(weights: PackagedWeights) -> Path:
                     digest.update(block)
             _verified[path] = digest.hexdigest()
     if _verified[path] != weights.sha256:
-        raise WeightsUnavailable(
+        raise WeightsMismatch(
             f"{weights.name}: {path} has sha256 {_verified[path][:16]}…, expected {weights.sha256[:16]}…; "
             f"reinstall {weights.package} at the version the project pins"
         )

@@ -46,9 +46,9 @@ def operation(method: str, path: str, headers: Any, body: bytes) -> str:
         return "sqs." + target.split(".", 1)[1]
     parts = urlsplit(path)
     query = parse_qs(parts.query, keep_blank_values=True)
-    if "Action" in query or b"Action=" in body[:200]:
-        action = query.get("Action", [""])[0] or (re.search(rb"Action=(\w+)", body) or [b"", b"?"])[1].decode()
-        return "sqs." + action
+    form = re.search(rb"Action=(\w+)", body[:200])
+    if "Action" in query or form:
+        return "sqs." + (query["Action"][0] if "Action" in query else form[1].decode())
     key = parts.path.strip("/").partition("/")[2]
     if not key:
         return "s3.ListObjectsV2" if method == "GET" else f"s3.{method.title()}Bucket"
