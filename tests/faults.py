@@ -51,9 +51,9 @@ class FaultyBackend:
         if poisoned.any():
             raise InjectedFault("injected fault: poison audio in the batch")
 
-    def generate(self, windows: np.ndarray, tokenizer: Any) -> Any:
+    def generate(self, windows: np.ndarray, tokenizer: Any, shared: Any = None) -> Any:
         self._check(windows)
-        return self._inner.generate(windows, tokenizer)
+        return self._inner.generate(windows, tokenizer, shared)
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Any, temperature: float) -> Any:
         self._check(windows)

@@ -21,6 +21,7 @@ from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import resolve_engine
 from worker.engine.greedy import Generated, generate_greedy, log_mel
+from worker.engine.isolate import MARGIN_SECONDS, isolate, parts_of, rows_for
 from worker.engine.options import TranscribeOptions
 from worker.engine.splitback import Split, spans_of
 from worker.engine.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
@@ -101,9 +102,9 @@ def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine,
     calls: list[int] = []
     original = backend.generate
 
-    def counting(windows: np.ndarray, tokenizer: object) -> list[Generated]:
+    def counting(windows: np.ndarray, tokenizer: object, shared: object = None) -> list[Generated]:
         calls.append(len(windows))
-        return original(windows, tokenizer)
+        return original(windows, tokenizer, shared)
 
     backend.generate = counting  # type: ignore[method-assign]
     try:
@@ -160,13 +161,11 @@ def _text(words: str) -> list[int]:
     return TOKENIZER.encode(" " + words)
 
 
-def _window() -> Window:
-    # piece A at 0-5 s, piece B at 6.5-10 s of the window
-    return Window([(Piece(0, 0, 5 * SAMPLE_RATE), 0), (Piece(1, 0, int(3.5 * SAMPLE_RATE)), int(6.5 * SAMPLE_RATE))])
-
-
-def _split(tokens: list[int]) -> tuple[dict, list[Piece]]:
-    return Split(_window(), Generated(tokens, -0.2, 0.01), TOKENIZER).run()
+def _split(tokens: list[int], offset_seconds: float = 6.5) -> tuple[list, Piece | None]:
+    # a 3.5 s piece at 6.5 s into its window: its own row of a shared window
+    piece = Piece(1, 0, int(3.5 * SAMPLE_RATE))
+    found, rest = Split(piece, int(offset_seconds * SAMPLE_RATE), Generated(tokens, -0.2, 0.01), TOKENIZER).run()
+    return found.spans, rest
 
 
 def test_spans_parse_timestamp_pairs() -> None:
@@ -177,64 +176,67 @@ def test_spans_parse_timestamp_pairs() -> None:
     assert [(s.start, s.end) for s in spans] == [(0.0, 2.0)] and tail == pytest.approx(6.0)
 
 
+def test_a_pieces_segments_move_onto_its_own_timeline() -> None:
+    spans, rest = _split([_ts(6.6), *_text("second clip"), _ts(9.9)])
+    assert rest is None and [s[2] for s in spans] == [" second clip"]
+    assert spans[0][0] == pytest.approx(0.1) and spans[0][1] == pytest.approx(3.4)
+    spans, _ = _split([_ts(6.6), *_text("runs past the end"), _ts(11.0)])  # clamped to the piece
+    assert spans[0][1] == pytest.approx(3.5)
+
+
 def test_speech_the_decoder_defers_gets_a_window_of_its_own() -> None:
-    # "speech starts at 3 s but runs on": the second piece's rest, from 3 s into the window, is decoded again
-    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(6.6), *_text("second"), _ts(8.0), _ts(8.4)]
-    found, redo = _split(tokens)
-    assert len(redo) == 1 and redo[0].job == 1
-    assert redo[0].start == int((8.4 - 6.5) * SAMPLE_RATE) and redo[0].end == int(3.5 * SAMPLE_RATE)
-    assert [span[2] for span in found[_window().placements[1][0]].spans] == [" second"]
-
-
-def test_segments_go_to_the_piece_they_overlap() -> None:
-    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(6.6), *_text("second clip"), _ts(9.9)]
-    found, redo = _split(tokens)
-    assert redo == []
-    (a,), (b,) = found[_window().placements[0][0]].spans, found[_window().placements[1][0]].spans
-    assert a[2] == " first clip" and b[2] == " second clip"
-    assert b[0] == pytest.approx(0.1) and b[1] == pytest.approx(3.4)  # on the second clip's own timeline
-
-
-def test_a_segment_across_two_pieces_sends_both_back_alone() -> None:
-    tokens = [_ts(0), *_text("everything at once"), _ts(9.0)]
-    found, redo = _split(tokens)
-    assert len(redo) == 2 and found == {}
-
-
-def test_words_placed_mostly_between_two_jobs_pieces_are_given_to_neither() -> None:
-    # The end of the first clip's speech, timestamped late (5.0-7.0 s): mostly in the silence between the clips,
-    # a little into the second's. Given to the second clip, one job's words would land in another's transcript.
-    tokens = [_ts(0), *_text("first clip"), _ts(4.8), _ts(5.0), *_text("and expressed"), _ts(7.0)]
-    tokens += [_ts(7.2), *_text("second clip"), _ts(9.9)]
-    found, redo = _split(tokens)
-    assert sorted(p.job for p in redo) == [0, 1] and found == {}
-
-
-def test_text_in_the_silence_of_one_jobs_window_goes_to_the_nearest_piece() -> None:
-    window = Window([(Piece(7, 0, 5 * SAMPLE_RATE), 0), (Piece(7, 6 * SAMPLE_RATE, 9 * SAMPLE_RATE), 6 * SAMPLE_RATE)])
-    tokens = [_ts(0), *_text("first part"), _ts(4.8), _ts(5.1), *_text("and so"), _ts(5.6)]
-    tokens += [_ts(6.2), *_text("second part"), _ts(8.9)]
-    found, redo = Split(window, Generated(tokens, -0.2, 0.01), TOKENIZER).run()
-    assert redo == [] and [t for _, _, t, _ in found[window.placements[0][0]].spans] == [" first part", " and so"]
+    # "speech starts at 8.4 s but runs on": the piece's rest, from 1.9 s into it, is decoded again
+    spans, rest = _split([_ts(6.6), *_text("second"), _ts(8.0), _ts(8.4)])
+    assert rest is not None and rest.job == 1
+    assert rest.start == int((8.4 - 6.5) * SAMPLE_RATE) and rest.end == int(3.5 * SAMPLE_RATE)
+    assert [span[2] for span in spans] == [" second"]
 
 
 def test_speech_after_a_decoder_that_stopped_early_is_decoded_again_and_silence_is_not() -> None:
     piece = Piece(3, 0, 20 * SAMPLE_RATE)
-    window = Window([(piece, 0)])
     tokens = [_ts(0), *_text("the first five seconds"), _ts(5.0)]  # then end of text: 15 s never transcribed
     talk = conversation().audio  # real voices, pauses between them
     voice = talk[: piece.samples]
     quiet = voice.copy()
     quiet[5 * SAMPLE_RATE :] = 0
-    for audio, expected in ((voice, [Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)]), (quiet, [])):
-        found, again = Split(window, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
-        assert again == expected and [t for _, _, t, _ in found[piece].spans] == [" the first five seconds"]
+    for audio, expected in ((voice, Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)), (quiet, None)):
+        found, rest = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
+        assert rest == expected and [t for _, _, t, _ in found.spans] == [" the first five seconds"]
+    # a recording quiet throughout (peaks near -46 dBFS) still speaks
+    found, rest = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p: voice * 0.005).run()
+    assert rest == Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)
 
 
-def test_a_piece_the_decoder_skipped_is_decoded_again() -> None:
-    tokens = [_ts(0), *_text("first clip only"), _ts(4.8)]
-    found, redo = _split(tokens)
-    assert [p.job for p in redo] == [1] and next(iter(found)).job == 0
+def test_each_piece_of_a_shared_window_gets_its_own_row() -> None:
+    window = Window([(Piece(0, 0, 5 * SAMPLE_RATE), 0), (Piece(1, 0, 3 * SAMPLE_RATE), int(6.5 * SAMPLE_RATE))])
+    rows = rows_for([None, window], BEGIN)
+    assert [(r.window, r.start) for r in rows] == [(0, None), (1, _ts(0)), (1, _ts(6.5))]
+    assert rows[2].first == int((6.5 - MARGIN_SECONDS) * 50) and rows[2].last == int((9.5 + MARGIN_SECONDS) * 50) + 1
+    encoded = np.arange(2 * 1500 * 2, dtype=np.float32).reshape(2, 1500, 2)
+    silence = np.full((1500, 2), -1.0, dtype=np.float32)
+    mixed = isolate(encoded, rows, silence)
+    assert np.array_equal(mixed[0], encoded[0])  # decoded whole: untouched
+    inside, outside = rows[2].first + 5, rows[2].first - 5
+    assert np.array_equal(mixed[2, inside], encoded[1, inside]) and np.array_equal(mixed[2, outside], silence[0])
+
+
+def test_a_quiet_piece_beside_a_loud_one_keeps_its_own_spectrogram(jfk: np.ndarray) -> None:
+    quiet, loud = jfk[: 5 * SAMPLE_RATE] * 0.01, jfk[5 * SAMPLE_RATE : 10 * SAMPLE_RATE]
+    window = Window([(Piece(0, 0, quiet.size), 0), (Piece(1, 0, loud.size), 6 * SAMPLE_RATE)])
+    audio = torch.from_numpy(window.audio([quiet, loud])[None])
+    alone = log_mel(torch.from_numpy(Window([(Piece(0, 0, quiet.size), 0)]).audio([quiet])[None]), 80)
+    shared = log_mel(audio, 80, parts_of([window]))
+    frames = quiet.size // 160 - 2  # clear of the STFT's reach into the neighbour
+    assert torch.allclose(shared[0, :, :frames], alone[0, :, :frames], atol=1e-5)
+    assert not torch.allclose(log_mel(audio, 80)[0, :, :frames], alone[0, :, :frames], atol=1e-2)
+
+
+def test_a_quiet_recording_packed_beside_a_loud_one_is_heard(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    quiet, loud = jfk * 0.005, jfk[: int(4.6 * SAMPLE_RATE)]
+    assert len(pack([Piece(0, 0, quiet.size), Piece(1, 0, loud.size)])) == 1
+    soft, opening = batched.transcribe_many("tiny.en", [quiet, loud], EN)
+    assert jiwer.wer(SENTENCE, _words(soft.text)) <= 0.15, soft.text
+    assert jiwer.wer("and so my fellow americans ask not", _words(opening.text)) <= 0.15
 
 
 def test_pack_and_cut_limits() -> None:

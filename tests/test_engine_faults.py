@@ -55,9 +55,9 @@ class _Wrapped:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def generate(self, windows: np.ndarray, tokenizer: Any) -> Any:
+    def generate(self, windows: np.ndarray, tokenizer: Any, shared: Any = None) -> Any:
         self._before()
-        return self._inner.generate(windows, tokenizer)
+        return self._inner.generate(windows, tokenizer, shared)
 
 
 def _wrap(engine: BatchedEngine, before: Callable[[], None]) -> BatchedEngine:

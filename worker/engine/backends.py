@@ -13,10 +13,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from whisper.model import Whisper
+from whisper.model import AudioEncoder, Whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, generate_greedy, log_mel
+from worker.engine.isolate import Row, encode_apart, isolate, kept_frames, parts_of, rows_for
+from worker.engine.windows import WINDOW_SAMPLES, Window
 from worker.models.cache import inference_lock
 
 # Measured on 2 cores with tiny.en in CTranslate2: 16 windows per pass beat 8 by 15%; a batch waits for its
@@ -40,7 +42,12 @@ class Backend(Protocol):
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer: ...
 
-    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]: ...
+    def generate(
+        self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None
+    ) -> list[Generated]:
+        """Greedy decoding: a result per window, or with ``shared`` (a window per input, None for one decoded
+        whole) a result per piece of each shared window, each decoded on its own (``isolate``)."""
+        ...
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]: ...
 
@@ -88,16 +95,44 @@ class TorchBackend:
             batch_windows = gpu_batch_windows(model) if self.device.type == "cuda" else CPU_BATCH_WINDOWS
         self.batch_windows = batch_windows
         self._lock = inference_lock(model)  # shared with the reference engine's transcribe()
+        self._silence: torch.Tensor | None = None  # the encoder's output for a silent window
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
         return _tokenizer(self.multilingual, self.num_languages, language, task)
 
-    def _mel(self, windows: np.ndarray) -> torch.Tensor:
-        return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels)
+    def _mel(self, windows: np.ndarray, shared: list[Window | None] | None = None) -> torch.Tensor:
+        return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels, parts_of(shared))
 
-    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]:
+    def generate(
+        self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None
+    ) -> list[Generated]:
         with self._lock:
-            return generate_greedy(self.model, self._mel(windows), tokenizer)
+            mel = self._mel(windows, shared)
+            if not shared or all(w is None for w in shared):
+                return generate_greedy(self.model, mel, tokenizer)
+            dtype = next(self.model.parameters()).dtype
+            encoded = encode_apart(self.model.encoder, mel.to(dtype), parts_of(shared))
+            rows = rows_for(shared, tokenizer.timestamp_begin, encoded.shape[1])
+            results: dict[int, Generated] = {}
+            # a row opened at a timestamp and a row decoded whole have prompts of different lengths
+            for opened in (False, True):
+                chosen = [i for i, row in enumerate(rows) if (row.start is not None) == opened]
+                if not chosen:
+                    continue
+                picked = [rows[i] for i in chosen]
+                features = self._isolated(encoded, picked)
+                starts = [row.start for row in picked] if opened else None
+                decoded = generate_greedy(self.model, None, tokenizer, features=features, starts=starts)
+                results.update(zip(chosen, decoded, strict=True))
+            return [results[i] for i in range(len(rows))]
+
+    def _isolated(self, encoded: torch.Tensor, rows: list[Row]) -> torch.Tensor:
+        if self._silence is None:
+            silent = self._mel(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32))
+            self._silence = self.model.encoder(silent.to(encoded.dtype))[0]
+        mask = torch.from_numpy(kept_frames(rows, encoded.shape[1])).to(encoded.device).unsqueeze(-1)
+        picked = encoded[torch.tensor([row.window for row in rows], device=encoded.device)]
+        return torch.where(mask, picked, self._silence.unsqueeze(0))
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
         with self._lock:
@@ -117,7 +152,9 @@ class TorchBackend:
 class Ct2Backend:
     """CTranslate2 (int8 on CPU): the same tokens from a C++ decoder; needs the optional ``ctranslate2``."""
 
-    def __init__(self, model_dir: Path, device: str, batch_windows: int) -> None:
+    def __init__(self, model_dir: Path, device: str, batch_windows: int, encoder: AudioEncoder | None = None) -> None:
+        """``encoder``: the same model's torch encoder, for shared windows (see ``isolate``); CTranslate2's own
+        encoder cannot keep a piece's attention to itself, so without it their pieces hear each other."""
         import ctranslate2
 
         self._ct2 = ctranslate2
@@ -130,21 +167,47 @@ class Ct2Backend:
         self.n_mels = int(getattr(self.model, "n_mels", 80))
         self.num_languages = int(getattr(self.model, "num_languages", 99))
         self.batch_windows = batch_windows
+        self._encoder = encoder
         self._lock = threading.Lock()
+        self._silence: np.ndarray | None = None  # the encoder's output for a silent window
 
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
         return _tokenizer(self.multilingual, self.num_languages, language, task)
 
-    def _features(self, windows: np.ndarray) -> Any:
-        mel = log_mel(torch.from_numpy(windows), self.n_mels).numpy()
+    def _features(self, windows: np.ndarray, shared: list[Window | None] | None = None) -> Any:
+        mel = log_mel(torch.from_numpy(windows), self.n_mels, parts_of(shared)).numpy()
         return self._ct2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
 
-    def _generate(self, windows: np.ndarray, tokenizer: Tokenizer, **sampling: Any) -> list[Generated]:
+    def _encoded(self, windows: np.ndarray, shared: list[Window | None] | None) -> np.ndarray:
+        parts = parts_of(shared)
+        if self._encoder is None:
+            return np.asarray(self.model.encode(self._features(windows, shared), to_cpu=True))
+        mel = log_mel(torch.from_numpy(windows), self.n_mels, parts)
+        weights = next(self._encoder.parameters())
+        with torch.inference_mode():
+            encoded = encode_apart(self._encoder, mel.to(weights.device, weights.dtype), parts)
+        return encoded.float().cpu().numpy()
+
+    def _isolated(self, windows: np.ndarray, shared: list[Window | None], rows: list[Row]) -> Any:
+        if self._silence is None:
+            self._silence = self._encoded(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32), None)[0]
+        mixed = isolate(self._encoded(windows, shared), rows, self._silence)
+        return self._ct2.StorageView.from_array(mixed)
+
+    def _generate(
+        self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None, **sampling: Any
+    ) -> list[Generated]:
         prompt = list(tokenizer.sot_sequence)
         with self._lock:
+            if shared and any(w is not None for w in shared):
+                rows = rows_for(shared, tokenizer.timestamp_begin)
+                features = self._isolated(windows, shared, rows)
+                prompts = [prompt if row.start is None else [*prompt, row.start] for row in rows]
+            else:
+                features, prompts = self._features(windows), [prompt] * len(windows)
             results = self.model.generate(
-                self._features(windows),
-                [prompt] * len(windows),
+                features,
+                prompts,
                 beam_size=1,
                 max_length=448,
                 return_scores=True,
@@ -161,8 +224,10 @@ class Ct2Backend:
             decoded.append(Generated(tokens, float(result.scores[best]), float(result.no_speech_prob)))
         return decoded
 
-    def generate(self, windows: np.ndarray, tokenizer: Tokenizer) -> list[Generated]:
-        return self._generate(windows, tokenizer)
+    def generate(
+        self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None
+    ) -> list[Generated]:
+        return self._generate(windows, tokenizer, shared)
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
         samples = self._generate(

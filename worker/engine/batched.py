@@ -1,9 +1,11 @@
 """The batched engine: windows from many jobs in one forward pass, results split back per job.
 
 Each job's audio is cut at pauses into pieces of at most 28 s (``windows``); short pieces from any job share a
-window, separated by silence. A greedy pass with timestamps decodes a batch of windows, and ``splitback`` gives
-each piece its text. What a pass could not settle (a piece to decode alone, the rest of a piece, a window to
-sample again at a higher temperature) goes back in the queue and rides in a later pass beside newer work.
+window, separated by silence. A pass encodes a batch of windows and decodes greedily with timestamps; a shared
+window's pieces are kept apart in the encoder and get a decoder row each (``isolate``), so each reads as if
+alone, and ``splitback`` puts each piece's text on its own timeline. What a pass could not settle (a piece to
+decode alone, the rest of a piece, a window to sample again at a higher temperature) goes back in the queue and
+rides in a later pass beside newer work.
 
 One model thread runs the passes. Calls from several threads (one per message in progress) put their audio in
 its queue and wait; each pass takes the oldest unfinished work first and fills up with new pieces, so a job
@@ -34,7 +36,7 @@ from worker.engine.options import TranscribeOptions, check_options
 from worker.engine.reference import ReferenceEngine
 from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
 from worker.engine.transcript import Segment, Transcript
-from worker.engine.windows import WINDOW_SAMPLES, Piece, Window, pack, pieces_of
+from worker.engine.windows import Piece, Window, pack, pieces_of
 from worker.ops.logs import logger
 from worker.service.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
 
@@ -324,14 +326,9 @@ class BatchedEngine:
         chosen = [lane.tasks.popleft() for _ in range(min(size, len(lane.tasks)))]
         room = size - len(chosen)
         if room and lane.fresh:
-            # Oldest pieces first, about enough to fill the room: a stream of new long files cannot starve
-            # an older short clip, which packing alone (largest first) would let happen.
-            budget, total, count = room * WINDOW_SAMPLES, 0, 0
-            for piece in lane.fresh:
-                if total >= budget:
-                    break
-                total, count = total + piece.samples, count + 1
-            candidates, later = lane.fresh[:count], lane.fresh[count:]
+            # Oldest pieces first, one decoder row each (a shared window decodes a row per piece): a stream of
+            # new long files cannot starve an older short clip, which packing alone (largest first) would allow.
+            candidates, later = lane.fresh[:room], lane.fresh[room:]
             windows = pack(candidates) if self._pack else [Window([(p, 0)]) for p in candidates]
             chosen.extend(_Task(w) for w in windows[:room])
             lane.fresh = [p for w in windows[room:] for p, _ in w.placements] + later
@@ -352,7 +349,9 @@ class BatchedEngine:
         batch = np.stack([t.window.audio(audios) for t in tasks])
         try:
             if step == 0:
-                results = backend.generate(batch, tokenizer)
+                shared = [t.window if _shared(t.window) else None for t in tasks]
+                rows = backend.generate(batch, tokenizer, shared if any(shared) else None)
+                results = _per_window(tasks, rows)
             else:
                 results = backend.generate_sampled(batch, tokenizer, TEMPERATURES[step - 1])
         except Exception as exc:
@@ -378,23 +377,41 @@ class BatchedEngine:
             return
         self.stats.count(passes=1, windows=len(tasks), sampled_windows=len(tasks) if step else 0)
         for task, decoded in zip(tasks, results, strict=True):
+            if isinstance(decoded, list):
+                self._settle_pieces(task.window, decoded, tokenizer, lane)
+                continue
             try:
                 text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
                 last = step == len(TEMPERATURES)
                 if acceptable(decoded, text) or last:
-                    self._settle(task.window, decoded, tokenizer, lane)
+                    self._settle(*task.window.placements[0], decoded, tokenizer, lane)
                     continue
-            except Exception as exc:  # this window's text could not be split back: only its jobs fail
+            except Exception as exc:  # this window's text could not be split back: only its job fails
                 error = _engine_error(exc)
                 logger.error("engine could not settle a window", extra={"engine": self.name, "error": error.message})
-                for job_id in {p.job for p, _ in task.window.placements}:
-                    self._fail_job(job_id, error)
+                self._fail_job(task.window.placements[0][0].job, error)
                 continue
-            if len(task.window.placements) > 1:  # a shared window that reads wrong: each piece alone
-                lane.tasks.extend(_Task(Window([(p, 0)])) for p, _ in task.window.placements)
-                self.stats.count(pieces_again=len(task.window.placements))
-            else:
-                lane.tasks.append(_Task(task.window, step + 1))
+            lane.tasks.append(_Task(task.window, step + 1))
+
+    def _settle_pieces(self, window: Window, rows: list[Generated], tokenizer: Tokenizer, lane: _Lane) -> None:
+        """A shared window decoded a row per piece: each piece is settled as if it had been alone in the window;
+        one whose row reads wrong or hears nothing is decoded again alone."""
+        for (piece, offset), decoded in zip(window.placements, rows, strict=True):
+            if piece.job not in self._jobs:
+                continue
+            try:
+                text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
+                # A row that hears nothing is not trusted: a silent job is rare, and alone it costs one window.
+                if text.strip() and not silent(decoded) and acceptable(decoded, text):
+                    self._settle(piece, offset, decoded, tokenizer, lane)
+                    continue
+            except Exception as exc:  # this piece's text could not be split back: only its job fails
+                error = _engine_error(exc)
+                logger.error("engine could not settle a piece", extra={"engine": self.name, "error": error.message})
+                self._fail_job(piece.job, error)
+                continue
+            lane.tasks.append(_Task(Window([(piece, 0)])))
+            self.stats.count(pieces_again=1)
 
     def _live(self, task: _Task) -> _Task | None:
         """The task without the pieces of jobs that already ended; None when none is left."""
@@ -403,29 +420,22 @@ class BatchedEngine:
             return task
         return _Task(Window(live), task.step) if live else None
 
-    def _settle(self, window: Window, decoded: Generated, tokenizer: Tokenizer, lane: _Lane) -> None:
-        found, again = Split(window, decoded, tokenizer, self._samples).run()
-        for piece, text in found.items():
-            job = self._jobs.get(piece.job)
-            if job is None:
-                continue
-            job.texts[piece] = text
-            job.pieces.discard(piece)
-            job.done_samples += piece.samples
-        for piece in again:
-            if piece.job in self._jobs:
-                self._jobs[piece.job].pieces.add(piece)
-                lane.tasks.append(_Task(Window([(piece, 0)])))
-        self.stats.count(pieces_again=len(again))
-        for job_id in {p.job for p, _ in window.placements}:
-            job = self._jobs.get(job_id)
-            if job is None:
-                continue
-            audio = job.request.audios[job.index]
-            hook = job.request.hooks[job.index]
-            _report(hook, min(100.0, 100.0 * job.done_samples / max(1, audio.size)))
-            if not job.pieces:
-                self._finish(job_id)
+    def _settle(self, piece: Piece, offset: int, decoded: Generated, tokenizer: Tokenizer, lane: _Lane) -> None:
+        job = self._jobs.get(piece.job)
+        if job is None:
+            return
+        text, rest = Split(piece, offset, decoded, tokenizer, self._samples).run()
+        job.texts[piece] = text
+        job.pieces.discard(piece)
+        job.done_samples += piece.samples
+        if rest is not None:
+            job.pieces.add(rest)
+            lane.tasks.append(_Task(Window([(rest, 0)])))
+            self.stats.count(pieces_again=1)
+        audio = job.request.audios[job.index]
+        _report(job.request.hooks[job.index], min(100.0, 100.0 * job.done_samples / max(1, audio.size)))
+        if not job.pieces:
+            self._finish(piece.job)
 
     def _samples(self, piece: Piece) -> np.ndarray:
         job = self._jobs.get(piece.job)
@@ -455,6 +465,29 @@ class BatchedEngine:
         job = self._jobs.pop(job_id, None)
         if job is not None:
             _settle_future(job.request.future, error=exc)
+
+
+def _shared(window: Window) -> bool:
+    """Whether the window is decoded a row per piece: it holds several, or one not at its start."""
+    return len(window.placements) > 1 or window.placements[0][1] != 0
+
+
+def _per_window(tasks: list[_Task], rows: list[Generated]) -> list[Generated | list[Generated]]:
+    """The backend's rows regrouped: one result for a window decoded whole, a list (a row per piece) for a
+    shared one."""
+    grouped: list[Generated | list[Generated]] = []
+    at = 0
+    for task in tasks:
+        if _shared(task.window):
+            count = len(task.window.placements)
+            grouped.append(rows[at : at + count])
+            at += count
+        else:
+            grouped.append(rows[at])
+            at += 1
+    if at != len(rows):
+        raise EngineFailed(f"the backend returned {len(rows)} rows for {at}")
+    return grouped
 
 
 def _settle_future(future: Future, *, result: object = None, error: BaseException | None = None) -> bool:

@@ -57,7 +57,9 @@ def make_engine(
             if directory is not None:  # other models have no CTranslate2 weights: torch it is
                 started = time.monotonic()
                 kind = "cuda" if device.startswith("cuda") else "cpu"
-                backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS)
+                # the torch encoder keeps shared windows' pieces apart (``isolate``); CTranslate2 decodes
+                encoder = models.get(model_name).encoder
+                backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS, encoder)
                 models.report_load(model_name, time.monotonic() - started, device)
                 return backend
         return TorchBackend(models.get(model_name), size)

@@ -7,6 +7,7 @@ openai-whisper's ``decode()`` applies its timestamp rules row by row in Python a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,14 +28,26 @@ class Generated:
     temperature: float = 0.0
 
 
-def log_mel(windows: torch.Tensor, n_mels: int) -> torch.Tensor:
-    """Whisper's log-Mel spectrogram for a batch of 30-s windows, normalised per window (not per batch)."""
+def log_mel(
+    windows: torch.Tensor, n_mels: int, parts: Sequence[Sequence[tuple[int, int]] | None] | None = None
+) -> torch.Tensor:
+    """Whisper's log-Mel spectrogram for a batch of 30-s windows, normalised per window (not per batch).
+
+    ``parts`` (per window: sample ranges of the pieces it holds, in order, or None) normalises each piece, and
+    the silence after it, on its own: Whisper floors everything 80 dB below the window's loudest sound, so a
+    quiet recording beside a loud one would lose its own quieter sounds to the loud one's floor."""
     window = torch.hann_window(N_FFT, device=windows.device)
     stft = torch.stft(windows, N_FFT, HOP_LENGTH, window=window, return_complex=True)
     magnitudes = stft[..., :-1].abs() ** 2
     spec = mel_filters(windows.device, n_mels) @ magnitudes
     log_spec = torch.clamp(spec, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True) - 8.0)
+    floor = log_spec.amax(dim=(-2, -1), keepdim=True).expand(-1, 1, log_spec.shape[-1]).clone()
+    for row, spans in enumerate(parts or []):
+        for i, (start, end) in enumerate(spans or []):
+            first, last = -(-start // HOP_LENGTH), max(-(-start // HOP_LENGTH) + 1, end // HOP_LENGTH)
+            until = -(-spans[i + 1][0] // HOP_LENGTH) if i + 1 < len(spans) else log_spec.shape[-1]
+            floor[row, 0, first if i else 0 : until] = log_spec[row, :, first:last].amax()
+    log_spec = torch.maximum(log_spec, floor - 8.0)
     return (log_spec + 4.0) / 4.0
 
 
@@ -50,7 +63,15 @@ def _suppressed(tokenizer: Tokenizer) -> tuple[int, ...]:
 class _TimestampRules:
     """Per-row decoding state, updated once per step, turned into one mask over the vocabulary."""
 
-    def __init__(self, tokenizer: Tokenizer, batch: int, vocab: int, device: torch.device, precision: float) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        batch: int,
+        vocab: int,
+        device: torch.device,
+        precision: float,
+        start: torch.Tensor | None = None,
+    ) -> None:
         self.begin = tokenizer.timestamp_begin
         self.eot = tokenizer.eot
         self.index = torch.arange(vocab, device=device)
@@ -63,13 +84,19 @@ class _TimestampRules:
         self.last_ts = torch.ones(batch, dtype=torch.bool, device=device)
         self.penult_ts = torch.ones(batch, dtype=torch.bool, device=device)
         self.last_value = torch.full((batch,), -1, dtype=torch.long, device=device)  # latest timestamp token
+        self.opened = start is not None  # rows whose prompt ends with their opening timestamp
+        if start is not None:
+            self.last_value = start.to(device)
 
     def apply(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         idx = self.index.unsqueeze(0)
         mask = self.suppress.unsqueeze(0).expand_as(logits).clone()
         if step == 0:
             mask |= self.blank.unsqueeze(0)
-            mask |= (idx < self.begin) | (idx > self.max_initial)  # start with a timestamp near 0
+            if not self.opened:
+                mask |= (idx < self.begin) | (idx > self.max_initial)  # start with a timestamp near 0
+            else:
+                mask |= idx >= self.begin  # the prompt's timestamp opened the segment: text comes first
         else:
             pair_closed = (self.last_ts & self.penult_ts).unsqueeze(1)
             mask |= pair_closed & (idx >= self.begin)  # after a timestamp pair comes text
@@ -96,21 +123,35 @@ class _TimestampRules:
 @torch.inference_mode()
 def generate_greedy(
     model: Whisper,
-    mel: torch.Tensor,
+    mel: torch.Tensor | None,
     tokenizer: Tokenizer,
     *,
     temperature: float = 0.0,
     max_tokens: int = 224,
     precision: float = 0.02,
+    features: torch.Tensor | None = None,
+    starts: list[int] | None = None,
 ) -> list[Generated]:
     """Decoding with timestamps of a batch of log-Mel windows ``[batch, n_mels, 3000]``: greedy at temperature
-    0, else one sample per row from the filtered distribution."""
-    batch = mel.shape[0]
-    device = mel.device
-    audio_features = model.encoder(mel.to(next(model.parameters()).dtype))
+    0, else one sample per row from the filtered distribution.
+
+    ``features`` replaces the encoder's output for ``mel``; ``starts`` gives each row a timestamp token that opens
+    its first segment (a piece placed later in its window), returned as the row's first token."""
+    if features is not None:
+        audio_features = features
+    else:
+        assert mel is not None, "mel or features"
+        audio_features = model.encoder(mel.to(next(model.parameters()).dtype))
+    batch = audio_features.shape[0]
+    device = audio_features.device
     prompt = list(tokenizer.sot_sequence)
+    sot_index = prompt.index(tokenizer.sot)
+    begin = len(prompt)  # where the returned tokens start: an opening timestamp is returned with them
+    start = torch.tensor(starts, dtype=torch.long, device=device) if starts is not None else None
     tokens = torch.tensor([prompt] * batch, device=device)
-    rules = _TimestampRules(tokenizer, batch, model.dims.n_vocab, device, precision)
+    if start is not None:
+        tokens = torch.cat([tokens, start.unsqueeze(1)], dim=1)
+    rules = _TimestampRules(tokenizer, batch, model.dims.n_vocab, device, precision, start)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprobs = torch.zeros(batch, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
@@ -121,7 +162,7 @@ def generate_greedy(
             fresh = tokens if step == 0 else tokens[:, -1:]
             logits = model.decoder(fresh, audio_features, kv_cache=cache).float()
             if step == 0 and tokenizer.no_speech is not None:
-                no_speech = logits[:, len(prompt) - 1].softmax(dim=-1)[:, tokenizer.no_speech]
+                no_speech = logits[:, sot_index].softmax(dim=-1)[:, tokenizer.no_speech]
             logits = rules.apply(logits[:, -1], step)
             if temperature > 0:
                 chosen = torch.multinomial((logits / temperature).softmax(dim=-1), 1).squeeze(1)
@@ -140,7 +181,7 @@ def generate_greedy(
     finally:
         for hook in hooks:
             hook.remove()
-    sampled = tokens[:, len(prompt) :].cpu().numpy()
+    sampled = tokens[:, begin:].cpu().numpy()
     avg = (sum_logprobs / lengths.clamp(min=1)).cpu().numpy()
     no_speech_np = no_speech.float().cpu().numpy()
     results = []

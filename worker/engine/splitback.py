@@ -1,10 +1,10 @@
-"""Split a decoded window back into the pieces it holds, and judge whether its text can be kept.
+"""Give a decoded piece its text on its own timeline, and judge whether the text can be kept.
 
-Each decoded segment goes to the piece it overlaps, its times moved onto that piece's own timeline. A segment
-across two pieces, or a piece the decoder skipped, sends those pieces back to be decoded alone; speech the
-decoder defers ("it starts here but runs on") sends the rest of its piece back, and so does speech after the
-decoder's last segment when it stopped early (each rest is shorter than its piece, so this ends). Text that fails
-openai-whisper's checks (too repetitive, too improbable) is decoded again, as ``transcribe()`` does.
+Each piece is decoded as if alone (its own window, or its own row of a shared window), so every segment of the
+decoding is the piece's. Speech the decoder defers ("it starts here but runs on") sends the rest of the piece
+back, and so does speech after the decoder's last segment when it stopped early (each rest is shorter than its
+piece, so this ends). Text that fails openai-whisper's checks (too repetitive, too improbable) is decoded again,
+as ``transcribe()`` does.
 """
 
 from __future__ import annotations
@@ -18,19 +18,13 @@ from whisper.tokenizer import Tokenizer
 
 from worker.audio import SAMPLE_RATE
 from worker.engine.greedy import Generated
-from worker.engine.windows import Piece, Window, speaks
+from worker.engine.windows import Piece, speaks
 
 TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # transcribe()'s fallback ladder after greedy
 COMPRESSION_RATIO_LIMIT = 2.4
 LOGPROB_LIMIT = -1.0
 NO_SPEECH_LIMIT = 0.6
-STRADDLE_SECONDS = 0.5  # a segment reaching this far into a second piece belongs to neither alone
-# In a window shared by several jobs, a segment must lie mostly inside one piece to be given to it. Timestamps are
-# coarse (often whole seconds): a segment placed mostly in the silence between two jobs' pieces may be either's
-# words, and giving it to the wrong one moves one job's text into another's transcript.
-OWN_SHARE = 0.5
 TIME_PRECISION = 0.02
-GAP_REACH = 1.0  # how far past a piece's edge a misplaced segment may still be its words
 UNHEARD_SECONDS = 3.0  # speech left after the decoder's last segment, at least this long, is decoded again
 
 
@@ -90,72 +84,44 @@ class PieceText:
 
 
 class Split:
-    """Split one decoded window back into its pieces, or say which pieces need their own window."""
+    """Give one piece its text from a decoding that saw it alone (its own window, or its own row of a shared
+    one, see ``isolate``), or say which rest of it must be decoded again."""
 
     def __init__(
         self,
-        window: Window,
+        piece: Piece,
+        offset: int,
         decoded: Generated,
         tokenizer: Tokenizer,
         samples: Callable[[Piece], np.ndarray] | None = None,
     ) -> None:
-        """``samples`` gives a piece's audio, to tell speech the decoder never reached from silence."""
-        self.window = window
+        """``offset``: the piece's place in its window; ``samples`` gives a piece's audio, to tell speech the
+        decoder never reached from silence."""
+        self.piece = piece
+        self.offset = offset
         self.decoded = decoded
         self.tokenizer = tokenizer
         self.samples = samples
 
-    def run(self) -> tuple[dict[Piece, PieceText], list[Piece]]:
-        placed = [(p, off / SAMPLE_RATE, (off + p.samples) / SAMPLE_RATE) for p, off in self.window.placements]
-        found: dict[Piece, PieceText] = {p: PieceText() for p, _ in self.window.placements}
-        redo: set[Piece] = set()
+    def run(self) -> tuple[PieceText, Piece | None]:
+        piece = self.piece
+        lo = self.offset / SAMPLE_RATE
+        hi = lo + piece.samples / SAMPLE_RATE
+        found = PieceText()
         spans, tail = spans_of(self.decoded.tokens, self.tokenizer.timestamp_begin)
-        shared = len({p.job for p, _, _ in placed}) > 1
         for span in spans:
-            end = span.end if span.end is not None else placed[-1][2] if len(placed) == 1 else None
-            if end is None:  # unfinished last segment in a shared window: whose it is cannot be told
-                end = max(hi for _, _, hi in placed)
-                redo.update(p for p, lo, hi in placed if hi > span.start)
-                continue
-            overlaps = sorted(
-                ((min(end, hi) - max(span.start, lo), p, lo, hi) for p, lo, hi in placed),
-                key=lambda item: item[0],
-                reverse=True,
-            )
-            best, piece, lo, hi = overlaps[0]
-            if len(overlaps) > 1 and overlaps[1][0] > STRADDLE_SECONDS:
-                redo.update({piece, overlaps[1][1]})
-                continue
-            if shared and (best <= 0 or best < OWN_SHARE * (end - span.start)):
-                redo.update(p for p, lo_, hi_ in placed if lo_ - GAP_REACH <= end and hi_ + GAP_REACH >= span.start)
-                continue
-            if best <= 0 and len(placed) > 1:
-                # text in the silence between pieces: the nearest piece's, if close enough
-                nearest = min(placed, key=lambda item: min(abs(span.start - item[2]), abs(end - item[1])))
-                piece, lo, hi = nearest
-                if min(abs(span.start - hi), abs(end - lo)) > 1.0:
-                    continue
+            end = hi if span.end is None else span.end
             text = self.tokenizer.decode(span.tokens)
-            start = min(max(span.start, lo), hi) - lo
-            found[piece].spans.append((start, min(max(end, lo), hi) - lo, text, self.decoded))
-        rest: list[Piece] = []
-        for piece, lo, hi in placed:
-            if piece in redo:
-                continue
-            if tail is not None and hi - max(tail, lo) >= 1.0 and found[piece].spans and tail > lo + 0.5:
-                # transcribed up to ``tail``: the rest of this piece gets a window of its own
-                rest.append(Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end))
-            elif not found[piece].spans and hi - lo >= 1.0 and len(placed) > 1:
-                redo.add(piece)  # a piece the decoder skipped, or said it would come back to
-            elif (unheard := self._unheard(piece, found[piece])) is not None:
-                rest.append(unheard)
-        for piece in redo:
-            found.pop(piece, None)
-        return found, sorted([*redo, *rest], key=lambda p: (p.job, p.start))
+            found.spans.append((min(max(span.start, lo), hi) - lo, min(max(end, lo), hi) - lo, text, self.decoded))
+        if tail is not None and hi - max(tail, lo) >= 1.0 and found.spans and tail > lo + 0.5:
+            # transcribed up to ``tail``: the rest of this piece gets a window of its own
+            return found, Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end)
+        return found, self._unheard(found)
 
-    def _unheard(self, piece: Piece, text: PieceText) -> Piece | None:
+    def _unheard(self, text: PieceText) -> Piece | None:
         """The rest of ``piece`` when the decoder ended early (it sometimes stops mid-window, as if the rest were
         silent) and that rest holds speech: decoded again in a window of its own rather than lost."""
+        piece = self.piece
         if self.samples is None or not text.spans:
             return None
         heard = max(end for _, end, _, _ in text.spans)

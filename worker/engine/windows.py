@@ -27,7 +27,9 @@ MIN_CUT_SECONDS = 18.0
 MAX_CUT_SECONDS = 28.0
 _FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
 _SMOOTH_FRAMES = 15  # 300 ms: a pause between phrases, not the gap inside a plosive
-SPEECH_FLOOR = 0.003  # RMS (about -50 dBFS): quieter than this is silence whatever its surroundings
+# RMS (-80 dBFS): quieter than this is silence whatever its surroundings. Low, because some recordings are
+# quiet throughout (peaks near -46 dBFS) and Whisper, which normalises every window, still hears their speech.
+SPEECH_FLOOR = 0.0001
 
 
 @dataclass(frozen=True)
