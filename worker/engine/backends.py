@@ -106,7 +106,7 @@ class TorchBackend:
     def generate(
         self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None
     ) -> list[Generated]:
-        with self._lock:
+        with self._lock, torch.inference_mode():
             mel = self._mel(windows, shared)
             if not shared or all(w is None for w in shared):
                 return generate_greedy(self.model, mel, tokenizer)
