@@ -21,8 +21,8 @@ from worker.engine.isolate import Row, encode_apart, isolate, kept_frames, parts
 from worker.engine.windows import WINDOW_SAMPLES, Window
 from worker.models.cache import inference_lock
 
-# Measured on 2 cores with tiny.en in CTranslate2: 16 windows per pass beat 8 by 15%; a batch waits for its
-# longest window, so much larger ones gain little.
+# Decoder rows (one per piece) per pass on CPU. Measured on 2 cores with tiny.en in CTranslate2 when a row was a
+# window: 16 beat 8 by 15%; a batch waits for its longest row, so much larger ones gain little.
 CPU_BATCH_WINDOWS = 16
 
 
@@ -78,8 +78,8 @@ def configure_cuda() -> None:
 
 
 def gpu_batch_windows(model: Whisper, budget_bytes: float = 8e9) -> int:
-    """Windows per pass on a GPU: as many as keep the cross-attention cache (every decoder layer's keys and
-    values for 1500 audio positions, fp16) within ``budget_bytes``; 128 for tiny, 32 for large."""
+    """Decoder rows per pass on a GPU: as many as keep the cross-attention cache (every decoder layer's keys and
+    values for 1500 audio positions, fp16, per row) within ``budget_bytes``; 128 for tiny, 32 for large."""
     dims = model.dims
     per_window = dims.n_text_layer * 2 * dims.n_audio_ctx * dims.n_audio_state * 2
     return int(max(8, min(128, budget_bytes // per_window)))
