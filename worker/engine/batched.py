@@ -394,15 +394,16 @@ class BatchedEngine:
             lane.tasks.append(_Task(task.window, step + 1))
 
     def _settle_pieces(self, window: Window, rows: list[Generated], tokenizer: Tokenizer, lane: _Lane) -> None:
-        """A shared window decoded a row per piece: each piece is settled as if it had been alone in the window;
-        one whose row reads wrong or hears nothing is decoded again alone."""
+        """A shared window decoded a row per piece: each piece is settled as if it had been alone in the window.
+        A row that hears nothing is not trusted (a silent job is rare; alone it costs one window): it is decoded
+        again alone. A row that reads wrong goes on alone up the temperature ladder, as it would have alone."""
         for (piece, offset), decoded in zip(window.placements, rows, strict=True):
             if piece.job not in self._jobs:
                 continue
             try:
                 text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
-                # A row that hears nothing is not trusted: a silent job is rare, and alone it costs one window.
-                if text.strip() and not silent(decoded) and acceptable(decoded, text):
+                heard = bool(text.strip()) and not silent(decoded)
+                if heard and acceptable(decoded, text):
                     self._settle(piece, offset, decoded, tokenizer, lane)
                     continue
             except Exception as exc:  # this piece's text could not be split back: only its job fails
@@ -410,7 +411,7 @@ class BatchedEngine:
                 logger.error("engine could not settle a piece", extra={"engine": self.name, "error": error.message})
                 self._fail_job(piece.job, error)
                 continue
-            lane.tasks.append(_Task(Window([(piece, 0)])))
+            lane.tasks.append(_Task(Window([(piece, 0)]), 1 if heard else 0))
             self.stats.count(pieces_again=1)
 
     def _live(self, task: _Task) -> _Task | None:
