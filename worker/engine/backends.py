@@ -1,7 +1,7 @@
 """Where the batched engine's forward passes run: openai-whisper's torch model, or CTranslate2.
 
 Both take 30-s windows of 16 kHz audio and return sampled tokens with timestamps; everything around them
-(planning, packing, splitting back, fallbacks) is shared in ``batch_engine``.
+(planning, packing, splitting back, fallbacks) is shared in ``batched``.
 """
 
 from __future__ import annotations

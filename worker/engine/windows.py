@@ -2,8 +2,8 @@
 
 Whisper's encoder always consumes 30 seconds. Cutting long audio blindly every 30 s splits words, which costs
 accuracy; cutting at the quietest stretch near the end of each window does not. A 6-second clip alone would
-waste four fifths of its window, so short pieces share windows, separated by silence, and the decoder's
-timestamps tell whose words are whose (see ``batch_engine``).
+waste four fifths of its window, so short pieces share windows, separated by silence, and are then kept
+apart in the encoder and the decoder (see ``isolate``).
 """
 
 from __future__ import annotations
