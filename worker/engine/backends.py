@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -152,9 +153,16 @@ class TorchBackend:
 class Ct2Backend:
     """CTranslate2 (int8 on CPU): the same tokens from a C++ decoder; needs the optional ``ctranslate2``."""
 
-    def __init__(self, model_dir: Path, device: str, batch_windows: int, encoder: AudioEncoder | None = None) -> None:
-        """``encoder``: the same model's torch encoder, for shared windows (see ``isolate``); CTranslate2's own
-        encoder cannot keep a piece's attention to itself, so without it their pieces hear each other."""
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str,
+        batch_windows: int,
+        encoder: Callable[[], AudioEncoder] | None = None,
+    ) -> None:
+        """``encoder`` loads the same model's torch encoder, on the first shared window (see ``isolate``):
+        CTranslate2's own encoder cannot keep a piece's attention to itself, so without it pieces hear each
+        other."""
         import ctranslate2
 
         self._ct2 = ctranslate2
@@ -167,7 +175,8 @@ class Ct2Backend:
         self.n_mels = int(getattr(self.model, "n_mels", 80))
         self.num_languages = int(getattr(self.model, "num_languages", 99))
         self.batch_windows = batch_windows
-        self._encoder = encoder
+        self._load_encoder = encoder
+        self._encoder: AudioEncoder | None = None
         self._lock = threading.Lock()
         self._silence: np.ndarray | None = None  # the encoder's output for a silent window
 
@@ -180,8 +189,10 @@ class Ct2Backend:
 
     def _encoded(self, windows: np.ndarray, shared: list[Window | None] | None) -> np.ndarray:
         parts = parts_of(shared)
-        if self._encoder is None:
+        if self._load_encoder is None:
             return np.asarray(self.model.encode(self._features(windows, shared), to_cpu=True))
+        if self._encoder is None:
+            self._encoder = self._load_encoder()
         mel = log_mel(torch.from_numpy(windows), self.n_mels, parts)
         weights = next(self._encoder.parameters())
         with torch.inference_mode():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import time
 
+from whisper.model import AudioEncoder
+
 from worker.engine import Engine
 from worker.engine.backends import CPU_BATCH_WINDOWS, Backend, Ct2Backend, TorchBackend, configure_cuda
 from worker.engine.batched import BatchedEngine
@@ -57,8 +59,12 @@ def make_engine(
             if directory is not None:  # other models have no CTranslate2 weights: torch it is
                 started = time.monotonic()
                 kind = "cuda" if device.startswith("cuda") else "cpu"
-                # the torch encoder keeps shared windows' pieces apart (``isolate``); CTranslate2 decodes
-                encoder = models.get(model_name).encoder
+
+                # the torch encoder keeps shared windows' pieces apart (``isolate``), CTranslate2 decodes; the
+                # torch weights load with the first shared window, reported with this load rather than again
+                def encoder(name: str = model_name) -> AudioEncoder:
+                    return models.get(name, report=False).encoder
+
                 backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS, encoder)
                 models.report_load(model_name, time.monotonic() - started, device)
                 return backend

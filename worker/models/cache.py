@@ -386,7 +386,8 @@ class ModelCache:
             except Exception:  # a metrics problem must not fail the job
                 logger.exception("model load hook failed")
 
-    def get(self, name: str) -> Whisper:
+    def get(self, name: str, *, report: bool = True) -> Whisper:
+        """The loaded model; ``report=False`` for weights loaded as part of a load already reported."""
         with self._lock:
             if name not in self._models:
                 started = time.monotonic()
@@ -400,5 +401,6 @@ class ModelCache:
                 self._models[name] = load(
                     checkpoint, self._device, self._model_dir, download=self._download, mirror=self._mirror
                 )
-                self.report_load(name, time.monotonic() - started, self._device)
+                if report:
+                    self.report_load(name, time.monotonic() - started, self._device)
             return self._models[name]
