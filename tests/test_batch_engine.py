@@ -21,7 +21,7 @@ from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import resolve_engine
 from worker.engine.greedy import Generated, generate_greedy, log_mel
-from worker.engine.isolate import MARGIN_SECONDS, isolate, parts_of, rows_for
+from worker.engine.isolate import MARGIN_SECONDS, encode_apart, isolate, parts_of, rows_for
 from worker.engine.options import TranscribeOptions
 from worker.engine.splitback import Split, spans_of
 from worker.engine.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
@@ -218,6 +218,25 @@ def test_each_piece_of_a_shared_window_gets_its_own_row() -> None:
     assert np.array_equal(mixed[0], encoded[0])  # decoded whole: untouched
     inside, outside = rows[2].first + 5, rows[2].first - 5
     assert np.array_equal(mixed[2, inside], encoded[1, inside]) and np.array_equal(mixed[2, outside], silence[0])
+
+
+def test_a_pieces_encoder_frames_do_not_hear_its_neighbour(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    encoder = batched.reference.models.get("tiny.en").encoder
+    first, second = jfk[: 5 * SAMPLE_RATE], jfk[5 * SAMPLE_RATE : 10 * SAMPLE_RATE]
+    window = Window([(Piece(0, 0, first.size), 0), (Piece(1, 0, second.size), 6 * SAMPLE_RATE)])
+    audio = np.stack([window.audio([first, second]), window.audio([first, np.zeros_like(second)])])
+    parts = parts_of([window, window])
+    mel = log_mel(torch.from_numpy(audio), 80, parts)
+    with torch.inference_mode():
+        apart, masked = (encode_apart(encoder, mel, parts, masked=m) for m in (False, True))
+        whole = encoder(mel)
+    own = slice(0, 6 * 50 - 10)  # the first piece's stretch, clear of the convolutions' reach into the next
+    assert torch.allclose(apart[0, own], apart[1, own], atol=1e-4)  # the neighbour's voice changes nothing
+    assert not torch.allclose(whole[0, own], whole[1, own], atol=1e-2)  # as it would with attention unmasked
+    assert torch.allclose(apart, masked, atol=1e-2)  # the GPU's single masked kernel computes the same frames
+    alone = log_mel(torch.from_numpy(audio[:1]), 80)
+    with torch.inference_mode():
+        assert torch.allclose(encode_apart(encoder, alone, None), encoder(alone), atol=1e-4)
 
 
 def test_a_quiet_piece_beside_a_loud_one_keeps_its_own_spectrogram(jfk: np.ndarray) -> None:

@@ -11,7 +11,7 @@ the piece alone in a window, at the cost of one decoder row per piece instead of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,9 @@ from worker.audio import SAMPLE_RATE
 from worker.engine.windows import Window
 
 FRAMES_PER_SECOND = 50  # encoder output frames: one per timestamp step (20 ms)
+# Samples before an encoder frame's centre that its value depends on: half the STFT window (200) and the two
+# spectrogram frames (160 each) that the convolutions read beside it; a sound starting later cannot touch it.
+REACH_SAMPLES = 200 + 2 * 160
 MARGIN_SECONDS = 0.3  # frames kept on each side of a piece: its onset and release, never a neighbour's speech
 
 
@@ -76,39 +79,75 @@ def parts_of(shared: Sequence[Window | None] | None) -> list[list[tuple[int, int
     return [None if w is None else sorted((off, off + p.samples) for p, off in w.placements) for w in shared]
 
 
-def _stretches(parts: Sequence[Sequence[tuple[int, int]] | None], frames: int) -> torch.Tensor:
-    """``[windows, frames]``: which piece's stretch each encoder frame is in (a window decoded whole: all 0)."""
-    ids = torch.zeros(len(parts), frames, dtype=torch.long)
-    for row, spans in enumerate(parts):
-        for i, (start, _) in enumerate(spans or []):
-            if i:
-                ids[row, start * FRAMES_PER_SECOND // SAMPLE_RATE :] = i
-    return ids
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[list[tuple[int, int]]]], torch.Tensor]
+
+
+def _stretches(parts: Sequence[Sequence[tuple[int, int]] | None], frames: int) -> list[list[tuple[int, int]]]:
+    """Each window's stretches as encoder frame ranges: piece i's runs from its start (the first piece's from 0)
+    to the first frame the next piece's sound reaches; a window decoded whole is one stretch."""
+    per_frame = SAMPLE_RATE // FRAMES_PER_SECOND
+    bounds = []
+    for spans in parts:
+        starts = [0] + [max(0, start - REACH_SAMPLES) // per_frame for start, _ in (spans or [])[1:]]
+        bounds.append(list(zip(starts, [*starts[1:], frames], strict=True)))
+    return bounds
 
 
 def encode_apart(
-    encoder: AudioEncoder, mel: torch.Tensor, parts: Sequence[Sequence[tuple[int, int]] | None] | None
+    encoder: AudioEncoder,
+    mel: torch.Tensor,
+    parts: Sequence[Sequence[tuple[int, int]] | None] | None,
+    *,
+    masked: bool | None = None,
 ) -> torch.Tensor:
-    """openai-whisper's ``AudioEncoder.forward``, with each frame's attention kept within its piece's stretch."""
+    """openai-whisper's ``AudioEncoder.forward``, with each frame's attention kept within its piece's stretch:
+    by one masked attention over all frames (``masked``, the default on GPUs) or one attention per stretch."""
     x = F.gelu(encoder.conv1(mel))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = (x + encoder.positional_embedding).to(x.dtype)
-    ids = _stretches(parts or [None] * x.shape[0], x.shape[1]).to(x.device)
-    allowed = (ids[:, :, None] == ids[:, None, :]).unsqueeze(1)  # [windows, 1 (heads), frames, frames]
+    stretches = _stretches(parts or [None] * x.shape[0], x.shape[1])
+    # On CPU each stretch attends on its own, which skips the masked-out blocks: attention over 1500 frames is
+    # about a third of the encoder's arithmetic. On a GPU one masked kernel beats hundreds of small ones.
+    if masked is None:
+        masked = x.device.type != "cpu"
+    attend = _attend_masked(stretches, x.shape[1], x.device) if masked else _attend_apart
     for block in encoder.blocks:
-        x = x + _attention(block.attn, block.attn_ln(x), allowed)
+        x = x + _attention(block.attn, block.attn_ln(x), stretches, attend)
         x = x + block.mlp(block.mlp_ln(x))
     return encoder.ln_post(x)
 
 
-def _attention(attn: torch.nn.Module, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def _attend_apart(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, stretches: list[list[tuple[int, int]]]
+) -> torch.Tensor:
+    out = torch.empty_like(q)
+    for window, bounds in enumerate(stretches):
+        for a, b in bounds:
+            if a >= b:
+                continue
+            part = slice(window, window + 1), slice(None), slice(a, b)
+            out[part] = F.scaled_dot_product_attention(q[part], k[part], v[part])
+    return out
+
+
+def _attend_masked(stretches: list[list[tuple[int, int]]], frames: int, device: torch.device) -> Attend:
+    ids = torch.zeros(len(stretches), frames, dtype=torch.long)
+    for window, bounds in enumerate(stretches):
+        for i, (a, b) in enumerate(bounds):
+            ids[window, a:b] = i
+    ids = ids.to(device)
+    allowed = (ids[:, :, None] == ids[:, None, :]).unsqueeze(1)  # [windows, 1 (heads), frames, frames]
+    return lambda q, k, v, _: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+def _attention(
+    attn: torch.nn.Module, x: torch.Tensor, stretches: list[list[tuple[int, int]]], attend: Attend
+) -> torch.Tensor:
     batch, frames, width = x.shape
     heads = attn.n_head
 
     def split(t: torch.Tensor) -> torch.Tensor:
         return t.view(batch, frames, heads, width // heads).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(
-        split(attn.query(x)), split(attn.key(x)), split(attn.value(x)), attn_mask=allowed
-    )
+    out = attend(split(attn.query(x)), split(attn.key(x)), split(attn.value(x)), stretches)
     return attn.out(out.transpose(1, 2).reshape(batch, frames, width))
