@@ -218,6 +218,7 @@ def test_each_piece_of_a_shared_window_gets_its_own_row() -> None:
     assert np.array_equal(mixed[0], encoded[0])  # decoded whole: untouched
     inside, outside = rows[2].first + 5, rows[2].first - 5
     assert np.array_equal(mixed[2, inside], encoded[1, inside]) and np.array_equal(mixed[2, outside], silence[0])
+    assert np.array_equal(isolate(torch.from_numpy(encoded), rows, torch.from_numpy(silence)).numpy(), mixed)
 
 
 def test_a_pieces_encoder_frames_do_not_hear_its_neighbour(batched: BatchedEngine, jfk: np.ndarray) -> None:

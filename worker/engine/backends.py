@@ -17,8 +17,8 @@ import torch
 from whisper.model import AudioEncoder, Whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, generate_greedy, log_mel
-from worker.engine.isolate import Row, encode_apart, isolate, kept_frames, parts_of, rows_for
+from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, Parts, generate_greedy, log_mel
+from worker.engine.isolate import Row, encode_apart, isolate, parts_of, rows_for
 from worker.engine.windows import WINDOW_SAMPLES, Window
 from worker.models.cache import inference_lock
 
@@ -101,18 +101,19 @@ class TorchBackend:
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
         return _tokenizer(self.multilingual, self.num_languages, language, task)
 
-    def _mel(self, windows: np.ndarray, shared: list[Window | None] | None = None) -> torch.Tensor:
-        return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels, parts_of(shared))
+    def _mel(self, windows: np.ndarray, parts: Parts | None = None) -> torch.Tensor:
+        return log_mel(torch.from_numpy(windows).to(self.device), self.model.dims.n_mels, parts)
 
     def generate(
         self, windows: np.ndarray, tokenizer: Tokenizer, shared: list[Window | None] | None = None
     ) -> list[Generated]:
         with self._lock, torch.inference_mode():
-            mel = self._mel(windows, shared)
+            parts = parts_of(shared)
+            mel = self._mel(windows, parts)
             if not shared or all(w is None for w in shared):
                 return generate_greedy(self.model, mel, tokenizer)
             dtype = next(self.model.parameters()).dtype
-            encoded = encode_apart(self.model.encoder, mel.to(dtype), parts_of(shared))
+            encoded = encode_apart(self.model.encoder, mel.to(dtype), parts)
             rows = rows_for(shared, tokenizer.timestamp_begin, encoded.shape[1])
             results: dict[int, Generated] = {}
             # a row opened at a timestamp and a row decoded whole have prompts of different lengths
@@ -131,9 +132,7 @@ class TorchBackend:
         if self._silence is None:
             silent = self._mel(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32))
             self._silence = self.model.encoder(silent.to(encoded.dtype))[0]
-        mask = torch.from_numpy(kept_frames(rows, encoded.shape[1])).to(encoded.device).unsqueeze(-1)
-        picked = encoded[torch.tensor([row.window for row in rows], device=encoded.device)]
-        return torch.where(mask, picked, self._silence.unsqueeze(0))
+        return isolate(encoded, rows, self._silence)
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
         with self._lock:

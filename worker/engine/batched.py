@@ -386,10 +386,8 @@ class BatchedEngine:
                 if acceptable(decoded, text) or last:
                     self._settle(*task.window.placements[0], decoded, tokenizer, lane)
                     continue
-            except Exception as exc:  # this window's text could not be split back: only its job fails
-                error = _engine_error(exc)
-                logger.error("engine could not settle a window", extra={"engine": self.name, "error": error.message})
-                self._fail_job(task.window.placements[0][0].job, error)
+            except Exception as exc:
+                self._unsettled(task.window.placements[0][0].job, exc, "engine could not settle a window")
                 continue
             lane.tasks.append(_Task(task.window, step + 1))
 
@@ -406,13 +404,17 @@ class BatchedEngine:
                 if heard and acceptable(decoded, text):
                     self._settle(piece, offset, decoded, tokenizer, lane)
                     continue
-            except Exception as exc:  # this piece's text could not be split back: only its job fails
-                error = _engine_error(exc)
-                logger.error("engine could not settle a piece", extra={"engine": self.name, "error": error.message})
-                self._fail_job(piece.job, error)
+            except Exception as exc:
+                self._unsettled(piece.job, exc, "engine could not settle a piece")
                 continue
             lane.tasks.append(_Task(Window([(piece, 0)]), 1 if heard else 0))
             self.stats.count(pieces_again=1)
+
+    def _unsettled(self, job_id: str, exc: Exception, message: str) -> None:
+        """Text that could not be split back fails only its own job."""
+        error = _engine_error(exc)
+        logger.error(message, extra={"engine": self.name, "error": error.message})
+        self._fail_job(job_id, error)
 
     def _live(self, task: _Task) -> _Task | None:
         """The task without the pieces of jobs that already ended; None when none is left."""

@@ -28,9 +28,11 @@ class Generated:
     temperature: float = 0.0
 
 
-def log_mel(
-    windows: torch.Tensor, n_mels: int, parts: Sequence[Sequence[tuple[int, int]] | None] | None = None
-) -> torch.Tensor:
+# Per window: the sample ranges of the pieces it holds, in order, or None for a window decoded whole.
+Parts = Sequence[Sequence[tuple[int, int]] | None]
+
+
+def log_mel(windows: torch.Tensor, n_mels: int, parts: Parts | None = None) -> torch.Tensor:
     """Whisper's log-Mel spectrogram for a batch of 30-s windows, normalised per window (not per batch).
 
     ``parts`` (per window: sample ranges of the pieces it holds, in order, or None) normalises each piece, and
@@ -44,7 +46,8 @@ def log_mel(
     floor = log_spec.amax(dim=(-2, -1), keepdim=True).expand(-1, 1, log_spec.shape[-1]).clone()
     for row, spans in enumerate(parts or []):
         for i, (start, end) in enumerate(spans or []):
-            first, last = -(-start // HOP_LENGTH), max(-(-start // HOP_LENGTH) + 1, end // HOP_LENGTH)
+            first = -(-start // HOP_LENGTH)
+            last = max(first + 1, end // HOP_LENGTH)
             until = -(-spans[i + 1][0] // HOP_LENGTH) if i + 1 < len(spans) else log_spec.shape[-1]
             floor[row, 0, first if i else 0 : until] = log_spec[row, :, first:last].amax()
     log_spec = torch.maximum(log_spec, floor - 8.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from whisper.model import AudioEncoder
 
 from worker.audio import SAMPLE_RATE
+from worker.engine.greedy import Parts
 from worker.engine.windows import Window
 
 FRAMES_PER_SECOND = 50  # encoder output frames: one per timestamp step (20 ms)
@@ -64,12 +66,18 @@ def kept_frames(rows: Sequence[Row], frames: int) -> np.ndarray:
     return mask
 
 
-def isolate(encoded: np.ndarray, rows: Sequence[Row], silence: np.ndarray) -> np.ndarray:
+Frames = TypeVar("Frames", np.ndarray, torch.Tensor)
+
+
+def isolate(encoded: Frames, rows: Sequence[Row], silence: Frames) -> Frames:
     """``[rows, frames, width]`` decoder input from ``encoded`` ``[windows, frames, width]`` and ``silence``
-    ``[frames, width]``, the encoder's output for a silent window."""
+    ``[frames, width]``, the encoder's output for a silent window; numpy arrays or torch tensors alike."""
     mask = kept_frames(rows, encoded.shape[1])[..., None]
-    picked = encoded[[row.window for row in rows]]
-    return np.ascontiguousarray(np.where(mask, picked, silence[None]), dtype=encoded.dtype)
+    windows = [row.window for row in rows]
+    if isinstance(encoded, torch.Tensor):
+        keep = torch.from_numpy(mask).to(encoded.device)
+        return torch.where(keep, encoded[torch.tensor(windows, device=encoded.device)], silence.unsqueeze(0))
+    return np.ascontiguousarray(np.where(mask, encoded[windows], silence[None]), dtype=encoded.dtype)
 
 
 def parts_of(shared: Sequence[Window | None] | None) -> list[list[tuple[int, int]] | None] | None:
@@ -82,7 +90,7 @@ def parts_of(shared: Sequence[Window | None] | None) -> list[list[tuple[int, int
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[list[tuple[int, int]]]], torch.Tensor]
 
 
-def _stretches(parts: Sequence[Sequence[tuple[int, int]] | None], frames: int) -> list[list[tuple[int, int]]]:
+def _stretches(parts: Parts, frames: int) -> list[list[tuple[int, int]]]:
     """Each window's stretches as encoder frame ranges: piece i's runs from its start (the first piece's from 0)
     to the first frame the next piece's sound reaches; a window decoded whole is one stretch."""
     per_frame = SAMPLE_RATE // FRAMES_PER_SECOND
@@ -96,7 +104,7 @@ def _stretches(parts: Sequence[Sequence[tuple[int, int]] | None], frames: int) -
 def encode_apart(
     encoder: AudioEncoder,
     mel: torch.Tensor,
-    parts: Sequence[Sequence[tuple[int, int]] | None] | None,
+    parts: Parts | None,
     *,
     masked: bool | None = None,
 ) -> torch.Tensor:
