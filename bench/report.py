@@ -181,6 +181,9 @@ def format_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
+CPU_USERS = ("worker", "moto", "proxy", "harness")  # the worker, the emulated AWS, the request counter, bench
+
+
 def format_costs(summaries: Sequence[Summary]) -> list[str]:
     """Per job, for each worker system: AWS requests, the job thread's CPU, and wall time by stage."""
     lines = []
@@ -196,6 +199,10 @@ def format_costs(summaries: Sequence[Summary]) -> list[str]:
             f"job thread CPU {costs['cpu_ms_mean']} ms mean, {costs['cpu_ms_median']} ms median",
             f"  wall ms by stage (mean): {stages}",
         ]
+        cpu = s.extra.get("cpu_seconds")
+        if cpu:
+            used = ", ".join(f"{name} {cpu[name]:.1f} s" for name in CPU_USERS if name in cpu)
+            lines.append(f"  CPU while the corpus ran: {used}, of {cpu['cores']} cores x {cpu['wall']:.1f} s")
     return lines
 
 

@@ -126,6 +126,30 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
+def _process_cpu(pid: int | None) -> float | None:
+    """User plus system CPU seconds a process has used so far, all its threads together (Linux only)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _cpu_now(pids: dict[str, int | None]) -> dict[str, float | None]:
+    return {**{name: _process_cpu(pid) for name, pid in pids.items()}, "harness": time.process_time()}
+
+
+def _cpu_split(before: dict[str, float | None], after: dict[str, float | None], seconds: float) -> dict[str, Any]:
+    """CPU seconds each process used while the corpus ran, and what the machine's cores had in that time: the
+    emulated AWS and this harness share the worker's cores here, as they would not in a region."""
+    used = {
+        name: round(after[name] - start, 2)
+        for name, start in before.items()
+        if start is not None and after.get(name) is not None
+    }
+    return {**used, "cores": os.cpu_count() or 1, "wall": round(seconds, 2)}
+
+
 def _stop(proc: subprocess.Popen, grace: float = 60.0) -> float | None:
     """SIGTERM, reap with ``os.wait4`` (SIGKILL after ``grace``); the process's ru_maxrss in MB."""
     if proc.returncode is not None:
@@ -197,12 +221,15 @@ def run_worker(spec: Spec) -> Outcome:
                 _message(j, urls[item["audio"]], spec.diarize) for j, item in zip(job_ids, spec.items, strict=True)
             ]
             proxy.reset()  # count the corpus's requests, not the warm-up's
+            pids = {"worker": proc.pid, "moto": local.server_pid, "proxy": proxy.pid}
+            cpu_before = _cpu_now(pids)
             sent = time.perf_counter()
             for start in range(0, len(bodies), 10):
                 entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
                 sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
             results.wait(set(job_ids), sent + spec.timeout)
             wall = max(results.found[j][1] for j in job_ids) - sent
+            cpu = _cpu_split(cpu_before, _cpu_now(pids), time.perf_counter() - sent)
             requests = proxy.counts()
             rss_mb.append(_vm_hwm_mb(proc.pid))
         finally:
@@ -224,6 +251,7 @@ def run_worker(spec: Spec) -> Outcome:
             "settings": _worker_settings(spec),
             "aws_latency_ms": spec.aws_latency_ms,
             "per_job": per_job_costs(log_path, set(job_ids), requests),
+            "cpu_seconds": cpu,
             **({"diarize": True, "speakers_found": speakers} if spec.diarize else {}),
         },
     )
@@ -249,6 +277,10 @@ class CountingProxy:
     def __exit__(self, *exc: object) -> None:
         self._process.terminate()
         self._process.wait(timeout=10)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_proxy/reset", timeout=10).raise_for_status()

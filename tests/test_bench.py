@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from audio_factory import JFK, tone
 
-from bench import corpus, report, run, systems
+from bench import corpus, report, run, systems, worker_system
 from bench.report import Summary, add_ratios, format_report, format_table, summarise
 from bench.wer import corpus_wer, normalise
 from worker.audio import SAMPLE_RATE
@@ -235,6 +237,24 @@ def test_report_names_the_machine_and_the_errors(summaries: list[Summary]) -> No
     assert text.startswith("machine: Some CPU, 2 cores")
     assert "faster-whisper error: speech: unsupported: bad audio" in text
     assert "EnglishTextNormalizer" in text
+
+
+def test_worker_runs_report_the_cpu_each_process_used(summaries: list[Summary]) -> None:
+    pids = {"worker": os.getpid(), "moto": None}  # a server in the harness's own process has no pid of its own
+    before = worker_system._cpu_now(pids)
+    started = time.process_time()
+    while time.process_time() - started < 0.3:  # work the worker's side
+        pass
+    split = worker_system._cpu_split(before, worker_system._cpu_now(pids), 2.0)
+    assert 0.2 <= split["worker"] <= 1.0 and 0.2 <= split["harness"] <= 1.0 and "moto" not in split
+    assert split["cores"] == os.cpu_count() and split["wall"] == 2.0
+    worker = summaries[-1]
+    costs = {"requests": 8.0, "requests_by_operation": {}, "stages_ms_mean": {}, "cpu_ms_mean": 9, "cpu_ms_median": 8}
+    worker.extra["per_job"] = costs
+    worker.extra["cpu_seconds"] = {"worker": 40.0, "moto": 9.0, "proxy": 2.0, "harness": 4.0, "cores": 2, "wall": 30}
+    line = report.format_costs(summaries)[-1]
+    expected = "worker 40.0 s, moto 9.0 s, proxy 2.0 s, harness 4.0 s, of 2 cores x 30.0 s"
+    assert line == f"  CPU while the corpus ran: {expected}"
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -111,6 +111,11 @@ class LocalAws:
         self._process.kill()
         raise RuntimeError("moto's server did not answer within 60 s")
 
+    @property
+    def server_pid(self) -> int | None:
+        """The pid of moto's server when it runs in a process of its own."""
+        return self._process.pid if self._process is not None else None
+
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.stop()
