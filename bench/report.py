@@ -199,6 +199,9 @@ def format_costs(summaries: Sequence[Summary]) -> list[str]:
             f"job thread CPU {costs['cpu_ms_mean']} ms mean, {costs['cpu_ms_median']} ms median",
             f"  wall ms by stage (mean): {stages}",
         ]
+        if costs.get("stages_cpu_ms_mean"):
+            cpu_stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in costs["stages_cpu_ms_mean"].items())
+            lines.append(f"  job thread CPU ms by stage (mean): {cpu_stages}")
         cpu = s.extra.get("cpu_seconds")
         if cpu:
             used = ", ".join(f"{name} {cpu[name]:.1f} s" for name in CPU_USERS if name in cpu)

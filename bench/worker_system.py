@@ -291,8 +291,8 @@ class CountingProxy:
 
 def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -> dict[str, Any]:
     """What each corpus job cost the worker outside the engine: AWS requests (all the worker made while the corpus
-    ran, receives included, over the number of jobs), the job thread's CPU and each stage's wall time (means of
-    the ``job completed`` log lines)."""
+    ran, receives included, over the number of jobs), the job thread's CPU, and each stage's wall and CPU time
+    (means of the ``job completed`` log lines)."""
     done = []
     for line in log_path.read_text(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
@@ -300,10 +300,14 @@ def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -
             if record.get("message") == "job completed" and record.get("job_id") in job_ids:
                 done.append(record)
     jobs = max(len(job_ids), 1)
-    stages: dict[str, float] = {}
-    for record in done:
-        for stage, ms in (record.get("stages_ms") or {}).items():
-            stages[stage] = stages.get(stage, 0.0) + ms / max(len(done), 1)
+
+    def mean_by_stage(field: str) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for record in done:
+            for stage, ms in (record.get(field) or {}).items():
+                total[stage] = total.get(stage, 0.0) + ms
+        return {stage: round(ms / max(len(done), 1), 1) for stage, ms in total.items()}
+
     cpu = sorted(float(record.get("cpu_ms") or 0.0) for record in done)
     return {
         "jobs_logged": len(done),
@@ -311,5 +315,6 @@ def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -
         "requests_by_operation": {op: round(n / jobs, 2) for op, n in sorted(requests.items())},
         "cpu_ms_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
         "cpu_ms_median": cpu[len(cpu) // 2] if cpu else None,
-        "stages_ms_mean": {stage: round(ms, 1) for stage, ms in stages.items()},
+        "stages_ms_mean": mean_by_stage("stages_ms"),
+        "stages_cpu_ms_mean": mean_by_stage("stages_cpu_ms"),
     }

@@ -150,6 +150,9 @@ def test_every_stdout_line_is_json_and_job_lines_carry_the_job_keys(run: WorkerR
     assert list(stages) == ["claim", "fetch", "decode", "transcribe", "render", "store"]
     assert all(ms >= 0 for ms in stages.values()) and stages["transcribe"] > stages["render"]
     assert 0 < completed["cpu_ms"] < sum(stages.values())  # the job thread's own CPU, not the engine's
+    cpu = completed["stages_cpu_ms"]  # and where it went
+    assert list(cpu) == list(stages) and all(0 <= cpu[s] <= stages[s] + 1 for s in stages)
+    assert sum(cpu.values()) <= completed["cpu_ms"] + 1
     assert (
         sum(stages.values()) - stages["store"] <= completed["processing_seconds"] * 1000
     )  # it is taken before storing

@@ -52,20 +52,23 @@ class Outcome:
 
 class Laps:
     """Wall time per stage of one job, in milliseconds, for its ``job completed`` log line, and the CPU time of
-    the job's own thread: the worker's work for the job outside the engine's and the diarizer's threads."""
+    the job's own thread, in all and per stage: the worker's work for the job outside the engine's and the
+    diarizer's threads."""
 
     def __init__(self) -> None:
         self._last = time.perf_counter()
-        self._cpu = time.thread_time()
+        self._cpu = self._last_cpu = time.thread_time()
         self.ms: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     def cpu_ms(self) -> float:
         return round((time.thread_time() - self._cpu) * 1000, 1)
 
     def mark(self, stage: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         self.ms[stage] = round(self.ms.get(stage, 0.0) + (now - self._last) * 1000, 1)
-        self._last = now
+        self.cpu[stage] = round(self.cpu.get(stage, 0.0) + (cpu - self._last_cpu) * 1000, 1)
+        self._last, self._last_cpu = now, cpu
 
 
 def request_fingerprint(request: JobRequest) -> str:
@@ -245,6 +248,7 @@ class JobProcessor:
                 "processing_seconds": result.processing_seconds,
                 "stages_ms": laps.ms,
                 "cpu_ms": laps.cpu_ms(),
+                "stages_cpu_ms": laps.cpu,
             },
         )
         return result
