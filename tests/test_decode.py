@@ -283,3 +283,16 @@ def test_header_only_wav_is_undecodable(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "header-only.wav", np.zeros(0, dtype=np.float32))
     with pytest.raises(UndecodableAudio):
         decode_audio(path, max_seconds=60)
+
+
+def test_16khz_mono_flac_is_read_as_is(tmp_path: Path, jfk: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    import av
+
+    def no_resampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a stream already at 16 kHz mono s16 needs no resampler")
+
+    path = write_audio(tmp_path / "clip.flac", jfk, SAMPLE_RATE, container="flac", codec="flac")
+    monkeypatch.setattr(av, "AudioResampler", no_resampling)
+    flac = decode_audio(path, max_seconds=60)
+    wav = write_audio(tmp_path / "same.wav", jfk, SAMPLE_RATE, container="wav", codec="pcm_s16le")
+    np.testing.assert_array_equal(flac, decode_audio(wav, max_seconds=60))  # read natively, without PyAV

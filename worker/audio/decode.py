@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,8 +87,17 @@ def _read_native_wav(path: Path, max_samples: int, max_seconds: float) -> np.nda
 def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray:
     import av
 
-    chunks: list[np.ndarray] = []
+    chunks: list[np.ndarray] = []  # int16, turned into floats once at the end
     total = 0
+
+    def add(frame: av.AudioFrame) -> None:
+        nonlocal total
+        chunk = frame.to_ndarray().reshape(-1)
+        total += chunk.size
+        if total > max_samples:
+            raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
+        chunks.append(chunk)
+
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -95,24 +105,28 @@ def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.nd
             stream = container.streams.audio[0]
             # s16 like whisper's own ffmpeg pipeline: with a float target swresample does not normalise its
             # down-mix matrix, so stereo came out up to 1.41x and 5.1 up to 3.4x full scale.
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            resampler = None
             for frame in container.decode(stream):
+                if resampler is None and _is_target_pcm(frame):
+                    add(frame)  # already 16 kHz mono s16: the resampler would only copy it, at twice the cost
+                    continue
+                resampler = resampler or av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
                 frame.pts = None  # resampler re-times frames; stale pts from odd containers upset it
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
-                    total += chunk.size
-                    if total > max_samples:
-                        raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
-                    chunks.append(chunk)
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
+                    add(out)
+            for out in resampler.resample(None) if resampler is not None else ():
+                chunks.append(out.to_ndarray().reshape(-1))
     except (AudioTooLong, UndecodableAudio):
         raise
     except (av.error.FFmpegError, ValueError, IndexError) as exc:
         raise UndecodableAudio(f"cannot decode audio: {exc}") from exc
     if not chunks:
         raise UndecodableAudio("the audio stream holds no samples")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    audio = np.concatenate(chunks)
     if audio.size == 0:
         raise UndecodableAudio("the audio stream holds no samples")
-    return audio
+    return audio.astype(np.float32) / 32768.0
+
+
+def _is_target_pcm(frame: Any) -> bool:
+    return frame.sample_rate == SAMPLE_RATE and frame.format.name in ("s16", "s16p") and len(frame.layout.channels) == 1
