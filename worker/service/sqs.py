@@ -1,4 +1,4 @@
-"""The jobs queue: long-poll receive, a heartbeat for messages in hand, delete, release, dead-letter."""
+"""The jobs queue: long-poll receive, a heartbeat for messages in hand, batched delete, release, dead-letter."""
 
 from __future__ import annotations
 
@@ -28,11 +28,23 @@ class QueueInfo:
     dlq_url: str | None
 
 
+class _Deletes:
+    """One DeleteMessageBatch request being gathered; its first caller sends it."""
+
+    def __init__(self) -> None:
+        self.messages: list[QueueMessage] = []
+        self.sent = threading.Event()
+        self.failures: dict[int, Exception] = {}
+
+
 class JobQueue:
     def __init__(self, sqs: Any, queue_url: str, dlq_url: str | None = None) -> None:
         self.sqs = sqs
         self.url = queue_url
         self._dlq_url = dlq_url
+        self._deletes_lock = threading.Lock()
+        self._gathering: _Deletes | None = None  # the next delete request, open to more messages
+        self._deleting = threading.Lock()  # held while a delete request is in flight
 
     def describe(self) -> QueueInfo:
         """maxReceiveCount and the DLQ's URL, from the queue's redrive policy."""
@@ -64,7 +76,44 @@ class JobQueue:
         ]
 
     def delete(self, message: QueueMessage) -> None:
-        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
+        """Delete ``message``; returns once it is gone and raises, as a lone delete would, when it could not be.
+
+        A delete is sent at once when no other is in flight. Messages settled while one is in flight (an engine
+        pass finishes many jobs together) gather into the next request, up to ten: one request instead of one
+        each, and no wait at all for a job that ends alone."""
+        with self._deletes_lock:
+            batch, first = self._gathering, self._gathering is None
+            if batch is None:
+                batch = self._gathering = _Deletes()
+            index = len(batch.messages)
+            batch.messages.append(message)
+            if len(batch.messages) == SQS_MAX_BATCH:
+                self._gathering = None  # full: the next message starts another
+        if first:
+            with self._deleting:
+                with self._deletes_lock:
+                    if self._gathering is batch:
+                        self._gathering = None
+                self._send_deletes(batch)
+        else:
+            batch.sent.wait()
+        failure = batch.failures.get(index)
+        if failure is not None:
+            raise failure
+
+    def _send_deletes(self, batch: _Deletes) -> None:
+        try:
+            response = self.sqs.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(batch.messages)],
+            )
+            for failed in response.get("Failed", []):
+                error = {"Code": failed.get("Code", "Failed"), "Message": failed.get("Message", "")}
+                batch.failures[int(failed["Id"])] = ClientError({"Error": error}, "DeleteMessageBatch")
+        except Exception as exc:  # each caller raises it, as its own delete would have
+            batch.failures.update(dict.fromkeys(range(len(batch.messages)), exc))
+        finally:
+            batch.sent.set()
 
     def set_visibility(self, message: QueueMessage, seconds: int) -> None:
         seconds = max(0, min(int(seconds), SQS_MAX_VISIBILITY_SECONDS))
