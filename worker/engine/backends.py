@@ -157,11 +157,11 @@ class Ct2Backend:
         model_dir: Path,
         device: str,
         batch_windows: int,
-        encoder: Callable[[], AudioEncoder] | None = None,
+        encoder: Callable[[], AudioEncoder],
     ) -> None:
         """``encoder`` loads the same model's torch encoder, on the first shared window (see ``isolate``):
-        CTranslate2's own encoder cannot keep a piece's attention to itself, so without it pieces hear each
-        other."""
+        CTranslate2's own encoder cannot keep a piece's attention to itself: through it, packed pieces would
+        hear each other."""
         import ctranslate2
 
         self._ct2 = ctranslate2
@@ -182,14 +182,12 @@ class Ct2Backend:
     def tokenizer(self, language: str | None, task: str) -> Tokenizer:
         return _tokenizer(self.multilingual, self.num_languages, language, task)
 
-    def _features(self, windows: np.ndarray, shared: list[Window | None] | None = None) -> Any:
-        mel = log_mel(torch.from_numpy(windows), self.n_mels, parts_of(shared)).numpy()
+    def _features(self, windows: np.ndarray) -> Any:
+        mel = log_mel(torch.from_numpy(windows), self.n_mels).numpy()
         return self._ct2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
 
     def _encoded(self, windows: np.ndarray, shared: list[Window | None] | None) -> np.ndarray:
         parts = parts_of(shared)
-        if self._load_encoder is None:
-            return np.asarray(self.model.encode(self._features(windows, shared), to_cpu=True))
         if self._encoder is None:
             self._encoder = self._load_encoder()
         mel = log_mel(torch.from_numpy(windows), self.n_mels, parts)
