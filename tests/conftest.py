@@ -7,12 +7,12 @@ import json
 import secrets
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.together import all_at_once
 from worker.engine import Engine
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
@@ -97,17 +97,7 @@ class Harness:
     def run_workers_together(self, settings: Settings, engines: list[Engine]) -> list[RunStats]:
         """One worker thread per engine, started at the same moment, as separate machines would run."""
         stats: list[RunStats] = []
-        barrier = threading.Barrier(len(engines))
-
-        def run(engine: Engine) -> None:
-            barrier.wait()
-            stats.append(build_worker(settings, engine=engine).run())
-
-        threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
+        all_at_once(lambda engine: stats.append(build_worker(settings, engine=engine).run()), engines, 300)
         return stats
 
     def result(self, job_id: str) -> dict:

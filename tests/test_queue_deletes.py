@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.together import all_at_once
 from worker import aws
 from worker.local.moto_server import LocalAws
 from worker.local.proxy import LoopbackProxy
@@ -26,21 +26,15 @@ def _received(sqs: object, url: str, count: int) -> list[QueueMessage]:
 
 def _delete_together(queue: JobQueue, messages: list[QueueMessage]) -> dict[str, Exception | None]:
     outcome: dict[str, Exception | None] = {}
-    start = threading.Barrier(len(messages))
 
     def delete(message: QueueMessage) -> None:
-        start.wait()
         try:
             queue.delete(message)
             outcome[message.body] = None
         except ClientError as exc:
             outcome[message.body] = exc
 
-    threads = [threading.Thread(target=delete, args=(m,)) for m in messages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    all_at_once(delete, messages, 30)
     return outcome
 
 
