@@ -19,7 +19,8 @@ from worker.audio import SAMPLE_RATE
 WINDOW_SECONDS = 30.0
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
 # Silence after each packed piece, inside its stretch of the window (see ``isolate``): a piece alone ends in
-# silence too. Measured on real clips: 2.5 to 5 s gaps were no more accurate, and pack worse.
+# silence too. Measured on real clips: 2.5 to 5 s gaps were no more accurate, and pack worse; 1 s packed 6 %
+# fewer windows at the same WER, but a clip cut off mid-phrase then gained words that were never said.
 PACK_GAP_SECONDS = 1.5
 # A cut is looked for in the last part of each window: shorter windows would waste encoder work.
 MIN_CUT_SECONDS = 18.0
