@@ -18,8 +18,8 @@ from whisper.model import AudioEncoder, Whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, Parts, generate_greedy, log_mel
-from worker.engine.isolate import Row, encode_apart, isolate, parts_of, rows_for
-from worker.engine.windows import WINDOW_SAMPLES, Window
+from worker.engine.isolate import Row, encode_apart, isolate, parts_of, rows_for, silent_frames
+from worker.engine.windows import Window
 from worker.models.cache import inference_lock
 
 # Decoder rows (one per piece) per pass on CPU. Measured on 2 cores with tiny.en in CTranslate2 when a row was a
@@ -112,8 +112,7 @@ class TorchBackend:
             mel = self._mel(windows, parts)
             if not shared or all(w is None for w in shared):
                 return generate_greedy(self.model, mel, tokenizer)
-            dtype = next(self.model.parameters()).dtype
-            encoded = encode_apart(self.model.encoder, mel.to(dtype), parts)
+            encoded = encode_apart(self.model.encoder, mel, parts)
             rows = rows_for(shared, tokenizer.timestamp_begin, encoded.shape[1])
             results: dict[int, Generated] = {}
             # a row opened at a timestamp and a row decoded whole have prompts of different lengths
@@ -130,8 +129,7 @@ class TorchBackend:
 
     def _isolated(self, encoded: torch.Tensor, rows: list[Row]) -> torch.Tensor:
         if self._silence is None:
-            silent = self._mel(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32))
-            self._silence = self.model.encoder(silent.to(encoded.dtype))[0]
+            self._silence = silent_frames(self.model.encoder, self.model.dims.n_mels)
         return isolate(encoded, rows, self._silence)
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Tokenizer, temperature: float) -> list[Generated]:
@@ -186,20 +184,15 @@ class Ct2Backend:
         mel = log_mel(torch.from_numpy(windows), self.n_mels).numpy()
         return self._ct2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
 
-    def _encoded(self, windows: np.ndarray, shared: list[Window | None] | None) -> np.ndarray:
-        parts = parts_of(shared)
+    def _isolated(self, windows: np.ndarray, shared: list[Window | None], rows: list[Row]) -> Any:
         if self._encoder is None:
             self._encoder = self._load_encoder()
-        mel = log_mel(torch.from_numpy(windows), self.n_mels, parts)
-        weights = next(self._encoder.parameters())
-        with torch.inference_mode():
-            encoded = encode_apart(self._encoder, mel.to(weights.device, weights.dtype), parts)
-        return encoded.float().cpu().numpy()
-
-    def _isolated(self, windows: np.ndarray, shared: list[Window | None], rows: list[Row]) -> Any:
         if self._silence is None:
-            self._silence = self._encoded(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32), None)[0]
-        mixed = isolate(self._encoded(windows, shared), rows, self._silence)
+            self._silence = silent_frames(self._encoder, self.n_mels).float().cpu().numpy()
+        parts = parts_of(shared)
+        with torch.inference_mode():
+            encoded = encode_apart(self._encoder, log_mel(torch.from_numpy(windows), self.n_mels, parts), parts)
+        mixed = isolate(encoded.float().cpu().numpy(), rows, self._silence)
         return self._ct2.StorageView.from_array(mixed)
 
     def _generate(

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from whisper.model import AudioEncoder
 
 from worker.audio import SAMPLE_RATE
-from worker.engine.greedy import Parts
-from worker.engine.windows import Window
+from worker.engine.greedy import Parts, log_mel
+from worker.engine.windows import WINDOW_SAMPLES, Window
 
 FRAMES_PER_SECOND = 50  # encoder output frames: one per timestamp step (20 ms)
 # Samples before an encoder frame's centre that its value depends on: half the STFT window (200) and the two
@@ -109,8 +109,10 @@ def encode_apart(
     masked: bool | None = None,
 ) -> torch.Tensor:
     """openai-whisper's ``AudioEncoder.forward``, with each frame's attention kept within its piece's stretch:
-    by one masked attention over all frames (``masked``, the default on GPUs) or one attention per stretch."""
-    x = F.gelu(encoder.conv1(mel))
+    by one masked attention over all frames (``masked``, the default on GPUs) or one attention per stretch.
+    ``mel`` goes to the encoder's device and precision first."""
+    weights = next(encoder.parameters())
+    x = F.gelu(encoder.conv1(mel.to(weights.device, weights.dtype)))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = (x + encoder.positional_embedding).to(x.dtype)
     stretches = _stretches(parts or [None] * x.shape[0], x.shape[1])
@@ -123,6 +125,14 @@ def encode_apart(
         x = x + _attention(block.attn, block.attn_ln(x), stretches, attend)
         x = x + block.mlp(block.mlp_ln(x))
     return encoder.ln_post(x)
+
+
+def silent_frames(encoder: AudioEncoder, n_mels: int) -> torch.Tensor:
+    """``[frames, width]``: the encoder's output for a silent window, what a row sees outside its piece."""
+    weights = next(encoder.parameters())
+    silence = torch.zeros(1, WINDOW_SAMPLES, device=weights.device)
+    with torch.inference_mode():
+        return encode_apart(encoder, log_mel(silence, n_mels), None)[0]
 
 
 def _attend_apart(
