@@ -182,12 +182,19 @@ def format_table(summaries: Sequence[Summary]) -> str:
 
 
 CPU_USERS = ("worker", "moto", "proxy", "harness")  # the worker, the emulated AWS, the request counter, bench
+# forward passes, windows in them, windows sampled again, pieces decoded again on their own
+ENGINE_COUNTERS = ("passes", "windows", "sampled_windows", "pieces_again")
 
 
 def format_costs(summaries: Sequence[Summary]) -> list[str]:
-    """Per job, for each worker system: AWS requests, the job thread's CPU, and wall time by stage."""
+    """Per job, for each worker system: AWS requests, the job thread's CPU, and wall time by stage; for every
+    system with them, the engine's counters."""
     lines = []
     for s in summaries:
+        counters = s.extra.get("engine")
+        if s.status == "ok" and counters:
+            listed = ", ".join(f"{name} {counters[name]:g}" for name in ENGINE_COUNTERS if name in counters)
+            lines.append(f"{s.system} engine (warm-up included): {listed}")
         costs = s.extra.get("per_job")
         if s.status != "ok" or not costs:
             continue

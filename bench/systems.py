@@ -230,12 +230,19 @@ def engine(spec: Spec) -> Outcome:
         if not hasattr(built, "transcribe_many"):  # older engines: file after file
             return None
         batched.append(True)
-        return [t.text.strip() for t in built.transcribe_many(spec.model, audio, options)]
+        texts = [t.text.strip() for t in built.transcribe_many(spec.model, audio, options)]
+        stats = getattr(built, "stats", None)  # the batched engine's counters
+        if stats is not None:
+            counters.update(stats.snapshot())
+        return texts
 
     batched: list[bool] = []
+    counters: dict[str, float] = {}
     out = measure(spec, load, one, many)
     out.device_name = _torch_device_name(spec.device)
     out.extra["transcribe_many"] = bool(batched)
+    if counters:
+        out.extra["engine"] = counters
     return out
 
 

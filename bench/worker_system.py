@@ -251,6 +251,7 @@ def run_worker(spec: Spec) -> Outcome:
             "settings": _worker_settings(spec),
             "aws_latency_ms": spec.aws_latency_ms,
             "per_job": per_job_costs(log_path, set(job_ids), requests),
+            "engine": engine_counters(log_path),
             "cpu_seconds": cpu,
             **({"diarize": True, "speakers_found": speakers} if spec.diarize else {}),
         },
@@ -287,6 +288,18 @@ class CountingProxy:
 
     def counts(self) -> dict[str, int]:
         return httpx.get(f"{self.url}/_proxy/counts", timeout=10).json()
+
+
+def engine_counters(log_path: Path) -> dict[str, float]:
+    """The batched engine's counters (passes, windows, ...) from the worker's ``worker stopped`` line, warm-up
+    included; empty for an engine without them."""
+    counters: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("message") == "worker stopped":
+                counters = record.get("engine") or {}
+    return counters
 
 
 def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -> dict[str, Any]:

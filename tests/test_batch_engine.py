@@ -21,10 +21,18 @@ from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import resolve_engine
 from worker.engine.greedy import Generated, generate_greedy, log_mel
-from worker.engine.isolate import MARGIN_SECONDS, encode_apart, isolate, parts_of, rows_for
+from worker.engine.isolate import MARGIN_SECONDS, TAIL_SAMPLES, encode_apart, isolate, parts_of, rows_for
 from worker.engine.options import TranscribeOptions
 from worker.engine.splitback import Split, spans_of
-from worker.engine.windows import MAX_CUT_SECONDS, WINDOW_SAMPLES, Piece, Window, cut_points, pack
+from worker.engine.windows import (
+    MAX_CUT_SECONDS,
+    PACK_GAP_SECONDS,
+    WINDOW_SAMPLES,
+    Piece,
+    Window,
+    cut_points,
+    pack,
+)
 from worker.service.app import build_engine
 from worker.service.settings import Settings, SettingsError
 
@@ -238,6 +246,25 @@ def test_a_pieces_encoder_frames_do_not_hear_its_neighbour(batched: BatchedEngin
     alone = log_mel(torch.from_numpy(audio[:1]), 80)
     with torch.inference_mode():
         assert torch.allclose(encode_apart(encoder, alone, None), encoder(alone), atol=1e-4)
+
+
+def test_a_windows_last_piece_hears_a_gaps_worth_of_silence(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    """Past the last piece and the silence after it, no row reads the encoder's output: it is not computed."""
+    encoder = batched.reference.models.get("tiny.en").encoder
+    first, second = jfk[: 5 * SAMPLE_RATE], jfk[5 * SAMPLE_RATE : 10 * SAMPLE_RATE]
+    alone = Window([(Piece(0, 0, first.size), 0)])
+    followed = Window([*alone.placements, (Piece(1, 0, second.size), first.size + int(PACK_GAP_SECONDS * SAMPLE_RATE))])
+    parts = parts_of([alone, followed])
+    mel = log_mel(torch.from_numpy(np.stack([alone.audio([first]), followed.audio([first, second])])), 80, parts)
+    with torch.inference_mode():
+        apart, masked = (encode_apart(encoder, mel, parts, masked=m) for m in (False, True))
+    end = -(-(first.size + TAIL_SAMPLES) // 320)  # encoder frames are 320 samples apart
+    assert not apart[0, end:].any() and not masked[0, end:].any()
+    assert apart[0, :end].norm(dim=-1).min() > 1  # every frame up to there is computed
+    # what the piece hears is the silence a piece followed by another hears, not the rest of the window
+    own = slice(0, first.size // 320 + 15)
+    assert torch.allclose(apart[0, own], apart[1, own], atol=0.1)
+    assert torch.allclose(apart, masked, atol=1e-2)
 
 
 def test_a_quiet_piece_beside_a_loud_one_keeps_its_own_spectrogram(jfk: np.ndarray) -> None:

@@ -160,6 +160,9 @@ def test_every_stdout_line_is_json_and_job_lines_carry_the_job_keys(run: WorkerR
     for message in ("worker started", "idle limit reached; stopping", "worker stopped"):
         for line in (r for r in run.logs if r.get("message") == message):
             assert not {"job_id", "message_id", "receive_count", "model"} & set(line), line
+    # the last line counts the engine's forward passes: one window each here (batch_windows=1), two for 33 s
+    [stopped] = [r for r in run.logs if r.get("message") == "worker stopped"]
+    assert stopped["engine"]["passes"] >= 2 and stopped["engine"]["windows"] == stopped["engine"]["passes"]
 
 
 def test_presigned_url_secrets_never_reach_the_logs(run: WorkerRun) -> None:

@@ -43,7 +43,11 @@ def _run(args: argparse.Namespace) -> int:
     except WorkerUnfit as exc:
         logger.error("worker cannot serve; exiting before taking any message", extra={"reason": str(exc)})
         return 3
-    logger.info("worker stopped", extra={"stats": vars(stats) | {"verdicts": len(stats.verdicts)}})
+    engine_stats = getattr(worker.processor.engine, "stats", None)  # the batched engine counts its passes
+    extra = {"stats": vars(stats) | {"verdicts": len(stats.verdicts)}}
+    if engine_stats is not None:
+        extra["engine"] = engine_stats.snapshot()
+    logger.info("worker stopped", extra=extra)
     if stats.abandoned:
         # A job thread is still inside the model; ending the interpreter normally would wait on it or abort in
         # torch. Its message and claim are already released, so leave now.

@@ -22,13 +22,17 @@ from whisper.model import AudioEncoder
 
 from worker.audio import SAMPLE_RATE
 from worker.engine.greedy import Parts, log_mel
-from worker.engine.windows import WINDOW_SAMPLES, Window
+from worker.engine.windows import PACK_GAP_SECONDS, WINDOW_SAMPLES, Window
 
 FRAMES_PER_SECOND = 50  # encoder output frames: one per timestamp step (20 ms)
 # Samples before an encoder frame's centre that its value depends on: half the STFT window (200) and the two
 # spectrogram frames (160 each) that the convolutions read beside it; a sound starting later cannot touch it.
 REACH_SAMPLES = 200 + 2 * 160
 MARGIN_SECONDS = 0.3  # frames kept on each side of a piece: its onset and release, never a neighbour's speech
+# A shared window's last piece keeps this much of the silence after it, as each piece before it keeps the gap to the
+# next: the frames past that are read by no row, so they are not computed (on CPU; a GPU computes them, then drops
+# them). In a half-empty window that is half the encoder's work.
+TAIL_SAMPLES = int(PACK_GAP_SECONDS * SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,14 @@ Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[list[tuple[int
 
 def _stretches(parts: Parts, frames: int) -> list[list[tuple[int, int]]]:
     """Each window's stretches as encoder frame ranges: piece i's runs from its start (the first piece's from 0)
-    to the first frame the next piece's sound reaches; a window decoded whole is one stretch."""
+    to the first frame the next piece's sound reaches, the last piece's to ``TAIL_SAMPLES`` past its end; a window
+    decoded whole is one stretch, to its end."""
     per_frame = SAMPLE_RATE // FRAMES_PER_SECOND
     bounds = []
     for spans in parts:
         starts = [0] + [max(0, start - REACH_SAMPLES) // per_frame for start, _ in (spans or [])[1:]]
-        bounds.append(list(zip(starts, [*starts[1:], frames], strict=True)))
+        end = min(frames, -(-(spans[-1][1] + TAIL_SAMPLES) // per_frame)) if spans else frames
+        bounds.append(list(zip(starts, [*starts[1:], end], strict=True)))
     return bounds
 
 
@@ -110,19 +116,34 @@ def encode_apart(
 ) -> torch.Tensor:
     """openai-whisper's ``AudioEncoder.forward``, with each frame's attention kept within its piece's stretch:
     by one masked attention over all frames (``masked``, the default on GPUs) or one attention per stretch.
-    ``mel`` goes to the encoder's device and precision first."""
+    Frames past a window's last stretch come out as zeros. ``mel`` goes to the encoder's device and precision
+    first."""
     weights = next(encoder.parameters())
     x = F.gelu(encoder.conv1(mel.to(weights.device, weights.dtype)))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = (x + encoder.positional_embedding).to(x.dtype)
     stretches = _stretches(parts or [None] * x.shape[0], x.shape[1])
+    ends = [bounds[-1][1] for bounds in stretches]
     # On CPU each stretch attends on its own, which skips the masked-out blocks: attention over 1500 frames is
     # about a third of the encoder's arithmetic. On a GPU one masked kernel beats hundreds of small ones.
     if masked is None:
         masked = x.device.type != "cpu"
-    attend = _attend_masked(stretches, x.shape[1], x.device) if masked else _attend_apart
+    if masked:
+        out = _blocks(encoder, x, stretches, _attend_masked(stretches, x.shape[1], x.device))
+        for window, end in enumerate(ends):
+            out[window, end:] = 0
+        return out
+    out = torch.zeros_like(x)
+    for window, end in enumerate(ends):  # each window only as far as its last stretch
+        out[window, :end] = _blocks(encoder, x[window : window + 1, :end], stretches[window : window + 1])[0]
+    return out
+
+
+def _blocks(
+    encoder: AudioEncoder, x: torch.Tensor, stretches: list[list[tuple[int, int]]], attend: Attend | None = None
+) -> torch.Tensor:
     for block in encoder.blocks:
-        x = x + _attention(block.attn, block.attn_ln(x), stretches, attend)
+        x = x + _attention(block.attn, block.attn_ln(x), stretches, attend or _attend_apart)
         x = x + block.mlp(block.mlp_ln(x))
     return encoder.ln_post(x)
 
@@ -151,6 +172,7 @@ def _attend_apart(
 def _attend_masked(stretches: list[list[tuple[int, int]]], frames: int, device: torch.device) -> Attend:
     ids = torch.zeros(len(stretches), frames, dtype=torch.long)
     for window, bounds in enumerate(stretches):
+        ids[window] = len(bounds)  # the frames past the last stretch, which no row reads, among themselves
         for i, (a, b) in enumerate(bounds):
             ids[window, a:b] = i
     ids = ids.to(device)
