@@ -105,6 +105,14 @@ def test_long_audio_is_cut_at_pauses_and_keeps_its_timeline(batched: BatchedEngi
     assert transcript.segments[-1].start > 46.0, "the last sentence sits late in the file's timeline"
 
 
+def test_no_audio_is_no_transcripts_at_once(batched: BatchedEngine) -> None:
+    done: list[list] = []
+    caller = threading.Thread(target=lambda: done.append(batched.transcribe_many("tiny.en", [], EN)), daemon=True)
+    caller.start()
+    caller.join(10)  # it used to wait for its deadline, ten minutes, with no job to settle it
+    assert done == [[]]
+
+
 def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine, jfk: np.ndarray) -> None:
     backend = batched._backend("tiny.en")
     calls: list[int] = []

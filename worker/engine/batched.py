@@ -269,6 +269,9 @@ class BatchedEngine:
     def _admit(self, request: _Request) -> None:
         request.transcripts = [None] * len(request.audios)
         request.left = len(request.audios)
+        if not request.audios:  # nothing to wait for: no job would ever settle it
+            _settle_future(request.future, result=[])
+            return
         try:
             backend = self._backend(request.model)
             check_options(request.model, backend.multilingual, backend.num_languages, request.options)
