@@ -194,7 +194,7 @@ def format_costs(summaries: Sequence[Summary]) -> list[str]:
         counters = s.extra.get("engine")
         if s.status == "ok" and counters:
             listed = ", ".join(f"{name} {counters[name]:g}" for name in ENGINE_COUNTERS if name in counters)
-            lines.append(f"{s.system} engine (warm-up included): {listed}")
+            lines.append(f"{s.system}, the engine's counters (warm-up included): {listed}")
         costs = s.extra.get("per_job")
         if s.status != "ok" or not costs:
             continue

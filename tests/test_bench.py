@@ -256,7 +256,8 @@ def test_worker_runs_report_the_cpu_each_process_used(summaries: list[Summary]) 
     expected = "worker 40.0 s, moto 9.0 s, proxy 2.0 s, harness 4.0 s, of 2 cores x 30.0 s"
     assert line == f"  CPU while the corpus ran: {expected}"
     worker.extra["engine"] = {"passes": 9.0, "windows": 20.0, "generate_seconds": 24.4, "pieces_again": 1.0}
-    assert report.format_costs(summaries)[0] == "worker engine (warm-up included): passes 9, windows 20, pieces_again 1"
+    counters = "passes 9, windows 20, pieces_again 1"
+    assert report.format_costs(summaries)[0] == f"worker, the engine's counters (warm-up included): {counters}"
 
 
 # ---------------------------------------------------------------------------------------------- CLI
