@@ -181,14 +181,15 @@ def format_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
-CPU_USERS = ("worker", "moto", "proxy", "harness")  # the worker, the emulated AWS, the request counter, bench
+# the system's own process (one-process systems); the worker, the emulated AWS, the request counter, the bench
+CPU_USERS = ("process", "worker", "moto", "proxy", "harness")
 # forward passes, windows in them, windows sampled again, pieces decoded again on their own
 ENGINE_COUNTERS = ("passes", "windows", "sampled_windows", "pieces_again")
 
 
 def format_costs(summaries: Sequence[Summary]) -> list[str]:
-    """Per job, for each worker system: AWS requests, the job thread's CPU, and wall time by stage; for every
-    system with them, the engine's counters."""
+    """Per job, for each worker system: AWS requests, the job thread's CPU, wall time by stage, and the CPU each
+    process used; for a system in one process, its CPU; for every system with them, the engine's counters."""
     lines = []
     for s in summaries:
         counters = s.extra.get("engine")
@@ -196,7 +197,12 @@ def format_costs(summaries: Sequence[Summary]) -> list[str]:
             listed = ", ".join(f"{name} {counters[name]:g}" for name in ENGINE_COUNTERS if name in counters)
             lines.append(f"{s.system}, the engine's counters (warm-up included): {listed}")
         costs = s.extra.get("per_job")
-        if s.status != "ok" or not costs:
+        cpu = s.extra.get("cpu_seconds")
+        if s.status != "ok":
+            continue
+        if not costs:  # a system in one process: its CPU alone
+            if cpu:
+                lines.append(f"{s.system}: {_cpu_line(cpu)}")
             continue
         latency = s.extra.get("aws_latency_ms") or 0
         ops = ", ".join(f"{op} {n:g}" for op, n in costs["requests_by_operation"].items())
@@ -209,11 +215,14 @@ def format_costs(summaries: Sequence[Summary]) -> list[str]:
         if costs.get("stages_cpu_ms_mean"):
             cpu_stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in costs["stages_cpu_ms_mean"].items())
             lines.append(f"  job thread CPU ms by stage (mean): {cpu_stages}")
-        cpu = s.extra.get("cpu_seconds")
         if cpu:
-            used = ", ".join(f"{name} {cpu[name]:.1f} s" for name in CPU_USERS if name in cpu)
-            lines.append(f"  CPU while the corpus ran: {used}, of {cpu['cores']} cores x {cpu['wall']:.1f} s")
+            lines.append(f"  {_cpu_line(cpu)}")
     return lines
+
+
+def _cpu_line(cpu: dict[str, Any]) -> str:
+    used = ", ".join(f"{name} {cpu[name]:.1f} s" for name in CPU_USERS if name in cpu)
+    return f"CPU while the corpus ran: {used}, of {cpu['cores']} cores x {cpu['wall']:.1f} s"
 
 
 def format_report(summaries: Sequence[Summary], machine: str, corpus: str, *, max_errors: int = 5) -> str:

@@ -122,7 +122,7 @@ def measure(
     model = load()
     out = Outcome(load_seconds=time.perf_counter() - started)
     one(model, warm)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     texts = many(model, audio) if many is not None else None
     if texts is not None:
         out.texts = list(texts)
@@ -139,6 +139,9 @@ def measure(
                 out.errors.append(f"{type(exc).__name__}: {exc}")
             out.item_seconds.append(time.perf_counter() - t0)
     out.wall_seconds = time.perf_counter() - started
+    # every thread of this process (a GPU's work shows only as the host's share)
+    cpu = round(time.process_time() - cpu_started, 2)
+    out.extra["cpu_seconds"] = {"process": cpu, "cores": os.cpu_count() or 1, "wall": round(out.wall_seconds, 2)}
     return out
 
 

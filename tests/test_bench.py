@@ -260,6 +260,25 @@ def test_worker_runs_report_the_cpu_each_process_used(summaries: list[Summary]) 
     assert report.format_costs(summaries)[0] == f"worker, the engine's counters (warm-up included): {counters}"
 
 
+def test_a_one_process_system_reports_the_cpu_it_used() -> None:
+    spec = systems.Spec(system="busy", items=[{"name": "jfk", "audio": str(JFK), "kind": "clip", "seconds": 11.0}])
+
+    def one(_: object, samples: np.ndarray) -> str:
+        started = time.process_time()
+        while time.process_time() - started < 0.3:  # the system's work, on the clock
+            pass
+        return "text"
+
+    out = systems.measure(spec, lambda: None, one)
+    cpu = out.extra["cpu_seconds"]
+    assert 0.3 <= cpu["process"] <= 1.0 and cpu["cores"] == os.cpu_count() and cpu["wall"] >= 0.3
+    summary = summarise("busy", [{"name": "jfk", "kind": "clip", "seconds": 11.0, "text": "text"}], vars(out))
+    expected = f"of {os.cpu_count()} cores x {cpu['wall']:.1f} s"
+    assert report.format_costs([summary]) == [
+        f"busy: CPU while the corpus ran: process {cpu['process']:.1f} s, {expected}"
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
