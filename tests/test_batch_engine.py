@@ -105,6 +105,28 @@ def test_long_audio_is_cut_at_pauses_and_keeps_its_timeline(batched: BatchedEngi
     assert transcript.segments[-1].start > 46.0, "the last sentence sits late in the file's timeline"
 
 
+def test_a_short_clip_alone_is_read_from_its_own_frames(batched: BatchedEngine, jfk: np.ndarray) -> None:
+    """A message that arrives alone gets a pass of its own: a short clip is then read like a packed one (the
+    encoder over the clip and the silence after it), a long piece as a whole window."""
+    backend = batched._backend("tiny.en")
+    apart: list[bool] = []
+    original = backend.generate
+
+    def recording(windows: np.ndarray, tokenizer: object, shared: list | None = None) -> list[Generated]:
+        apart.append(bool(shared) and shared[0] is not None)
+        return original(windows, tokenizer, shared)
+
+    backend.generate = recording  # type: ignore[method-assign]
+    try:
+        (short,) = batched.transcribe_many("tiny.en", [jfk], EN)
+        (long,) = batched.transcribe_many("tiny.en", [np.concatenate([jfk, np.zeros(SAMPLE_RATE), jfk])], EN)
+    finally:
+        backend.generate = original  # type: ignore[method-assign]
+    assert apart == [True, False]  # 11 s: its own frames; 23 s: a whole window
+    assert jiwer.wer(SENTENCE, _words(short.text)) <= 0.1 and short.segments[0].start < 0.5
+    assert jiwer.wer(f"{SENTENCE} {SENTENCE}", _words(long.text)) <= 0.1
+
+
 def test_no_audio_is_no_transcripts_at_once(batched: BatchedEngine) -> None:
     done: list[list] = []
     caller = threading.Thread(target=lambda: done.append(batched.transcribe_many("tiny.en", [], EN)), daemon=True)

@@ -42,6 +42,8 @@ from worker.service.errors import EngineFailed, EngineTimeout, JobError, Resourc
 
 # Messages started together reach the engine a few milliseconds apart: a short wait lets them share a pass.
 LINGER_SECONDS = 0.05
+# A new piece alone in its window is decoded apart up to this long: its encoder work is at most about half a window.
+APART_MAX_SAMPLES = 15 * SAMPLE_RATE
 # How often a waiting caller wakes to look at its deadline and at the pass in progress.
 WATCH_SECONDS = 5.0
 # One pass decodes at most 224 steps for each of its windows; far longer than that means a stuck device or kernel.
@@ -97,6 +99,7 @@ class _Task:
 
     window: Window
     step: int = 0  # 0: greedy; n: TEMPERATURES[n - 1]
+    fresh: bool = False  # packed from new pieces: a short piece alone is decoded apart too (``_apart``)
 
 
 @dataclass
@@ -333,7 +336,7 @@ class BatchedEngine:
             # new long files cannot starve an older short clip, which packing alone (largest first) would allow.
             candidates, later = lane.fresh[:room], lane.fresh[room:]
             windows = pack(candidates) if self._pack else [Window([(p, 0)]) for p in candidates]
-            chosen.extend(_Task(w) for w in windows[:room])
+            chosen.extend(_Task(w, fresh=True) for w in windows[:room])
             lane.fresh = [p for w in windows[room:] for p, _ in w.placements] + later
         return chosen
 
@@ -352,7 +355,7 @@ class BatchedEngine:
         batch = np.stack([t.window.audio(audios) for t in tasks])
         try:
             if step == 0:
-                shared = [t.window if _shared(t.window) else None for t in tasks]
+                shared = [t.window if _apart(t) else None for t in tasks]
                 rows = backend.generate(batch, tokenizer, shared if any(shared) else None)
                 results = _per_window(tasks, rows)
             else:
@@ -424,7 +427,7 @@ class BatchedEngine:
         live = [(p, offset) for p, offset in task.window.placements if p.job in self._jobs]
         if len(live) == len(task.window.placements):
             return task
-        return _Task(Window(live), task.step) if live else None
+        return _Task(Window(live), task.step, task.fresh) if live else None
 
     def _settle(self, piece: Piece, offset: int, decoded: Generated, tokenizer: Tokenizer, lane: _Lane) -> None:
         job = self._jobs.get(piece.job)
@@ -473,9 +476,13 @@ class BatchedEngine:
             _settle_future(job.request.future, error=exc)
 
 
-def _shared(window: Window) -> bool:
-    """Whether the window is decoded a row per piece: it holds several, or one not at its start."""
-    return len(window.placements) > 1 or window.placements[0][1] != 0
+def _apart(task: _Task) -> bool:
+    """Whether the window is decoded a row per piece: it holds several, or one not at its start, or one new short
+    piece, which a row then reads from the encoder's output over the piece and the silence after it alone (CPU
+    encodes nothing past that), not over a whole window. Pieces decoded again alone, and long pieces, for which
+    that would save nothing, are decoded whole."""
+    (piece, offset), *others = task.window.placements
+    return bool(others) or offset != 0 or (task.fresh and piece.samples <= APART_MAX_SAMPLES)
 
 
 def _per_window(tasks: list[_Task], rows: list[Generated]) -> list[Generated | list[Generated]]:
@@ -484,7 +491,7 @@ def _per_window(tasks: list[_Task], rows: list[Generated]) -> list[Generated | l
     grouped: list[Generated | list[Generated]] = []
     at = 0
     for task in tasks:
-        if _shared(task.window):
+        if _apart(task):
             count = len(task.window.placements)
             grouped.append(rows[at : at + count])
             at += count
