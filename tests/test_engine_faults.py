@@ -127,7 +127,8 @@ def test_a_job_past_its_deadline_fails_and_a_stuck_pass_is_logged(
 def test_a_word_timestamp_job_does_not_hold_batched_jobs_for_its_whole_length(model_dir: Path) -> None:
     engine = _engine(model_dir, kind="batched")  # torch passes share the model, and its lock, with transcribe()
     jfk = load_jfk()
-    long_audio = np.tile(jfk, 4)  # about 45 s: several windows, each taking the lock on its own
+    # about 90 s: several windows, each taking the lock on its own, so some are left when the short job is done
+    long_audio = np.tile(jfk, 8)
     progress = threading.Event()
     reference = threading.Thread(
         target=engine.transcribe,
