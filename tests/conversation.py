@@ -20,12 +20,23 @@ TURNS = (
     ("p226", "vctk_p226_011.flac"),
 )
 GAP_SECONDS = 0.5
+PROMPTS = {  # tests/data/SOURCES.md: the VCTK prompts these clips read
+    "vctk_p225_003": "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her "
+    "brother Bob.",
+    "vctk_p225_008": "These take the shape of a long round arch, with its path high above, and its two ends apparently "
+    "beyond the horizon.",
+    "vctk_p226_005": "She can scoop these things into three red bags, and we will go meet her Wednesday at the train "
+    "station.",
+    "vctk_p226_011": "When a man looks for something beyond his reach, his friends say he is looking for the pot of "
+    "gold at the end of the rainbow.",
+}
 
 
 @dataclass(frozen=True)
 class Conversation:
     audio: np.ndarray
     turns: list[tuple[float, float, str]]  # reference (start, end, speaker)
+    text: str  # what is said, in order
 
     def speaker_at(self, moment: float) -> str | None:
         return next((who for start, end, who in self.turns if start <= moment <= end), None)
@@ -46,7 +57,8 @@ def conversation() -> Conversation:
         turns.append((at, at + len(clip) / SAMPLE_RATE, speaker))
         parts += [clip, np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)]
         at += len(clip) / SAMPLE_RATE + GAP_SECONDS
-    return Conversation(np.concatenate(parts), turns)
+    text = " ".join(PROMPTS[Path(name).stem] for _, name in TURNS)
+    return Conversation(np.concatenate(parts), turns, text)
 
 
 def runs(labels: list[str | None]) -> list[str | None]:

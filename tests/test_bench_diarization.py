@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from audio_factory import tone
 from conftest import DATA, JFK, JFK_TEXT
+from conversation import PROMPTS as VCTK
 
 from bench import conversations, corpus, references, report, run, worker_system
 from bench import diarization as diarization_cli
@@ -27,16 +28,6 @@ from worker.diarization.turns import Turn
 from worker.engine.transcript import Segment, Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
-VCTK = {  # tests/data/SOURCES.md: the VCTK prompts these clips read
-    "vctk_p225_003": "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her "
-    "brother Bob.",
-    "vctk_p225_008": "These take the shape of a long round arch, with its path high above, and its two ends apparently "
-    "beyond the horizon.",
-    "vctk_p226_005": "She can scoop these things into three red bags, and we will go meet her Wednesday at the train "
-    "station.",
-    "vctk_p226_011": "When a man looks for something beyond his reach, his friends say he is looking for the pot of "
-    "gold at the end of the rainbow.",
-}
 
 
 @pytest.fixture
