@@ -112,6 +112,23 @@ def test_decodes_format(
     _assert_like_jfk(decode_audio(path, max_seconds=60), jfk, min_corr=0.99 if lossless else 0.9)
 
 
+def test_a_stream_that_changes_rate_and_layout_part_way_decodes_whole(tmp_path: Path, jfk: np.ndarray, jfk_at) -> None:
+    # ADTS frames carry their own header, so two AAC captures joined byte for byte are one stream whose rate and
+    # channel count change at the join (broadcast captures, concatenated uploads)
+    _need_encoder("aac", True)
+    first = write_audio(tmp_path / "a.aac", jfk_at(44_100), 44_100, container="adts", codec="aac", channels=1)
+    second = write_audio(tmp_path / "b.aac", jfk_at(22_050), 22_050, container="adts", codec="aac", channels=2)
+    joined = tmp_path / "joined.aac"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    decoded = decode_audio(joined, max_seconds=60)
+    half = int(JFK_SECONDS * SAMPLE_RATE)
+    assert abs(decoded.size - 2 * half) <= 2 * MAX_LAG
+    for part in (decoded[:half], decoded[half:]):
+        corr, lag = aligned_correlation(jfk, part)
+        assert corr > 0.9, (corr, lag)
+        assert rms(part) == pytest.approx(rms(jfk), rel=0.2)
+
+
 def test_decodes_audio_track_of_mp4_video(tmp_path: Path, jfk: np.ndarray, jfk_at) -> None:
     _need_encoder("aac", True)
     path = write_video_with_audio(tmp_path / "clip.mp4", jfk_at(48_000), 48_000)

@@ -16,6 +16,8 @@ import numpy as np
 from worker.audio import SAMPLE_RATE
 from worker.service.errors import AudioTooLong, UndecodableAudio
 
+RESAMPLE_SECONDS = 2.0  # decoded audio gathered before each resampler call
+
 
 def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
     """Samples in [-1, 1] at 16 kHz mono; refuses input longer than ``max_seconds`` while decoding."""
@@ -90,9 +92,8 @@ def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.nd
     chunks: list[np.ndarray] = []  # int16, turned into floats once at the end
     total = 0
 
-    def add(frame: av.AudioFrame) -> None:
+    def add(chunk: np.ndarray) -> None:
         nonlocal total
-        chunk = frame.to_ndarray().reshape(-1)
         total += chunk.size
         if total > max_samples:
             raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
@@ -102,20 +103,10 @@ def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.nd
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise UndecodableAudio("the file has no audio stream")
-            stream = container.streams.audio[0]
-            # s16 like whisper's own ffmpeg pipeline: with a float target swresample does not normalise its
-            # down-mix matrix, so stereo came out up to 1.41x and 5.1 up to 3.4x full scale.
-            resampler = None
-            for frame in container.decode(stream):
-                if resampler is None and _is_target_pcm(frame):
-                    add(frame)  # already 16 kHz mono s16: the resampler would only copy it, at twice the cost
-                    continue
-                resampler = resampler or av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-                frame.pts = None  # resampler re-times frames; stale pts from odd containers upset it
-                for out in resampler.resample(frame):
-                    add(out)
-            for out in resampler.resample(None) if resampler is not None else ():
-                chunks.append(out.to_ndarray().reshape(-1))
+            converter = _ToTarget(add)
+            for frame in container.decode(container.streams.audio[0]):
+                converter.push(frame)
+            converter.finish()
     except (AudioTooLong, UndecodableAudio):
         raise
     except (av.error.FFmpegError, ValueError, IndexError) as exc:
@@ -126,6 +117,59 @@ def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.nd
     if audio.size == 0:
         raise UndecodableAudio("the audio stream holds no samples")
     return audio.astype(np.float32) / 32768.0
+
+
+class _ToTarget:
+    """Decoded frames to 16 kHz mono s16, handed to ``add`` in order.
+
+    Frames are resampled a couple of seconds at a time: a resampler call costs as much as tens of milliseconds
+    of audio, and codecs such as Opus or AAC deliver 20-ms frames, so one call per frame spent more CPU on the
+    calls than on the audio. Streams that change rate, layout or sample format part way (concatenated ADTS, a
+    radio capture) get a fresh resampler from the change on, as FFmpeg's own command line does.
+    """
+
+    def __init__(self, add: Any) -> None:
+        self._add = add
+        self._shape: tuple[str, str, int] | None = None
+        self._resampler: Any = None
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+
+    def push(self, frame: Any) -> None:
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != self._shape:
+            self.finish()
+            self._shape = shape
+        if _is_target_pcm(frame):
+            self._add(frame.to_ndarray().reshape(-1))  # a resampler would only copy it, at twice the cost
+            return
+        self._pending.append(frame.to_ndarray())  # (channels, n) if planar, (1, n * channels) if packed
+        self._pending_samples += frame.samples
+        if self._pending_samples >= RESAMPLE_SECONDS * frame.sample_rate:
+            self._resample()
+
+    def _resample(self) -> None:
+        import av
+
+        if not self._pending or self._shape is None:
+            return
+        sample_format, layout, rate = self._shape
+        joined = av.AudioFrame.from_ndarray(np.concatenate(self._pending, axis=1), format=sample_format, layout=layout)
+        joined.sample_rate = rate
+        self._pending, self._pending_samples = [], 0
+        # s16 like whisper's own ffmpeg pipeline: with a float target swresample does not normalise its down-mix
+        # matrix, so stereo came out up to 1.41x and 5.1 up to 3.4x full scale.
+        self._resampler = self._resampler or av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        for out in self._resampler.resample(joined):
+            self._add(out.to_ndarray().reshape(-1))
+
+    def finish(self) -> None:
+        """Resample what is pending and drain the resampler: the stream ended, or its shape changes."""
+        self._resample()
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                self._add(out.to_ndarray().reshape(-1))
+            self._resampler = None
 
 
 def _is_target_pcm(frame: Any) -> bool:
