@@ -31,6 +31,7 @@ from worker.audio.wav import write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "bench-corpus"
+JOINED_DIR = ROOT / ".cache" / "bench-joined"
 MANIFEST = "manifest.json"
 LONG_SECONDS = 60.0  # a user file longer than this is "long"
 # Beside a user corpus's audio: references and annotations, never audio even when a same-named .txt exists.
@@ -149,6 +150,27 @@ def from_directory(root: Path) -> Corpus:
     if not items:
         raise CorpusError(f"{root} holds no audio file with a same-named .txt reference beside it")
     return Corpus(root, tuple(items))
+
+
+def joined(corpus: Corpus, cache: Path = JOINED_DIR) -> Corpus:
+    """The corpus's items in order as one long recording, a pause between each two, its reference theirs in order:
+    a real recording at length whose every word is known, where a dataset has only short clips. The recording is
+    written once per corpus (its names, lengths and references fix it) and reused."""
+    key = hashlib.sha256(json.dumps([(i.name, i.seconds, i.text) for i in corpus.items]).encode()).hexdigest()[:16]
+    path = cache / f"joined-{key}.wav"
+    if not path.is_file():
+        from worker.audio.decode import decode_audio
+
+        pieces: list[np.ndarray] = []
+        for n, item in enumerate(corpus.items):
+            if n:
+                pieces.append(np.zeros(int(PAUSES[n % len(PAUSES)] * SAMPLE_RATE), dtype=np.float32))
+            pieces.append(decode_audio(item.audio, max_seconds=24 * 3600))
+        write_wav(path.with_suffix(".part"), np.concatenate(pieces)).replace(path)
+    name = f"{corpus.root.name}-joined"
+    text = " ".join(item.text for item in corpus.items)
+    item = Item(name, path, text, round(audio_seconds(path), 3), "long")
+    return Corpus(corpus.root, (item,))
 
 
 # ---------------------------------------------------------------------------------------------- synthesis

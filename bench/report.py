@@ -12,7 +12,7 @@ KINDS = ("clip", "long")
 KIND_LABELS = {"clip": "clips", "long": "long"}
 LEGEND = (
     "wall: transcription with the model loaded (worker: first message sent -> last result.json, fetch/decode/store "
-    "included)",
+    "included; one message at a time: the sum of each message's send -> result.json)",
     "x realtime: audio s / wall s; vs reference: reference wall / wall (above 1 is faster)",
     "WER: over all words of the output, both sides through whisper's EnglishTextNormalizer",
     "RSS: peak resident memory of the system's own process (worker: the whisper-worker process)",
@@ -138,6 +138,11 @@ def _notes(s: Summary, stats: Stats) -> str:
         notes.append(f"load = {s.load_label}")
     if s.extra.get("aws_latency_ms") and stats is s.total:
         notes.append(f"+{s.extra['aws_latency_ms']:g} ms per AWS request")
+    latency = s.extra.get("latency_seconds")
+    if s.extra.get("one_by_one") and stats is s.total:
+        notes.append("one message at a time")
+        if latency:
+            notes.append(f"latency median {latency['median']:.2f} s, p95 {latency['p95']:.2f} s")
     if s.extra.get("diarize") and stats is s.total:
         notes.append("diarize: true")
         if s.extra.get("vs_worker"):

@@ -5,6 +5,7 @@
     python -m bench.run --device cuda --repeat 10 --json bench.json
     python -m bench.run --systems engine,worker --concurrency 4 --engine batched
     python -m bench.run --systems worker --diarize --corpus ~/talks   # worker with and without diarization
+    python -m bench.run --corpus ~/clips --joined            # the clips as one long recording, pauses between
 
 Systems: ``reference`` (openai-whisper's transcribe, file after file), ``reference-nocudnn`` (the same with
 cuDNN attention off; cuda only), ``faster-whisper`` and ``faster-whisper-batched`` (CTranslate2, int8 on CPU,
@@ -74,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--diarize",
         action="store_true",
         help="also run worker-diarize: the worker with diarize: true in every message, beside worker",
+    )
+    parser.add_argument(
+        "--joined",
+        action="store_true",
+        help="the corpus's files joined, with pauses, into one long recording (its reference theirs in order)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="converted checkpoints' cache")
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         corpus = corpus_mod.from_directory(args.corpus) if args.corpus else corpus_mod.build_default()
+        joined_from = len(corpus.items)
+        corpus = corpus_mod.joined(corpus) if args.joined else corpus
     except corpus_mod.CorpusError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -203,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries.append(summarise(system, items, outcome, rss_mb))
     add_ratios(summaries)
     corpus_line = f"{corpus.describe()}" + (f", each item x{args.repeat}" if args.repeat > 1 else "")
+    if args.joined:
+        corpus_line += f": its {joined_from} files joined, {min(corpus_mod.PAUSES)}-{max(corpus_mod.PAUSES)} s apart"
     machine = machine_line(args.device, outcomes)
     print()
     print(format_report(summaries, machine, corpus_line))
@@ -225,7 +235,8 @@ def run_metadata(args: argparse.Namespace, argv: list[str] | None) -> dict[str, 
         "command": ["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)],
         "versions": package_versions(),
         "model": MODEL,
-        "corpus_source": "--corpus: the given audio" if args.corpus else "built-in: synthetic (espeak-ng), JFK sample",
+        "corpus_source": ("--corpus: the given audio" if args.corpus else "built-in: synthetic (espeak-ng), JFK sample")
+        + (", joined into one recording (--joined)" if args.joined else ""),
         "settings": {
             "device": args.device,
             "repeat": args.repeat,

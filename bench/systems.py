@@ -33,10 +33,11 @@ SYSTEMS: dict[str, str | None] = {
     "worker": None,
     "worker-diarize": None,
     "worker-latency": None,
+    "worker-one-by-one": None,
 }
 CUDA_ONLY = frozenset({"reference-nocudnn"})
 # Run only when asked for (bench.run --diarize or --systems): the default table stays what it was.
-OPT_IN = frozenset({"worker-diarize", "worker-latency"})
+OPT_IN = frozenset({"worker-diarize", "worker-latency", "worker-one-by-one"})
 # worker-latency: every request of the worker to S3 and SQS delayed by this much, as from a container to its
 # region's endpoints (tens of milliseconds for small S3 objects), so its figure predicts production.
 AWS_LATENCY_MS = 20.0
@@ -60,6 +61,7 @@ class Spec:
     timeout: float = 3600.0
     diarize: bool = False  # the worker: "diarize": true in every message, the warm-up's too
     aws_latency_ms: float = 0.0  # the worker: added to each of its S3 and SQS requests
+    one_by_one: bool = False  # the worker: each message sent once the one before has its result
 
     @classmethod
     def read(cls, path: Path) -> Spec:
@@ -267,12 +269,13 @@ def run_system(spec: Spec) -> Outcome:
         return faster_whisper_batched(spec)
     if spec.system == "engine":
         return engine(spec)
-    if spec.system in ("worker", "worker-diarize", "worker-latency"):
+    if spec.system in ("worker", "worker-diarize", "worker-latency", "worker-one-by-one"):
         from bench.worker_system import run_worker
 
         latency = AWS_LATENCY_MS if spec.system == "worker-latency" else spec.aws_latency_ms
         diarize = spec.diarize or spec.system == "worker-diarize"
-        return run_worker(dataclasses.replace(spec, diarize=diarize, aws_latency_ms=latency))
+        one_by_one = spec.one_by_one or spec.system == "worker-one-by-one"
+        return run_worker(dataclasses.replace(spec, diarize=diarize, aws_latency_ms=latency, one_by_one=one_by_one))
     raise ValueError(f"unknown system {spec.system!r}")
 
 

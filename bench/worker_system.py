@@ -19,6 +19,10 @@ job's thread and each stage's wall time, from the worker's ``job completed`` lin
 The worker's peak RSS is its own: ``VmHWM`` from /proc just before it is stopped, or ``ru_maxrss`` from
 ``os.wait4`` when it has exited, whichever is larger.
 
+``worker-one-by-one`` sends each message once the one before has its final ``result.json``, as a quiet backend
+does: every job has the worker to itself, and each one's latency (send to result) is recorded. ``wall`` is then the
+sum of those latencies.
+
 ``worker-diarize`` is the same with ``"diarize": true`` in every message (the warm-up's too, so the diarizer's load is
 in the cold start): the cost of speaker diarization end to end, beside ``worker``. Its ``txt`` transcripts carry
 ``[SPEAKER_00]`` labels, which Whisper's normaliser drops before WER (text in brackets); how many speakers each job
@@ -29,7 +33,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
+import math
 import os
 import re
 import secrets
@@ -229,6 +235,7 @@ def run_worker(spec: Spec) -> Outcome:
             proc = subprocess.Popen([*_command(), "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         results = Results(s3, bucket, proc, log_path)
         rss_mb: list[float | None] = []
+        latencies: list[float] = []
         try:
             results.wait({WARMUP_JOB}, started + 600)
             cold = results.found[WARMUP_JOB][1] - started
@@ -244,11 +251,20 @@ def run_worker(spec: Spec) -> Outcome:
             pids = {"worker": proc.pid, "moto": local.server_pid, "proxy": proxy.pid}
             cpu_before = _cpu_now(pids)
             sent = time.perf_counter()
-            for start in range(0, len(bodies), 10):
-                entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
-                sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            results.wait(set(job_ids), sent + spec.timeout, drained=lambda: _queue_empty(sqs, queue_url))
-            wall = max(results.found[j][1] for j in job_ids) - sent
+            drained = functools.partial(_queue_empty, sqs, queue_url)
+            if spec.one_by_one:
+                for job_id, body in zip(job_ids, bodies, strict=True):
+                    posted = time.perf_counter()
+                    sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+                    results.wait({job_id}, sent + spec.timeout, drained=drained)
+                    latencies.append(round(results.found[job_id][1] - posted, 3))
+                wall = sum(latencies)
+            else:
+                for start in range(0, len(bodies), 10):
+                    entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
+                    sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                results.wait(set(job_ids), sent + spec.timeout, drained=drained)
+                wall = max(results.found[j][1] for j in job_ids) - sent
             cpu = _cpu_split(cpu_before, _cpu_now(pids), time.perf_counter() - sent)
             requests = proxy.counts()
             rss_mb.append(_vm_hwm_mb(proc.pid))
@@ -262,7 +278,7 @@ def run_worker(spec: Spec) -> Outcome:
         load_label="cold start",
         wall_seconds=wall,
         texts=list(texts),
-        item_seconds=[None] * len(job_ids),
+        item_seconds=latencies or [None] * len(job_ids),
         errors=list(errors),
         peak_rss_mb=max(peaks) if peaks else None,
         extra={
@@ -270,6 +286,7 @@ def run_worker(spec: Spec) -> Outcome:
             "exit_code": proc.returncode,
             "settings": _worker_settings(spec),
             "aws_latency_ms": spec.aws_latency_ms,
+            **({"one_by_one": True, "latency_seconds": latency_summary(latencies)} if spec.one_by_one else {}),
             "per_job": per_job_costs(log_path, set(job_ids), requests),
             "engine": engine_counters(log_path),
             "cpu_seconds": cpu,
@@ -308,6 +325,15 @@ class CountingProxy:
 
     def counts(self) -> dict[str, int]:
         return httpx.get(f"{self.url}/_proxy/counts", timeout=10).json()
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    """Send-to-result seconds of jobs sent one at a time: median, 95th percentile (nearest rank) and worst."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {}
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return {"median": ordered[len(ordered) // 2], "p95": p95, "max": ordered[-1]}
 
 
 def engine_counters(log_path: Path) -> dict[str, float]:

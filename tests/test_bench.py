@@ -64,6 +64,21 @@ def test_manifest_round_trip_and_is_preferred(user_corpus: Path) -> None:
     assert len(corpus.from_directory(user_corpus).items) == 1
 
 
+def test_joined_corpus_is_one_long_recording_of_every_file_in_order(user_corpus: Path, tmp_path: Path) -> None:
+    found = corpus.from_directory(user_corpus)
+    cache = tmp_path / "joined"
+    (long,) = corpus.joined(found, cache).items
+    assert long.kind == "long" and long.text == "Hello there. And so my fellow Americans A long talk."
+    pauses = sum(corpus.PAUSES[n % len(corpus.PAUSES)] for n in (1, 2))
+    assert long.seconds == pytest.approx(found.seconds + pauses, abs=0.2)
+    audio = decode_audio(long.audio, max_seconds=600)
+    hello = int(1.5 * SAMPLE_RATE)
+    gap = audio[hello + 800 : hello + int(corpus.PAUSES[1] * SAMPLE_RATE) - 800]
+    assert np.abs(audio[:hello]).max() > 0.1 and np.abs(gap).max() == 0  # the first file, then its pause
+    written = long.audio.stat().st_mtime_ns
+    assert corpus.joined(found, cache).items[0].audio.stat().st_mtime_ns == written  # built once, then reused
+
+
 def test_empty_directory_is_refused(tmp_path: Path) -> None:
     write_wav(tmp_path / "orphan.wav", tone(440.0, 0.5, SAMPLE_RATE))
     with pytest.raises(corpus.CorpusError, match=r"same-named \.txt"):
@@ -297,3 +312,29 @@ def test_missing_package_is_not_installed_not_a_crash(monkeypatch: pytest.Monkey
     outcome, rss = run.run_system(systems.Spec(system="faster-whisper", items=[]), tmp_path)
     assert outcome["status"] == "not installed"
     assert rss is None
+
+
+def test_one_by_one_worker_sends_each_message_after_the_last_result(model_dir: Path, tmp_path: Path) -> None:
+    from bench.worker_system import latency_summary, run_worker
+
+    short = write_wav(tmp_path / "short.wav", decode_audio(JFK, max_seconds=60)[: 4 * SAMPLE_RATE])
+    items = [
+        {"name": f"clip-{i}", "audio": str(p), "kind": "clip", "seconds": 11.0 if p == JFK else 4.0}
+        for i, p in enumerate((JFK, short, JFK))
+    ]
+    spec = systems.Spec("worker-one-by-one", items, model_dir=str(model_dir), warmup=str(short), one_by_one=True)
+    outcome = run_worker(spec)
+    assert outcome.errors == [None, None, None] and "fellow americans" in outcome.texts[2].lower()
+    latencies = outcome.item_seconds
+    assert len(latencies) == 3 and all(0 < t < 60 for t in latencies) and outcome.wall_seconds == sum(latencies)
+    assert outcome.extra["latency_seconds"] == latency_summary(latencies)
+    counters = outcome.extra["engine"]
+    assert counters["passes"] == counters["windows"] == 4  # warm-up included: no job ever shared a pass
+
+
+def test_latency_summary_takes_the_nearest_rank() -> None:
+    from bench.worker_system import latency_summary
+
+    assert latency_summary([]) == {}
+    times = [float(n) for n in range(1, 21)]  # 1..20 s
+    assert latency_summary(times) == {"median": 11.0, "p95": 19.0, "max": 20.0}
