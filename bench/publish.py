@@ -48,6 +48,7 @@ class Source:
 
 SOURCES: tuple[Source, ...] = (
     Source("cpu-dev-corpus", "CPU throughput", "real recorded speech"),
+    Source("cpu-dev-joined", "CPU throughput on one long recording", "real recorded speech"),
     Source("cpu-worker-latency", "CPU: the worker's latency"),
     Source("cpu-worker-diarize", "CPU: the worker with and without diarization", "real recorded speech"),
     Source(

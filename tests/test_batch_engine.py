@@ -206,8 +206,9 @@ def _text(words: str) -> list[int]:
 def _split(tokens: list[int], offset_seconds: float = 6.5) -> tuple[list, Piece | None]:
     # a 3.5 s piece at 6.5 s into its window: its own row of a shared window
     piece = Piece(1, 0, int(3.5 * SAMPLE_RATE))
-    found, rest = Split(piece, int(offset_seconds * SAMPLE_RATE), Generated(tokens, -0.2, 0.01), TOKENIZER).run()
-    return found.spans, rest
+    found, rests = Split(piece, int(offset_seconds * SAMPLE_RATE), Generated(tokens, -0.2, 0.01), TOKENIZER).run()
+    assert len(rests) <= 1
+    return found.spans, rests[0] if rests else None
 
 
 def test_spans_parse_timestamp_pairs() -> None:
@@ -242,11 +243,37 @@ def test_speech_after_a_decoder_that_stopped_early_is_decoded_again_and_silence_
     quiet = voice.copy()
     quiet[5 * SAMPLE_RATE :] = 0
     for audio, expected in ((voice, Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)), (quiet, None)):
-        found, rest = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
-        assert rest == expected and [t for _, _, t, _ in found.spans] == [" the first five seconds"]
+        found, rests = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
+        assert rests == ([expected] if expected else []) and [t for _, _, t, _ in found.spans] == [
+            " the first five seconds"
+        ]
     # a recording quiet throughout (peaks near -46 dBFS) still speaks
-    found, rest = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p: voice * 0.005).run()
-    assert rest == Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)
+    found, rests = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p: voice * 0.005).run()
+    assert rests == [Piece(3, 5 * SAMPLE_RATE, 20 * SAMPLE_RATE)]
+
+
+def test_a_long_segment_with_too_few_words_for_its_speech_is_decoded_again_in_halves() -> None:
+    # Whisper's jump: "<|0.00|> the words of the last clip <|26.00|>" over 26 s of four people reading in turn
+    talk = conversation().audio
+    piece = Piece(2, 16_000, 16_000 + 26 * SAMPLE_RATE)
+    voice = talk[: piece.samples]
+    tokens = [_ts(0), *_text("hello"), _ts(1.0), _ts(1.0), *_text("when a man looks for something beyond"), _ts(26.0)]
+    found, rests = Split(piece, 0, Generated(tokens, -0.2, 0.01), TOKENIZER, lambda p: voice).run()
+    assert [t for _, _, t, _ in found.spans] == [" hello"]  # kept: the text before the segment that skipped
+    (first, cut), (again, end) = [(r.start, r.end) for r in rests]
+    assert all(r.job == 2 for r in rests) and first == piece.start + SAMPLE_RATE and again == cut and end == piece.end
+    third = 25 * SAMPLE_RATE // 3
+    assert first + third <= cut <= first + 2 * third  # in the middle third ...
+    local = cut - piece.start
+    quiet = float(np.sqrt(np.mean(voice[local - 800 : local + 800] ** 2)))
+    assert quiet < float(np.sqrt(np.mean(voice**2))) / 5  # ... at a pause, not in a word
+    # the same words over a stretch that is mostly silence, or enough words for the speech: nothing to decode again
+    hushed = voice.copy()
+    hushed[4 * SAMPLE_RATE :] = 0
+    many = [_ts(0), *_text(" ".join(["word"] * 30)), _ts(26.0)]
+    for audio, said in ((hushed, tokens), (voice, many)):
+        _, rests = Split(piece, 0, Generated(said, -0.2, 0.01), TOKENIZER, lambda p, a=audio: a).run()
+        assert rests == []
 
 
 def test_each_piece_of_a_shared_window_gets_its_own_row() -> None:

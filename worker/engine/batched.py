@@ -433,11 +433,11 @@ class BatchedEngine:
         job = self._jobs.get(piece.job)
         if job is None:
             return
-        text, rest = Split(piece, offset, decoded, tokenizer, self._samples).run()
+        text, rests = Split(piece, offset, decoded, tokenizer, self._samples).run()
         job.texts[piece] = text
         job.pieces.discard(piece)
         job.done_samples += piece.samples
-        if rest is not None:
+        for rest in rests:
             job.pieces.add(rest)
             lane.tasks.append(_Task(Window([(rest, 0)])))
             self.stats.count(pieces_again=1)

@@ -2,8 +2,9 @@
 
 Each piece is decoded as if alone (its own window, or its own row of a shared window), so every segment of the
 decoding is the piece's. Speech the decoder defers ("it starts here but runs on") sends the rest of the piece
-back, and so does speech after the decoder's last segment when it stopped early (each rest is shorter than its
-piece, so this ends). Text that fails openai-whisper's checks (too repetitive, too improbable) is decoded again,
+back, and so does speech after the decoder's last segment when it stopped early; a long segment with too few
+words for the speech under it sends its stretch back in two halves (each rest is shorter than its piece, so this
+ends). Text that fails openai-whisper's checks (too repetitive, too improbable) is decoded again,
 as ``transcribe()`` does.
 """
 
@@ -18,7 +19,7 @@ from whisper.tokenizer import Tokenizer
 
 from worker.audio import SAMPLE_RATE
 from worker.engine.greedy import Generated
-from worker.engine.windows import Piece, speaks
+from worker.engine.windows import Piece, quietest, speaks
 
 TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # transcribe()'s fallback ladder after greedy
 COMPRESSION_RATIO_LIMIT = 2.4
@@ -26,6 +27,11 @@ LOGPROB_LIMIT = -1.0
 NO_SPEECH_LIMIT = 0.6
 TIME_PRECISION = 0.02
 UNHEARD_SECONDS = 3.0  # speech left after the decoder's last segment, at least this long, is decoded again
+# Whisper sometimes jumps from a window's start to speech far into it and stamps one segment as if it covered
+# everything between: a segment this long, with fewer words than this a second and speech under at least half of
+# it, skipped some. Segments of real speech run at 1.5 to 3.5 words a second; the skips seen, under 1.
+SPARSE_SECONDS = 10.0
+SPARSE_WORDS_PER_SECOND = 1.0
 
 
 @dataclass
@@ -103,7 +109,8 @@ class Split:
         self.tokenizer = tokenizer
         self.samples = samples
 
-    def run(self) -> tuple[PieceText, Piece | None]:
+    def run(self) -> tuple[PieceText, list[Piece]]:
+        """The piece's text, and the rests of it to decode again (none, one, or a skipped stretch's two halves)."""
         piece = self.piece
         lo = self.offset / SAMPLE_RATE
         hi = lo + piece.samples / SAMPLE_RATE
@@ -113,10 +120,37 @@ class Split:
             end = hi if span.end is None else span.end
             text = self.tokenizer.decode(span.tokens)
             found.spans.append((min(max(span.start, lo), hi) - lo, min(max(end, lo), hi) - lo, text, self.decoded))
+        skipped = self._skipped(found)
+        if skipped is not None:
+            return skipped
         if tail is not None and hi - max(tail, lo) >= 1.0 and found.spans and tail > lo + 0.5:
             # transcribed up to ``tail``: the rest of this piece gets a window of its own
-            return found, Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end)
-        return found, self._unheard(found)
+            return found, [Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end)]
+        unheard = self._unheard(found)
+        return found, [] if unheard is None else [unheard]
+
+    def _skipped(self, found: PieceText) -> tuple[PieceText, list[Piece]] | None:
+        """The text before the first segment that skipped speech, and that segment's stretch to the piece's end in
+        two halves, cut at the quietest point of its middle third, each to be decoded on its own; None when no
+        segment skipped any."""
+        if self.samples is None:
+            return None
+        audio = None
+        for n, (start, end, text, _) in enumerate(found.spans):
+            if end - start < SPARSE_SECONDS:
+                continue
+            if len(text.split()) >= SPARSE_WORDS_PER_SECOND * (end - start):
+                continue
+            audio = self.samples(self.piece) if audio is None else audio
+            first, last = int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)
+            if not speaks(audio[first:last], seconds=(end - start) / 2):
+                continue  # a long pause inside the segment, not speech passed over
+            third = (last - first) // 3
+            cut = quietest(audio, first + third, last - third)
+            job, at = self.piece.job, self.piece.start
+            kept = PieceText(found.spans[:n])
+            return kept, [Piece(job, at + first, at + cut), Piece(job, at + cut, self.piece.end)]
+        return None
 
     def _unheard(self, text: PieceText) -> Piece | None:
         """The rest of ``piece`` when the decoder ended early (it sometimes stops mid-window, as if the rest were

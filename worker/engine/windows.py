@@ -80,6 +80,12 @@ def speaks(audio: np.ndarray, *, seconds: float = 0.5) -> bool:
     return int(loud.sum()) * _FRAME >= seconds * SAMPLE_RATE
 
 
+def quietest(audio: np.ndarray, lo: int, hi: int) -> int:
+    """The sample offset, between ``lo`` and ``hi``, of the quietest stretch of ``audio``: where to cut it."""
+    energy = _smoothed_energy(audio[lo:hi])
+    return lo + int(np.argmin(energy)) * _FRAME if energy.size else (lo + hi) // 2
+
+
 def cut_points(audio: np.ndarray) -> list[int]:
     """Sample offsets where ``audio`` is cut into pieces of at most ``MAX_CUT_SECONDS``, each at a pause."""
     total = audio.size
