@@ -81,6 +81,8 @@ def summarise(
             continue
         known = [per_item[i] for i in indexes if i < len(per_item) and per_item[i] is not None]
         wall = sum(known) if len(known) == len(indexes) else None
+        if len(indexes) == len(items):  # one kind only: its wall is the whole run's, timed per item or not
+            wall = summary.total.wall_seconds
         summary.kinds[kind] = _stats(items, outcome, indexes, wall)
     texts, errors = outcome.get("texts") or [], outcome.get("errors") or []
     for i, item in enumerate(items):

@@ -223,6 +223,8 @@ def test_summaries(summaries: list[Summary]) -> None:
     assert missing.status == "not installed"
     assert worker.peak_rss_mb == 900.0  # the worker process's own, not the system process's
     assert worker.kinds["clip"].wall_seconds is None  # jobs overlap: no per-kind time
+    one_recording = summarise("worker", ITEMS[2:], _outcome(["with malice toward none"], 20.0))
+    assert one_recording.kinds["long"].wall_seconds == 20.0  # the only kind: the run's own time
 
 
 def test_table_is_fixed_width(summaries: list[Summary]) -> None:
