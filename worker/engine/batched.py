@@ -4,8 +4,9 @@ Each job's audio is cut at pauses into pieces of at most 28 s (``windows``); sho
 window, separated by silence. A pass encodes a batch of windows and decodes greedily with timestamps; a shared
 window's pieces are kept apart in the encoder and get a decoder row each (``isolate``), so each reads as if
 alone, and ``splitback`` puts each piece's text on its own timeline. What a pass could not settle (a piece to
-decode alone, the rest of a piece, a window to sample again at a higher temperature) goes back in the queue and
-rides in a later pass beside newer work.
+decode alone, a window to sample again at a higher temperature) goes back in the queue and rides in a later pass
+beside newer work; the rest of a piece (speech the decoder deferred, passed over or never reached) is packed like
+a new piece, ahead of the new ones.
 
 One model thread runs the passes. Calls from several threads (one per message in progress) put their audio in
 its queue and wait; each pass takes the oldest unfinished work first and fills up with new pieces, so a job
@@ -437,9 +438,9 @@ class BatchedEngine:
         job.texts[piece] = text
         job.pieces.discard(piece)
         job.done_samples += piece.samples
-        for rest in rests:
+        for rest in reversed(rests):
             job.pieces.add(rest)
-            lane.tasks.append(_Task(Window([(rest, 0)])))
+            lane.fresh.insert(0, rest)  # packed like new pieces, ahead of them: it belongs to older work
             self.stats.count(pieces_again=1)
         audio = job.request.audios[job.index]
         _report(job.request.hooks[job.index], min(100.0, 100.0 * job.done_samples / max(1, audio.size)))

@@ -45,7 +45,7 @@ def spans_of(tokens: list[int], begin: int) -> tuple[list[Span], float | None]:
     """Segments from ``<|t0|> text <|t1|><|t1'|> text <|t2|>...``; text before any timestamp starts at 0.
 
     Also the time of a last, lone timestamp: Whisper's way of saying speech starts there but runs past what
-    it was shown, to be transcribed from there in a window of its own."""
+    it was shown, to be transcribed from there in a later pass."""
     spans: list[Span] = []
     start: float | None = None
     text: list[int] = []
@@ -124,7 +124,7 @@ class Split:
         if skipped is not None:
             return skipped
         if tail is not None and hi - max(tail, lo) >= 1.0 and found.spans and tail > lo + 0.5:
-            # transcribed up to ``tail``: the rest of this piece gets a window of its own
+            # transcribed up to ``tail``: the rest of this piece is decoded again
             return found, [Piece(piece.job, piece.start + int((tail - lo) * SAMPLE_RATE), piece.end)]
         unheard = self._unheard(found)
         return found, [] if unheard is None else [unheard]
@@ -154,7 +154,7 @@ class Split:
 
     def _unheard(self, text: PieceText) -> Piece | None:
         """The rest of ``piece`` when the decoder ended early (it sometimes stops mid-window, as if the rest were
-        silent) and that rest holds speech: decoded again in a window of its own rather than lost."""
+        silent) and that rest holds speech: decoded again rather than lost."""
         piece = self.piece
         if self.samples is None or not text.spans:
             return None
