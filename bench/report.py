@@ -140,9 +140,9 @@ def _notes(s: Summary, stats: Stats) -> str:
         notes.append(f"load = {s.load_label}")
     if s.extra.get("aws_latency_ms") and stats is s.total:
         notes.append(f"+{s.extra['aws_latency_ms']:g} ms per AWS request")
-    latency = s.extra.get("latency_seconds")
     if s.extra.get("one_by_one") and stats is s.total:
         notes.append("one message at a time")
+        latency = s.extra.get("latency_seconds")
         if latency:
             notes.append(f"latency median {latency['median']:.2f} s, p95 {latency['p95']:.2f} s")
     if s.extra.get("diarize") and stats is s.total:

@@ -100,7 +100,7 @@ class _Task:
 
     window: Window
     step: int = 0  # 0: greedy; n: TEMPERATURES[n - 1]
-    fresh: bool = False  # packed from new pieces: a short piece alone is decoded apart too (``_apart``)
+    fresh: bool = False  # packed from the lane's new pieces and rests: a short one alone is decoded apart too
 
 
 @dataclass
@@ -480,8 +480,8 @@ class BatchedEngine:
 def _apart(task: _Task) -> bool:
     """Whether the window is decoded a row per piece: it holds several, or one not at its start, or one new short
     piece, which a row then reads from the encoder's output over the piece and the silence after it alone (CPU
-    encodes nothing past that), not over a whole window. Pieces decoded again alone, and long pieces, for which
-    that would save nothing, are decoded whole."""
+    encodes nothing past that), not over a whole window. A piece decoded again alone for a second opinion (its
+    row heard nothing), and long pieces, for which that would save nothing, are decoded whole."""
     (piece, offset), *others = task.window.placements
     return bool(others) or offset != 0 or (task.fresh and piece.samples <= APART_MAX_SAMPLES)
 
