@@ -1,7 +1,7 @@
 """Engine faults on purpose: a backend that raises on its Nth forward pass and on audio marked as poison, and a
 ``whisper-worker run`` launcher that puts it under the batched engine of a real worker process.
 
-    python -m tests.faults      # like ``whisper-worker run``; TEST_FAULT_ON_CALL=N makes the Nth pass raise once
+    python -m tests.faults      # like ``whisper-worker run``; TEST_FAULT_ON_CALL=N: the Nth pass of several rows raises
 """
 
 from __future__ import annotations
@@ -30,33 +30,38 @@ def write_poison(path: Any, seconds: float = 5.0) -> Any:
 
 
 class FaultyBackend:
-    """Wraps a real backend: raises once on forward pass ``fail_on_call``, and on every pass holding poison."""
+    """Wraps a real backend: raises once on the ``fail_on_call``-th forward pass of several decoder rows (the engine
+    then decodes its parts one by one: a pass of one row would only be tried again), and on every pass holding
+    poison."""
 
     def __init__(self, inner: Any, *, fail_on_call: int | None = None) -> None:
         self._inner = inner
         self._fail_on_call = fail_on_call
         self._lock = threading.Lock()
         self.calls = 0
+        self.several = 0  # passes of more than one decoder row
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def _check(self, windows: np.ndarray) -> None:
+    def _check(self, windows: np.ndarray, rows: int) -> None:
         with self._lock:
             self.calls += 1
-            call = self.calls
-        if call == self._fail_on_call:
-            raise InjectedFault(f"injected fault on forward pass {call}")
+            self.several += rows > 1
+            due = rows > 1 and self.several == self._fail_on_call
+        if due:
+            raise InjectedFault(f"injected fault on forward pass {self.calls}")
         poisoned = (np.abs(windows - POISON_LEVEL) < 1e-3).sum(axis=1) >= POISON_SAMPLES
         if poisoned.any():
             raise InjectedFault("injected fault: poison audio in the batch")
 
     def generate(self, windows: np.ndarray, tokenizer: Any, shared: Any = None) -> Any:
-        self._check(windows)
+        rows = sum(1 if w is None else len(w.placements) for w in shared) if shared else len(windows)
+        self._check(windows, rows)
         return self._inner.generate(windows, tokenizer, shared)
 
     def generate_sampled(self, windows: np.ndarray, tokenizer: Any, temperature: float) -> Any:
-        self._check(windows)
+        self._check(windows, len(windows))
         return self._inner.generate_sampled(windows, tokenizer, temperature)
 
 

@@ -75,7 +75,7 @@ def test_poison_jobs_fail_alone_and_good_jobs_complete(
             MessageBody=json.dumps({"job_id": "poison-contract", "audio": jfk, "language": "xx"}),
         )
         env = env_for(local, concurrency=4, retry_base_seconds=1, max_idle_seconds=10)
-        env["TEST_FAULT_ON_CALL"] = "2"  # one pass raises once: its parts are decoded again one by one, none fails
+        env["TEST_FAULT_ON_CALL"] = "1"  # one pass raises once: its parts are decoded again one by one, none fails
         worker = WorkerProcess(env, tmp_path / "worker.log", FAULTY_WORKER)
         try:
             worker.wait_for_line(lambda r: r.get("message") == "idle limit reached; stopping", timeout=300)
