@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import JFK
 from tests.test_client_offline import README, cli, code_blocks
+from worker.audio.decode import decode_audio
+from worker.audio.wav import write_wav
 from worker.client import (
     ConfigurationError,
     JobNotFound,
@@ -175,11 +178,13 @@ def test_submit_without_wait_prints_the_job_id_for_scripts(stack: Stack) -> None
     assert SPOKEN in stack.client.text(job_id).lower()
 
 
-def test_wait_times_out_with_the_last_state_seen(stack: Stack) -> None:
+def test_wait_times_out_with_the_last_state_seen(stack: Stack, tmp_path: Path) -> None:
     with pytest.raises(WaitTimeout, match="still queued") as caught:
         stack.client.wait("never-sent", timeout=0.3, poll_interval=0.1)
     assert caught.value.status.state == "queued"
-    done = cli("submit", str(JFK), "--job-id", "too-impatient", "--wait", "--timeout", "0.5s", env=stack.env)
+    # a minute of speech: a lone 11-s clip can now be done within the half second
+    minute = write_wav(tmp_path / "minute.wav", np.tile(decode_audio(JFK, max_seconds=60), 6))
+    done = cli("submit", str(minute), "--job-id", "too-impatient", "--wait", "--timeout", "0.5s", env=stack.env)
     assert done.returncode == 4, done.stderr
     assert re.search(r"too-impatient still (queued|fetching|decoding|transcribing|storing) after 0.5 s", done.stderr)
     stack.wait_until("too-impatient", "completed")  # it finishes anyway
