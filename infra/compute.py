@@ -22,7 +22,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.config import InfraConfig
+from infra.config import BATCH_STOP_GRACE_SECONDS, INTERRUPTION_NOTICE_DIR, InfraConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Kept out of the image's build context (and out of the asset hash): local tooling, caches, the infra itself.
@@ -46,11 +46,40 @@ SPOT_RECLAIM_REASON = batch.Reason.SPOT_INSTANCE_RECLAIMED  # statusReason "Host
 HTTPS = ec2.Port.tcp(443)
 # Batch accepts launch template user data only as MIME multipart; it adds its own parts (cluster name, GPU setup).
 # On the two-minute spot interruption notice the ECS agent drains the instance, so Batch places no new worker on a
-# host about to go; the running worker gets SIGTERM when the host shuts down and releases its messages at once
-# (ChangeMessageVisibility 0) instead of leaving them invisible for the rest of their visibility timeout.
-SPOT_DRAINING_SCRIPT = """#!/bin/bash
+# host about to go. Draining does not stop a running Batch job, so the host's watcher (host/interruption-watch.sh,
+# a systemd service) hands the notice to the worker, which finishes what ends in time and releases the rest. The
+# agent's stop timeout is what Batch allows between SIGTERM and SIGKILL; the worker's grace stays inside it.
+INTERRUPTION_WATCH = Path(__file__).resolve().parent / "host" / "interruption-watch.sh"
+WATCH_SERVICE = "whisper-batch-interruption-watch"
+
+
+def instance_setup_script() -> str:
+    """The user data part that configures the ECS agent and installs the interruption watcher."""
+    watcher = INTERRUPTION_WATCH.read_text()
+    return f"""#!/bin/bash
 echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config
+echo ECS_CONTAINER_STOP_TIMEOUT={BATCH_STOP_GRACE_SECONDS}s >> /etc/ecs/ecs.config
+cat > /usr/local/bin/{WATCH_SERVICE} <<'WATCHER'
+{watcher.rstrip()}
+WATCHER
+chmod 755 /usr/local/bin/{WATCH_SERVICE}
+cat > /etc/systemd/system/{WATCH_SERVICE}.service <<'UNIT'
+[Unit]
+Description=whisper-batch: hand EC2 spot interruption notices to the worker
+After=network-online.target
+[Service]
+Environment=NOTICE_DIR={INTERRUPTION_NOTICE_DIR}
+ExecStart=/usr/local/bin/{WATCH_SERVICE}
+Restart=always
+RestartSec=2
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now --no-block {WATCH_SERVICE}.service
 """
+
+
 SHELL_SCRIPT_PART = 'text/x-shellscript; charset="us-ascii"'
 # How long jobs on old instances may run during an infrastructure update (a new launch template version, instance
 # types, AMI) before Batch stops them; the API has accepted up to 360 minutes everywhere (newer regions 7,200).
@@ -167,6 +196,14 @@ class Compute(Construct):
                 else None
             ),
             job_role=self.job_role,
+            volumes=[
+                batch.EcsVolume.host(
+                    name="interruption-notice",
+                    host_path=INTERRUPTION_NOTICE_DIR,
+                    container_path=INTERRUPTION_NOTICE_DIR,
+                    readonly=True,
+                )
+            ],
             logging=ecs.LogDriver.aws_logs(stream_prefix="worker", log_group=self.log_group),
         )
         self.job_definition = batch.EcsJobDefinition(
@@ -230,7 +267,8 @@ class Compute(Construct):
 
     def _launch_template(self, config: InfraConfig) -> ec2.LaunchTemplate:
         user_data = ec2.MultipartUserData()
-        user_data.add_part(ec2.MultipartBody.from_raw_body(content_type=SHELL_SCRIPT_PART, body=SPOT_DRAINING_SCRIPT))
+        setup = ec2.MultipartBody.from_raw_body(content_type=SHELL_SCRIPT_PART, body=instance_setup_script())
+        user_data.add_part(setup)
         return ec2.LaunchTemplate(
             self,
             "WorkerLaunchTemplate",

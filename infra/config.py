@@ -18,7 +18,12 @@ from worker.aws import SQS_MAX_RECEIVE_COUNT, SQS_MAX_RETENTION_DAYS, SQS_MAX_VI
 # AWS limits, named once.
 BATCH_MAX_RETRY_ATTEMPTS: Final = 10
 BATCH_MIN_TIMEOUT_SECONDS: Final = 60
-BATCH_STOP_GRACE_SECONDS: Final = 30  # SIGTERM, then SIGKILL this much later
+# SIGTERM, then SIGKILL this much later: the ECS agent's ECS_CONTAINER_STOP_TIMEOUT, set on our instances (its default,
+# 30 s, is too short for a job in hand to finish or for its messages to be handed back calmly).
+BATCH_STOP_GRACE_SECONDS: Final = 120
+# Where the instance's watcher writes EC2's spot interruption notice, mounted read-only into the worker's container.
+INTERRUPTION_NOTICE_DIR: Final = "/run/whisper-batch"
+INTERRUPTION_NOTICE_FILE: Final = f"{INTERRUPTION_NOTICE_DIR}/interruption.json"
 # The worker stops receiving at WHISPER_MAX_RUNTIME_SECONDS = job timeout - these two, so it leaves on its own
 # (exit 0, nothing lost) rather than being killed by Batch mid-job.
 WORKER_FINISH_SECONDS: Final = (
@@ -107,7 +112,7 @@ class InfraConfig:
         LifecycleRule(RESULTS_PREFIX, infrequent_access_after_days=90),
     )
     visibility_timeout_seconds: int = 300
-    max_receive_count: int = 5
+    max_receive_count: int = 8
     queue_retention_days: int = 4
     vpc_id: str | None = None
     max_azs: int = 2

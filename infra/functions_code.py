@@ -2,6 +2,10 @@
 
 The Python Lambda runtime ships boto3 but not Powertools, so the bundle copies the installed (pinned)
 ``aws_lambda_powertools`` and its one non-runtime dependency, ``typing_extensions``, next to our handlers.
+The settle handler runs ``worker.client.settle``: the bundle carries it and the standard-library modules it imports
+(``WORKER_MODULES``; not pydantic, httpx or standardwebhooks, which the runtime lacks), under ``worker/`` with
+empty package files, so ``worker/__init__.py`` and ``worker/client/__init__.py`` (the client's lazy exports) never
+run there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ BUNDLED_MODULES: Final = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE: Final = lambda_.Architecture.ARM_64
 _IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc")
+WORKER_DIR: Final = Path(__file__).resolve().parent.parent / "worker"
+WORKER_MODULES: Final = (
+    "aws.py",
+    "addresses.py",
+    "webhooks.py",
+    "contract/result.py",
+    "contract/salvage.py",
+    "client/deadletters.py",
+    "client/settle.py",
+)
+_STUB: Final = '"""Lambda bundle: the standard-library modules the settle handler needs (see functions_code.py)."""\n'
 
 
 def module_path(name: str) -> Path:
@@ -34,6 +49,14 @@ def module_path(name: str) -> Path:
 def bundle(output_dir: Path) -> None:
     """Write the Lambda package into ``output_dir``: ``functions/`` and the bundled modules at its root."""
     shutil.copytree(FUNCTIONS_DIR, output_dir / "functions", ignore=_IGNORE, dirs_exist_ok=True)
+    for name in WORKER_MODULES:
+        target = output_dir / "worker" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(WORKER_DIR / name, target)
+    for package in {output_dir / "worker", *(p.parent for p in (output_dir / "worker").rglob("*.py"))}:
+        stub = package / "__init__.py"
+        if not stub.exists():
+            stub.write_text(_STUB)
     for name in BUNDLED_MODULES:
         source = module_path(name)
         if source.is_dir():

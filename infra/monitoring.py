@@ -1,5 +1,5 @@
-"""Alarms (DLQ not empty, oldest message too old, scaler errors) and failed worker jobs (Batch's own "Batch Job
-State Change" events) to an SNS topic, and the service dashboard.
+"""Alarms (DLQ not empty, oldest message too old, scaler errors, settle errors) and failed worker jobs (Batch's own
+"Batch Job State Change" events) to an SNS topic, and the service dashboard.
 
 The worker publishes CloudWatch EMF metrics in the configured namespace, each with dimension
 ``service=whisper-batch``: JobsCompleted, JobsFailed (also by ``error_code``), JobsRetried, AudioSeconds,
@@ -27,6 +27,7 @@ from infra.config import SERVICE_NAME
 PERIOD = Duration.minutes(1)
 DASHBOARD_PERIOD = Duration.minutes(5)
 # Publishers to the encrypted topic need the key: CloudWatch for alarms, EventBridge for failed jobs.
+UNSETTLED_SECONDS = 900  # a dead letter older than this was not settled: the settle Lambda is failing
 TOPIC_PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
 
 
@@ -38,7 +39,9 @@ class Monitoring(Construct):
         *,
         jobs_queue: sqs.IQueue,
         dlq: sqs.IQueue,
+        settled_letters: sqs.IQueue,
         scaler: lambda_.IFunction,
+        settler: lambda_.IFunction,
         job_queue_arn: str,
         namespace: str,
         oldest_message_threshold: Duration,
@@ -61,12 +64,39 @@ class Monitoring(Construct):
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
 
-        dlq_depth = dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+        # Dead letters move on to the settled-letters queue within seconds, so both count: a dead letter stays
+        # visible in one or the other until someone lists or redrives it.
+        unsettled_depth = dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+        settled_depth = settled_letters.metric_approximate_number_of_messages_visible(
+            period=PERIOD, statistic="Maximum"
+        )
+        dlq_depth = cw.MathExpression(
+            expression="dlq + settled",
+            using_metrics={"dlq": unsettled_depth, "settled": settled_depth},
+            label="Dead letters (DLQ + settled)",
+            period=PERIOD,
+        )
         oldest = jobs_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
+        self.unsettled_alarm = cw.Alarm(
+            self,
+            "DeadLettersUnsettled",
+            alarm_description=(
+                "A message has waited in the DLQ for 15 minutes without being settled: its job may have no final "
+                "result.json or callback. See the settle Lambda's logs, or run `whisper-worker dlq settle`."
+            ),
+            metric=dlq.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+            threshold=UNSETTLED_SECONDS,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
         self.dlq_alarm = cw.Alarm(
             self,
             "DlqNotEmpty",
-            alarm_description="Messages reached the dead-letter queue: their error_code attribute says why.",
+            alarm_description=(
+                "Messages reached the dead-letter queue (and, once settled, the settled-letters queue): "
+                "`whisper-worker dlq list` shows each one's error_code."
+            ),
             metric=dlq_depth,
             threshold=0,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -94,8 +124,21 @@ class Monitoring(Construct):
             evaluation_periods=2,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
+        self.settle_alarm = cw.Alarm(
+            self,
+            "SettleErrors",
+            alarm_description=(
+                "The settle Lambda failed (configuration, webhook secret, timeout): dead letters stay in the DLQ "
+                "without their final result.json and callback until it runs again."
+            ),
+            metric=settler.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
         action = cw_actions.SnsAction(self.topic)
-        for alarm in (self.dlq_alarm, self.oldest_alarm, self.scaler_alarm):
+        for alarm in (self.dlq_alarm, self.unsettled_alarm, self.oldest_alarm, self.scaler_alarm, self.settle_alarm):
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
         self.failed_jobs = events.Rule(
@@ -116,7 +159,7 @@ class Monitoring(Construct):
                 "Queue depth", [jobs_queue.metric_approximate_number_of_messages_visible(), _not_visible(jobs_queue)]
             ),
             _graph("Oldest waiting message (s)", [oldest]),
-            _graph("Dead letters", [dlq_depth]),
+            _graph("Dead letters", [unsettled_depth, settled_depth]),
         )
         self.dashboard.add_widgets(
             _graph(

@@ -56,6 +56,19 @@ def suppress(stack: WhisperBatchStack) -> None:
         "job definition.",
         ["Resource::*"],
     )
+    _add(
+        stack.settler.role,
+        "AwsSolutions-IAM5",
+        "The settle Lambda reads and writes results/<job_id>/result.json for whichever job a dead letter names; "
+        "job ids are not known when deploying, so the grant covers results/ and nothing else in the bucket.",
+        [f"Resource::{bucket}/{RESULTS_PREFIX}*"],
+    )
+    _add(
+        stack.queues.settled,
+        "AwsSolutions-SQS3",
+        "The settled-letters queue is where dead letters rest once settled: nothing consumes it automatically "
+        "(operators list and redrive it), so there is no failed consumption to catch in a queue of its own.",
+    )
     if stack.api:
         _suppress_api(stack, bucket)
 

@@ -1,4 +1,4 @@
-"""The jobs queue and its dead-letter queue."""
+"""The jobs queue, its dead-letter queue, and the settled-letters queue where settled dead letters wait."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ LONG_POLL_SECONDS = 20  # SQS maximum
 
 
 class JobQueues(Construct):
-    """SSE and SSL-only queues; after ``max_receive_count`` receives a message moves to the DLQ (kept 14 days)."""
+    """SSE and SSL-only queues; after ``max_receive_count`` receives a message moves to the DLQ (kept 14 days).
+
+    The settle Lambda consumes the DLQ, so its visibility timeout (``dead_letter_visibility``) must outlast the
+    function's; settled letters then wait in ``settled`` (kept 14 days) to be listed or redriven.
+    """
 
     def __init__(
         self,
@@ -22,11 +26,20 @@ class JobQueues(Construct):
         visibility_timeout: Duration,
         max_receive_count: int,
         retention: Duration,
+        dead_letter_visibility: Duration | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.dlq = sqs.Queue(
             self,
             "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(SQS_MAX_RETENTION_DAYS),
+            visibility_timeout=dead_letter_visibility,
+        )
+        self.settled = sqs.Queue(
+            self,
+            "SettledLetters",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(SQS_MAX_RETENTION_DAYS),

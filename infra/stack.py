@@ -15,6 +15,7 @@ from infra.config import (
     AUDIO_PREFIX,
     BATCH_STOP_GRACE_SECONDS,
     CLOUDWATCH_RETENTION,
+    INTERRUPTION_NOTICE_FILE,
     RESULTS_PREFIX,
     SERVICE_NAME,
     WORKER_MAX_AUDIO_SECONDS,
@@ -25,9 +26,10 @@ from infra.monitoring import Monitoring
 from infra.queues import JobQueues
 from infra.scaler import LEASE_KEY, LEASE_SECONDS, Scaler
 from infra.schema import to_draft4
+from infra.settle import DLQ_VISIBILITY, DeadLetterSettler
 from infra.storage import Storage
 
-SHUTDOWN_GRACE_SECONDS = BATCH_STOP_GRACE_SECONDS - 5  # finish or release the job in hand before SIGKILL
+SHUTDOWN_GRACE_SECONDS = BATCH_STOP_GRACE_SECONDS - 20  # finish or release the jobs in hand before SIGKILL
 STATUS_DOCUMENTS = ("result.json", "status.json")
 # kms:Decrypt on the customer keys in kmsKeyArns, only as used through these services: the worker reads SSE-KMS
 # audio from S3 (any region: extraAudioBuckets may live elsewhere); ECS injects the webhook secret with the
@@ -49,6 +51,7 @@ class WhisperBatchStack(Stack):
             visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
             max_receive_count=config.max_receive_count,
             retention=Duration.days(config.queue_retention_days),
+            dead_letter_visibility=DLQ_VISIBILITY,
         )
         webhook_secret = self._webhook_secret()
         self.compute = Compute(
@@ -79,19 +82,35 @@ class WhisperBatchStack(Stack):
             },
             log_retention=retention,
         )
+        self.settler = DeadLetterSettler(
+            self,
+            "Settle",
+            code=code,
+            dead_letters=self.queues.dlq,
+            environment={
+                "WHISPER_RESULTS_BUCKET": self.storage.bucket.bucket_name,
+                "WHISPER_RESULTS_PREFIX": RESULTS_PREFIX,
+                "WHISPER_SETTLED_URL": self.queues.settled.queue_url,
+                **({"WHISPER_WEBHOOK_SECRET_ARN": webhook_secret.secret_arn} if webhook_secret else {}),
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            },
+            log_retention=retention,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             jobs_queue=self.queues.jobs,
             dlq=self.queues.dlq,
+            settled_letters=self.queues.settled,
             scaler=self.scaler.function,
+            settler=self.settler.function,
             job_queue_arn=self.compute.job_queue.job_queue_arn,
             namespace=config.metrics_namespace,
             oldest_message_threshold=Duration.minutes(config.oldest_message_alarm_minutes),
             alarm_email=config.alarm_email,
         )
         self.api = self._api(code, retention) if config.api else None
-        self._grant()
+        self._grant(webhook_secret)
         self._grant_keys(webhook_secret is not None)
         self._warn_about_long_audio()
         self._outputs()
@@ -125,6 +144,7 @@ class WhisperBatchStack(Stack):
             "WHISPER_MAX_IDLE_SECONDS": str(config.max_idle_seconds),
             "WHISPER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
             "WHISPER_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
+            "WHISPER_INTERRUPTION_FILE": INTERRUPTION_NOTICE_FILE,
             # Stop receiving this long into the job, then finish, release and exit 0 before Batch's timeout.
             "WHISPER_MAX_RUNTIME_SECONDS": str(config.worker_max_runtime_seconds),
             "AWS_REGION": Aws.REGION,
@@ -154,7 +174,7 @@ class WhisperBatchStack(Stack):
             log_retention=retention,
         )
 
-    def _grant(self) -> None:
+    def _grant(self, webhook_secret: secretsmanager.ISecret | None) -> None:
         bucket, jobs, dlq = self.storage.bucket, self.queues.jobs, self.queues.dlq
         worker = self.compute.job_role
         jobs.grant_consume_messages(worker)
@@ -174,6 +194,14 @@ class WhisperBatchStack(Stack):
         job_queue, job_definition = self.compute.job_queue, self.compute.job_definition
         _allow(scaler, ["batch:SubmitJob"], job_queue.job_queue_arn, job_definition.job_definition_arn)
         _allow(scaler, ["batch:ListJobs"], "*")  # ListJobs supports no resource-level permissions
+
+        settler = self.settler.role  # consumes the DLQ, writes results/<job>/result.json, sends to settled letters
+        dlq.grant_consume_messages(settler)
+        _allow(settler, ["sqs:SendMessage"], self.queues.settled.queue_arn)
+        _allow(settler, ["s3:GetObject", "s3:PutObject"], bucket.arn_for_objects(f"{RESULTS_PREFIX}*"))
+        _allow_list(settler, bucket.bucket_arn)
+        if webhook_secret is not None:
+            _allow(settler, ["secretsmanager:GetSecretValue"], webhook_secret.secret_arn)
 
         if self.api:
             jobs.grant_send_messages(self.api.send_role)
@@ -196,13 +224,14 @@ class WhisperBatchStack(Stack):
             )
         )
         if with_secret:
-            self.compute.container.execution_role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["kms:Decrypt"],
-                    resources=keys,
-                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+            for role in (self.compute.container.execution_role, self.settler.role):
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=["kms:Decrypt"],
+                        resources=keys,
+                        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                    )
                 )
-            )
 
     def _warn_about_long_audio(self) -> None:
         held = self.config.worker_max_decoded_seconds
@@ -216,6 +245,12 @@ class WhisperBatchStack(Stack):
     def _outputs(self) -> None:
         CfnOutput(self, "QueueUrl", value=self.queues.jobs.queue_url, description="Send job messages here")
         CfnOutput(self, "DlqUrl", value=self.queues.dlq.queue_url, description="Dead letters, with error_code")
+        CfnOutput(
+            self,
+            "SettledLettersUrl",
+            value=self.queues.settled.queue_url,
+            description="Settled dead letters (final result.json written, callback sent), kept for redrive",
+        )
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="audio/ and results/")
         CfnOutput(self, "JobQueueArn", value=self.compute.job_queue.job_queue_arn, description="Batch job queue")
         CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="CloudWatch dashboard")

@@ -1,19 +1,24 @@
-"""Chaos soak: many messages, several real worker processes, random ``kill -9`` and SIGTERM, then a reckoning.
+"""Chaos soak: many messages, several real worker processes, random ``kill -9``, SIGTERM and spot interruption
+notices, then a reckoning.
 
     python scripts/chaos.py --messages 200 --workers 3 --seconds 900 --kill-every 10 --seed 7
 
 This process hosts everything on loopback: moto's S3 + SQS server (jobs queue with maxReceiveCount 5 and a DLQ)
 and a callback receiver. It uploads two real speech files, sends N messages (about 80 % good, 20 % bad: each
 kind in ``BAD_KINDS`` at least once, however small N), runs W workers that take several jobs at once, restarts
-them as they die, and at random moments sends ``kill -9`` or SIGTERM to one of them. It stops when the jobs queue
-is empty with nothing in flight, when the jobs in flight have made no progress for ``STALL_SECONDS``, or at the
-time limit, and prints a table. Each worker's log (JSON lines) is a file under a temp dir.
+them as they die, and at random moments sends ``kill -9`` or SIGTERM to one of them, or announces a spot
+interruption (writes the notice file the instance's watcher would, ``SPOT_NOTICE_SECONDS`` ahead, and kills the
+worker with ``kill -9`` then if it is still there, as the instance's end would). It stops when the jobs queue is
+empty with nothing in flight, when the jobs in flight have made no progress for ``STALL_SECONDS``, or at the time
+limit, then settles the DLQ as the stack's settle Lambda would (``whisper-worker dlq settle`` into a
+settled-letters queue) and prints a table. Each worker's log (JSON lines) is a file under a temp dir.
 
 Bad kinds are what a backend gets wrong (a missing object, garbage, an unknown model, broken messages) and
 poison jobs (a language the model does not know, audio that decodes part way, audio the engine fails on). Each
-must end with its error code in result.json and its message in the DLQ; ``engine_fault`` is transient, so SQS
-itself moves it there after maxReceiveCount tries (an entry with no error_code attribute) and result.json, written
-by the last try, carries the code.
+must end with its error code in result.json and its dead letter; ``engine_fault`` is transient, so SQS itself
+moves it to the DLQ after maxReceiveCount tries and result.json, written by the last try, carries the code;
+``crash_loop`` kills every worker that starts it (``TEST_CRASH_JOB_PREFIX``), so nobody alive writes its result:
+settling the DLQ gives it ``worker_lost`` and its failure callback.
 
 Workers run through ``python -m tests.faults`` by default (``--no-engine-faults``: ``whisper-worker run``), a
 test backend, not for production: the real worker with a backend that fails every forward pass holding
@@ -25,9 +30,10 @@ faults".
 Worker exit statuses in the table: 0 a clean stop, -9 our kill -9, -15 a SIGTERM that came while the worker was
 still starting (before it installs its handlers), anything else is worth a look in the logs.
 
-Exit status 1 when a job was lost (neither a completed result nor a DLQ entry), stalled (still in progress when
-nothing else was left: see ``reckon``), or transcribed twice ("job completed" logged more than once for one job_id
-across all worker logs), or when the time limit was hit.
+Exit status 1 when a job was lost (neither a completed result nor a dead letter), stalled (still in progress when
+nothing else was left: see ``reckon``), transcribed twice ("job completed" logged more than once for one job_id
+across all worker logs) or unanswered (a message with a valid job_id and callback URL that got no signed
+callback), or when the time limit was hit.
 """
 
 from __future__ import annotations
@@ -46,12 +52,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
+from worker.contract import best_effort_ids
 from worker.engine.choose import resolve_engine
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
@@ -85,9 +93,14 @@ BAD_KINDS = {
     "unsupported_language": "invalid_message",
     "truncated_audio": "undecodable_audio",
     "engine_fault": "engine_failed",
+    "crash_loop": "worker_lost",
 }
 ENGINE_FAULT = "engine_fault"  # needs the faulty test backend; the real one transcribes its audio
-REDRIVEN = {ENGINE_FAULT}  # transient: SQS moves it to the DLQ itself, without the worker's error_code attribute
+CRASH_LOOP = "crash_loop"  # likewise: the test launcher SIGKILLs its worker when such a job starts
+FAULT_KINDS = {ENGINE_FAULT, CRASH_LOOP}
+CRASH_PREFIX = "chaos-crash-"
+STRIKES = ("kill", "term", "spot")
+SPOT_NOTICE_SECONDS = 35.0  # EC2 gives two minutes; the worker keeps 25 s for itself, leaving 10 s of work
 
 
 @dataclass
@@ -103,8 +116,14 @@ class Sent:
 
     @property
     def dlq_code(self) -> str | None:
-        """The error_code attribute its DLQ entry must carry: none where SQS's redrive moved it."""
-        return None if self.kind in REDRIVEN else self.expected
+        """The error_code its settled dead letter must carry."""
+        return self.expected
+
+    @property
+    def answerable(self) -> bool:
+        """Whether the message names a valid job_id and a callback URL, so the backend must hear back."""
+        job_id, callback_url, _ = best_effort_ids(self.body)
+        return job_id == self.job_id and bool(callback_url)
 
     @property
     def result_folder(self) -> str:
@@ -181,7 +200,7 @@ def upload_inputs(s3: Any, bucket: str, workdir: Path) -> dict[str, str]:
 
 
 def make_message(index: int, kind: str, urls: dict[str, str], bucket: str, callback_url: str) -> Sent:
-    job_id = f"chaos-{index:05d}"
+    job_id = f"{CRASH_PREFIX}{index:05d}" if kind == CRASH_LOOP else f"chaos-{index:05d}"
     good_audio = urls["short"] if index % 3 else urls["jfk"]  # two short clips for every 11 s one
     body: dict[str, Any] = {"job_id": job_id, "audio": good_audio, "model": MODEL, "callback_url": callback_url}
     if kind == "missing_object":
@@ -235,6 +254,7 @@ def worker_env(local: LocalAws, secret: str, model_dir: Path) -> dict[str, str]:
         max_idle_seconds=120,  # a safety net: should this script die, its workers stop by themselves
     )
     env["OMP_NUM_THREADS"] = "1"  # several workers share few cores; one thread each avoids oversubscription
+    env["TEST_CRASH_JOB_PREFIX"] = CRASH_PREFIX  # read by the faulty launcher only
     return env
 
 
@@ -243,7 +263,8 @@ def worker_env(local: LocalAws, secret: str, model_dir: Path) -> dict[str, str]:
 
 @dataclass
 class Fleet:
-    """W worker slots; a dead worker is replaced; ``strike`` sends kill -9 or SIGTERM to a random live one."""
+    """W worker slots; a dead worker is replaced (on a new instance: a fresh notice file); ``strike`` sends kill -9
+    or SIGTERM to a random live one, or announces its instance's spot interruption."""
 
     env: dict[str, str]
     logdir: Path
@@ -255,11 +276,18 @@ class Fleet:
     exits: Counter = field(default_factory=Counter)
     kills: int = 0
     terms: int = 0
+    spots: int = 0
+    outlived_notice: int = 0  # workers still there when their instance went
+    notices: dict[int, Path] = field(default_factory=dict)  # slot -> the notice file of its current instance
+    reclaims: dict[int, float] = field(default_factory=dict)  # slot -> when its instance goes (monotonic)
+    strikes: list[str] = field(default_factory=list)  # the strikes still to come in this round of three
 
     def _start(self, slot: int) -> subprocess.Popen:
         log = self.logdir / f"worker-{slot}-{len(self.logs) + 1:03d}.log"
         self.logs.append(log)
-        command, env = ["-m", "worker.cli", "run"], self.env
+        self.notices[slot] = self.logdir / f"notice-{slot}-{len(self.logs):03d}.json"
+        self.reclaims.pop(slot, None)
+        command, env = ["-m", "worker.cli", "run"], self.env | {"WHISPER_INTERRUPTION_FILE": str(self.notices[slot])}
         if self.faulty:
             command, env = ["-m", "tests.faults"], env | {"TEST_FAULT_ON_CALL": str(self.rng.randint(*FAULT_ON_CALL))}
         with open(log, "wb") as out:
@@ -269,6 +297,11 @@ class Fleet:
         while len(self.procs) < self.size:
             self.procs.append(None)
         for slot, proc in enumerate(self.procs):
+            goes_at = self.reclaims.get(slot)
+            if proc is not None and proc.poll() is None and goes_at is not None and time.monotonic() >= goes_at:
+                proc.kill()  # the instance is gone, and the worker with it
+                proc.wait(timeout=10)
+                self.outlived_notice += 1
             if proc is not None and proc.poll() is None:
                 continue
             if proc is not None:
@@ -280,12 +313,29 @@ class Fleet:
         if not alive:
             return
         victim = self.rng.choice(alive)
-        if self.rng.random() < 0.5:
+        if not self.strikes:  # each kind once in every three strikes, in random order
+            self.strikes = self.rng.sample(STRIKES, len(STRIKES))
+        strike = self.strikes.pop()
+        if strike == "kill":
             victim.send_signal(signal.SIGKILL)
             self.kills += 1
-        else:
+        elif strike == "term":
             victim.send_signal(signal.SIGTERM)
             self.terms += 1
+        else:
+            self.announce_reclaim(self.procs.index(victim))
+
+    def announce_reclaim(self, slot: int) -> None:
+        """What the instance's watcher writes on EC2's notice, renamed into place whole as it does."""
+        if slot in self.reclaims:
+            return
+        goes_at = datetime.now(UTC) + timedelta(seconds=SPOT_NOTICE_SECONDS)
+        notice = {"action": "terminate", "time": goes_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        partial = self.notices[slot].with_suffix(".tmp")
+        partial.write_text(json.dumps(notice))
+        partial.rename(self.notices[slot])
+        self.reclaims[slot] = time.monotonic() + SPOT_NOTICE_SECONDS - 1  # the notice's time is rounded down
+        self.spots += 1
 
     def stop(self) -> None:
         """SIGTERM every worker, wait for the grace period and a little more, then kill -9 what is left."""
@@ -367,18 +417,31 @@ def results(s3: Any, bucket: str) -> dict[str, dict]:
     return found
 
 
-def dead_letters(sqs: Any, dlq_url: str) -> dict[str, list[str | None]]:
-    """Every DLQ entry's error_code (None when SQS's redrive moved it), by message body."""
+def settle_dead_letters(env: dict[str, str], settled_url: str) -> str:
+    """What the stack's settle Lambda does for each dead letter, through the command line; its summary line."""
+    command = [sys.executable, "-m", "worker.cli", "dlq", "settle", "--settled-url", settled_url]
+    command += ["--allow-http", "--allow-private-urls", "--limit", "10000"]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0:
+        print(run.stdout + run.stderr)
+    return lines[-1] if lines else f"exit {run.returncode}"
+
+
+def dead_letters(sqs: Any, *urls: str) -> dict[str, list[str | None]]:
+    """Every dead letter's error_code (None when it has none: an unsettled move by SQS), by message body."""
     entries: dict[str, list[str | None]] = {}
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=600, MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not batch:
-            return entries
-        for message in batch:
-            code = message.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
-            entries.setdefault(message["Body"], []).append(code)
+    for url in urls:
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                code = message.get("MessageAttributes", {}).get("error_code", {}).get("StringValue")
+                entries.setdefault(message["Body"], []).append(code)
+    return entries
 
 
 def log_records(log: Path) -> Iterator[dict]:
@@ -447,6 +510,7 @@ def reckon(
     # worker ends a run this way (its heartbeat keeps the message invisible; the watchdog or the time limit ends
     # the wait); with messages still waiting, unfinished jobs are merely late, and counted as lost.
     stalled = unfinished if end.only_in_flight else set()
+    unanswered = {s.job_id for s in sent if s.answerable} - called_back
     anomalies = {
         "good ones in DLQ": good & in_dlq,
         "bad ones not as expected": {s.job_id for s in sent if s.expected} - failed_ok,
@@ -454,6 +518,7 @@ def reckon(
         "stalled": stalled,
         "transcribed twice": {job_id for job_id, n in done.items() if n > 1},
         "completed jobs without a callback": completed - called_back,
+        "unanswered": unanswered,
     }
     rows = {
         "messages sent": len(sent),
@@ -477,6 +542,7 @@ def reckon(
         "  raw (at least once)": len(callbacks),
         "  raw without a job_id": sum(1 for c in callbacks if not c.payload.get("job_id")),
         "  completed jobs without one": len(anomalies["completed jobs without a callback"]),
+        "unanswered": len(unanswered),
     }
     return rows, {name: sorted(ids) for name, ids in anomalies.items() if ids}
 
@@ -497,9 +563,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     workdir = Path(tempfile.mkdtemp(prefix="whisper-chaos-"))
-    kinds = [k for k in BAD_KINDS if args.engine_faults or k != ENGINE_FAULT]
+    kinds = [k for k in BAD_KINDS if args.engine_faults or k not in FAULT_KINDS]
     backend = "the faulty test backend" if args.engine_faults else "whisper-worker run"
-    print(f"chaos: {args.messages} messages, {args.workers} workers, a kill -9 or SIGTERM every ~{args.kill_every:g} s")
+    strikes = "a kill -9, SIGTERM or spot notice"
+    print(f"chaos: {args.messages} messages, {args.workers} workers, {strikes} every ~{args.kill_every:g} s")
     print(f"limit {args.seconds:g} s, seed {args.seed}, workers on {backend}")
     print(f"logs: {workdir}", flush=True)
     prepare_models(workdir / "models")
@@ -520,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
             end = run_chaos(fleet, sqs, s3, r.queue_url, r.bucket, args.kill_every, deadline)
         finally:
             fleet.stop()
-        found, dlq = results(s3, r.bucket), dead_letters(sqs, r.dlq_url)
+        settled_url = sqs.create_queue(QueueName="settled-letters")["QueueUrl"]
+        settle_summary = settle_dead_letters(env, settled_url)
+        found, dlq = results(s3, r.bucket), dead_letters(sqs, r.dlq_url, settled_url)
         rows, anomalies = reckon(sent, found, dlq, completions(fleet.logs), rx, end)
 
     good = {s.job_id for s in sent if s.kind == "good"}
@@ -533,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
         "  beyond the injected faults": len(engine.beyond_injected),
         "kill -9 sent": fleet.kills,
         "SIGTERM sent": fleet.terms,
+        "spot notices sent": fleet.spots,
+        "  workers still there when the instance went": fleet.outlived_notice,
+        "dead letters settled": settle_summary,
         "worker starts": len(fleet.logs),
         "worker exit statuses": ", ".join(f"{code}: {n}" for code, n in sorted(fleet.exits.items())),
         "time limit hit": "YES" if end.how == "time limit" else "no",
@@ -542,7 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     for name, job_ids in anomalies.items():
         print(f"\n{name}: {' '.join(job_ids)}")
-    ok = end.how == "drained" and rows["lost"] == 0 and rows["stalled"] == 0 and rows["transcribed twice"] == 0
+    ok = end.how == "drained" and all(
+        rows[name] == 0 for name in ("lost", "stalled", "transcribed twice", "unanswered")
+    )
     if not ok:
         print(f"\nFAILED; worker logs kept in {workdir}")
     elif anomalies or args.keep_logs:

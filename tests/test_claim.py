@@ -37,6 +37,25 @@ def test_claim_is_exclusive_until_released_or_expired(local_aws: LocalAws) -> No
     claims.acquire("results/j/.claim", "worker-a", 30)
 
 
+def test_a_claim_left_by_a_dead_holder_of_the_same_message_is_taken_over_once_it_missed_a_renewal(
+    local_aws: LocalAws,
+) -> None:
+    """A live holder renews every third of its lease; below half, the holder of this very message is gone and its
+    redelivery need not wait (and pay another receive) for the rest of the lease. Another message still waits."""
+    clock = Clock()
+    claims = ClaimStore(local_aws.client("s3"), local_aws.resources.bucket, clock=clock)
+    claims.acquire("results/j/.claim", "host-a:1:message-1", 30)
+    with pytest.raises(ClaimHeld):  # renewed on time: alive
+        claims.acquire("results/j/.claim", "host-b:2:message-1", 30)
+    assert claims.holder("results/j/.claim") == "host-a:1:message-1"
+
+    clock.now += 16  # a renewal was due at 10 s and never came
+    with pytest.raises(ClaimHeld):  # a different message of the same job waits out the lease as before
+        claims.acquire("results/j/.claim", "host-b:2:message-2", 30)
+    claims.acquire("results/j/.claim", "host-b:2:message-1", 30)
+    assert claims.holder("results/j/.claim") == "host-b:2:message-1"
+
+
 def test_same_job_delivered_to_two_workers_at_once_is_transcribed_once(harness: Harness) -> None:
     audio = harness.upload(JFK, "audio/twice.flac")
     body = {"job_id": "twice", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url}

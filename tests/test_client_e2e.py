@@ -384,6 +384,7 @@ def test_readme_cli_examples_run_as_written(stack: Stack, tmp_path: Path) -> Non
     assert "$0.0167" in outputs["estimate --duration"]
     assert "message(s) in the DLQ" in outputs["dlq list"]
     assert outputs["dlq redrive"].startswith("redrove ")
+    assert "message(s): " in outputs["dlq settle"]
 
 
 # --------------------------------------------------------------------------- the client install on its own

@@ -21,7 +21,7 @@ from typing import Any, cast
 import pytest
 
 from tests.conftest import JFK, TEST_MODEL, Harness
-from tests.test_signals import WorkerProcess, completed_lines
+from tests.worker_processes import WorkerProcess, completed_lines
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.models.cache import resolve
@@ -344,15 +344,17 @@ def _start(settings: Settings, queue: ScriptedQueue, processor: GatedProcessor) 
     return worker, thread
 
 
-def test_a_receive_asks_for_the_free_slots_and_none_happens_while_every_slot_is_busy() -> None:
+def test_receives_start_at_one_message_and_double_up_to_the_free_slots_and_none_happen_while_all_are_busy() -> None:
     queue, processor = ScriptedQueue(5), GatedProcessor()
     worker, thread = _start(Settings(concurrency=3, max_jobs=5, preload_model=False), queue, processor)
     processor.wait_running({"m0", "m1", "m2"})
     time.sleep(0.5)
-    assert queue.receives == [(3, 20)]  # one long poll for three slots, then nothing while all three are busy
+    # A fresh worker first asks for one message (what a dead worker held comes back together: each is met alone),
+    # then doubles up to its free slots; nothing more while all three are busy.
+    assert queue.receives == [(1, 20), (2, BUSY_POLL_SECONDS)]
     processor.gate("m0").set()
     processor.wait_running({"m1", "m2", "m3"})
-    assert queue.receives[1] == (1, BUSY_POLL_SECONDS)  # one slot free, jobs in progress: a short poll
+    assert queue.receives[2] == (1, BUSY_POLL_SECONDS)  # one slot free, jobs in progress: a short poll
     for i in range(5):
         processor.gate(f"m{i}").set()
     thread.join(timeout=10)
@@ -388,3 +390,24 @@ def test_the_grace_period_running_out_releases_every_held_message_once_and_nothi
     assert not thread.is_alive() and worker.stats.abandoned
     assert sorted(queue.visibility) == [("m0", 0), ("m1", 0), ("m2", 0)] and queue.deleted == []
     assert worker.stats.released == 3 and processor.claims_released == 1 and worker.stats.completed == 0
+
+
+def test_a_suspect_waits_for_the_jobs_in_progress_then_runs_alone_with_no_receive_beside_it() -> None:
+    queue, processor = ScriptedQueue(4), GatedProcessor()
+    queue.waiting[1] = QueueMessage("m1", "r1", "{}", 3, None)  # received three times: earlier holders died with it
+    worker, thread = _start(Settings(concurrency=3, max_jobs=4, preload_model=False), queue, processor)
+    processor.wait_running({"m0", "m2"})  # "m1" came with "m2" and waits behind the jobs in progress
+    time.sleep(0.5)
+    receives = len(queue.receives)
+    processor.gate("m0").set()
+    processor.gate("m2").set()
+    processor.wait_running({"m1"})
+    time.sleep(0.5)
+    assert processor.running == {"m1"} and len(queue.receives) == receives, "alone, and nothing received meanwhile"
+    assert [m.message_id for m in queue.waiting] == ["m3"]
+    processor.gate("m1").set()
+    processor.wait_running({"m3"})
+    processor.gate("m3").set()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive() and worker.stats.suspects == 1 and worker.stats.completed == 4

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import JFK, TEST_MODEL
 from tests.faults import write_poison
-from tests.test_signals import Backend, WorkerProcess
+from tests.worker_processes import Backend, WorkerProcess
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws

@@ -11,6 +11,7 @@ import email
 import email.message
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ KEY_ARNS = [
     "arn:aws:kms:us-east-1:210987654321:key/mrk-0123456789abcdef0123456789abcdef",
 ]
 PRIVATE_MEMORY_MIB = 6144  # 3.5 GiB past the runtime: 14,680 s of decoded audio, under the 6 h the worker accepts
-OUTPUT_KEYS = {"QueueUrl", "DlqUrl", "BucketName", "JobQueueArn", "DashboardUrl", "ApiUrl"}
+OUTPUT_KEYS = {"QueueUrl", "DlqUrl", "SettledLettersUrl", "BucketName", "JobQueueArn", "DashboardUrl", "ApiUrl"}
 WORKER_METRICS = (
     "JobsCompleted",
     "JobsFailed",
@@ -149,6 +150,7 @@ def test_stack_name_and_outputs(default: Synth, trial: Synth) -> None:
     outputs = default.template.to_json()["Outputs"]
     assert outputs["QueueUrl"]["Value"] == ref(default.logical_id(default.stack.queues.jobs))
     assert outputs["DlqUrl"]["Value"] == ref(default.logical_id(default.stack.queues.dlq))
+    assert outputs["SettledLettersUrl"]["Value"] == ref(default.logical_id(default.stack.queues.settled))
     assert outputs["BucketName"]["Value"] == ref(default.logical_id(default.stack.storage.bucket))
     assert "#dashboards:name=" in json.dumps(outputs["DashboardUrl"]["Value"])
     assert ".execute-api." in json.dumps(outputs["ApiUrl"]["Value"])
@@ -157,11 +159,12 @@ def test_stack_name_and_outputs(default: Synth, trial: Synth) -> None:
 def test_resource_inventory(default: Synth) -> None:
     counts = {kind: len(default.of_type(kind)) for kind in {r["Type"] for r in default.resources.values()}}
     assert counts["AWS::S3::Bucket"] == 2  # data + access logs
-    assert counts["AWS::SQS::Queue"] == 2
+    assert counts["AWS::SQS::Queue"] == 3  # jobs, dead letters, settled letters
     assert counts["AWS::Batch::ComputeEnvironment"] == 1
     assert counts["AWS::Batch::JobQueue"] == 1
     assert counts["AWS::Batch::JobDefinition"] == 1
-    assert counts["AWS::CloudWatch::Alarm"] == 3
+    assert counts["AWS::CloudWatch::Alarm"] == 5
+    assert counts["AWS::Lambda::EventSourceMapping"] == 1
     assert counts["AWS::CloudWatch::Dashboard"] == 1
     assert counts["AWS::ApiGateway::Method"] == 2
     assert counts["AWS::EC2::NatGateway"] == 1
@@ -220,9 +223,17 @@ def test_jobs_queue_and_dlq(default: Synth) -> None:
     assert jobs["VisibilityTimeout"] == 300
     assert jobs["MessageRetentionPeriod"] == 4 * 86400
     assert jobs["ReceiveMessageWaitTimeSeconds"] == 20
-    assert jobs["RedrivePolicy"] == {"deadLetterTargetArn": arn(dlq_id), "maxReceiveCount": 5}
+    assert jobs["RedrivePolicy"] == {"deadLetterTargetArn": arn(dlq_id), "maxReceiveCount": 8}
     assert dlq["MessageRetentionPeriod"] == 14 * 86400
-    for policy in default.of_type("AWS::SQS::QueuePolicy").values():
+    settled = default.resources[default.logical_id(default.stack.queues.settled)]["Properties"]
+    assert settled["SqsManagedSseEnabled"] is True and settled["MessageRetentionPeriod"] == 14 * 86400
+    assert "RedrivePolicy" not in settled  # the letters' resting place: nothing consumes it automatically
+    policies = default.of_type("AWS::SQS::QueuePolicy").values()
+    queues = (default.stack.queues.settled, default.stack.queues.dlq)
+    assert {json.dumps(p["Properties"]["Queues"]) for p in policies} >= {
+        json.dumps([ref(default.logical_id(queue))]) for queue in queues
+    }
+    for policy in policies:
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -283,6 +294,29 @@ def test_spot_reclaims_drain_the_instance(name: str, request: pytest.FixtureRequ
     script = part.get_payload()
     assert script.startswith("#!/bin/bash\n")
     assert "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config" in script
+
+
+@pytest.mark.parametrize("name", ["default", "trial"])
+def test_instances_give_the_worker_its_stop_grace_and_the_spot_notice(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """The agent's SIGTERM-to-SIGKILL time is set explicitly and outlasts the worker's own grace; the instance runs
+    the notice watcher, and the worker's container mounts its notice directory read-only and is told the file."""
+    synth = request.getfixturevalue(name)
+    (part,) = user_data(synth).get_payload()
+    script = part.get_payload()
+    stop = re.search(r"^echo ECS_CONTAINER_STOP_TIMEOUT=(\d+)s >> /etc/ecs/ecs.config$", script, re.MULTILINE)
+    assert stop is not None
+    env = env_of(synth.one("AWS::Batch::JobDefinition"))
+    assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) + 15 <= int(stop.group(1))
+    assert (ROOT / "infra" / "host" / "interruption-watch.sh").read_text().rstrip() in script
+    assert "systemctl enable --now --no-block whisper-batch-interruption-watch.service" in script
+    container = synth.one("AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    (volume,) = container["Volumes"]
+    (mount,) = container["MountPoints"]
+    assert volume["Host"]["SourcePath"] == mount["ContainerPath"] == "/run/whisper-batch"
+    assert mount["ReadOnly"] is True and mount["SourceVolume"] == volume["Name"]
+    assert env["WHISPER_INTERRUPTION_FILE"] == "/run/whisper-batch/interruption.json"
 
 
 def test_launch_template_changes_reach_the_compute_environment(default: Synth) -> None:
@@ -420,7 +454,7 @@ def test_worker_environment_matches_the_readme(default: Synth) -> None:
     assert env["WHISPER_MAX_DECODED_SECONDS"] == "48234"  # (14 GiB - 2.5 GiB) / 2 at 128 kB a second
     assert env["WHISPER_MAX_IDLE_SECONDS"] == "300"
     assert env["WHISPER_VISIBILITY_TIMEOUT"] == "300"  # the queue's own timeout
-    assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) < 30  # Batch SIGKILLs 30 s after SIGTERM
+    assert int(env["WHISPER_SHUTDOWN_GRACE_SECONDS"]) == 100  # the agent SIGKILLs 120 s after SIGTERM
     assert env["WHISPER_METRICS_NAMESPACE"] == "WhisperBatch"  # the dashboard's namespace
     assert "WHISPER_WEBHOOK_SECRET" not in env  # injected from Secrets Manager, never in plain text
 
@@ -536,10 +570,12 @@ def test_extra_audio_buckets_are_read_only(trial: Synth) -> None:
     assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::legacy-audio/*"]]} in granted["s3:GetObject"]
 
 
-def test_only_the_execution_role_reads_the_webhook_secret(default: Synth) -> None:
+def test_only_the_execution_role_and_the_settler_read_the_webhook_secret(default: Synth) -> None:
     execution_role = default.stack.compute.container.execution_role
     granted = statements_by_action(default.policy_statements(execution_role))
     assert granted["secretsmanager:GetSecretValue"] == [SECRET_ARN]
+    settler = statements_by_action(default.policy_statements(default.stack.settler.role))
+    assert settler["secretsmanager:GetSecretValue"] == [SECRET_ARN]
     for role in (default.stack.compute.job_role, default.stack.scaler.role):
         assert "secretsmanager:GetSecretValue" not in statements_by_action(default.policy_statements(role))
 
@@ -651,26 +687,123 @@ def test_log_groups_expire(default: Synth) -> None:
     assert groups and all(group["Properties"]["RetentionInDays"] == 30 for group in groups)
 
 
+# ------------------------------------------------------------------------------------------------ settle
+
+
+def test_settle_lambda_consumes_the_dlq_and_reports_batch_item_failures(default: Synth) -> None:
+    stack = default.stack
+    function_id = default.logical_id(stack.settler.function)
+    function = default.resources[function_id]["Properties"]
+    assert function["Handler"] == "functions.settle.handler"
+    assert function["Runtime"] == "python3.14" and function["Architectures"] == ["arm64"]
+    mapping = default.one("AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["EventSourceArn"] == arn(default.logical_id(stack.queues.dlq))
+    assert mapping["FunctionName"] == ref(function_id)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] <= 10 and 0 < mapping["MaximumBatchingWindowInSeconds"] <= 60
+    dlq = default.resources[default.logical_id(stack.queues.dlq)]["Properties"]
+    assert dlq["VisibilityTimeout"] >= 6 * function["Timeout"]  # AWS's advice for SQS event sources
+    env = function["Environment"]["Variables"]
+    assert env["WHISPER_RESULTS_BUCKET"] == ref(default.logical_id(stack.storage.bucket))
+    assert env["WHISPER_RESULTS_PREFIX"] == "results/"
+    assert env["WHISPER_SETTLED_URL"] == ref(default.logical_id(stack.queues.settled))
+    assert env["WHISPER_WEBHOOK_SECRET_ARN"] == SECRET_ARN  # the ARN, never the secret itself
+    assert "WHISPER_ALLOW_HTTP" not in env and "WHISPER_ALLOW_PRIVATE_URLS" not in env
+
+
+def test_settle_role_is_least_privilege(default: Synth, trial: Synth) -> None:
+    stack = default.stack
+    statements = default.policy_statements(stack.settler.role)
+    granted = statements_by_action(statements)
+    dlq, settled = arn(default.logical_id(stack.queues.dlq)), arn(default.logical_id(stack.queues.settled))
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
+        assert granted[action] == [dlq], action
+    assert granted["sqs:SendMessage"] == [settled]
+    assert granted["s3:GetObject"] == [bucket_objects(default, "results/*")]
+    assert granted["s3:PutObject"] == [bucket_objects(default, "results/*")]
+    assert granted["s3:ListBucket"] == [arn(default.logical_id(stack.storage.bucket))]  # a missing key reads 404
+    assert granted["secretsmanager:GetSecretValue"] == [SECRET_ARN]
+    assert set(granted) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "sqs:SendMessage",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "secretsmanager:GetSecretValue",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    untrusted = statements_by_action(trial.policy_statements(trial.stack.settler.role))
+    assert "secretsmanager:GetSecretValue" not in untrusted  # no webhook secret, no grant (and no callbacks)
+    trial_env = trial.resources[trial.logical_id(trial.stack.settler.function)]["Properties"]["Environment"]
+    assert "WHISPER_WEBHOOK_SECRET_ARN" not in trial_env["Variables"]
+
+
+def test_settle_role_decrypts_the_secret_through_secrets_manager_only(private: Synth) -> None:
+    (statement,) = [s for s in private.policy_statements(private.stack.settler.role) if s["Action"] == "kms:Decrypt"]
+    assert statement["Resource"] == KEY_ARNS
+    assert "secretsmanager." in json.dumps(statement["Condition"]["StringEquals"]["kms:ViaService"])
+
+
+def test_settle_errors_alarm(default: Synth) -> None:
+    function_id = default.logical_id(default.stack.settler.function)
+    alarm = default.resources[default.stack.resolve(default.stack.get_logical_id(
+        default.stack.monitoring.settle_alarm.node.default_child))]["Properties"]  # fmt: skip
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": ref(function_id)}]
+    assert alarm["AlarmActions"] == [ref(default.logical_id(default.stack.monitoring.topic))]
+
+
+def test_lambda_bundle_carries_the_settle_modules(default: Synth) -> None:
+    function = default.resources[default.logical_id(default.stack.settler.function)]["Properties"]
+    bundle = default.outdir / f"asset.{function['Code']['S3Key'].removesuffix('.zip')}"
+    assert (bundle / "functions" / "settle.py").is_file()
+    for name in ("client/settle.py", "client/deadletters.py", "contract/result.py", "contract/salvage.py"):
+        assert (bundle / "worker" / name).is_file(), name
+    assert not (bundle / "worker" / "contract" / "message.py").exists()  # pydantic: not in the Lambda runtime
+    assert "import" not in (bundle / "worker" / "client" / "__init__.py").read_text()  # a stub, not lazy exports
+
+
 # -------------------------------------------------------------------------------------------- monitoring
 
 
-def test_alarms_on_dead_letters_oldest_message_and_scaler(default: Synth) -> None:
+def test_alarms_on_dead_letters_unsettled_letters_oldest_message_and_lambdas(default: Synth) -> None:
     stack = default.stack
     topic = ref(default.logical_id(stack.monitoring.topic))
-    alarms = {
-        a["Properties"]["MetricName"]: a["Properties"] for a in default.of_type("AWS::CloudWatch::Alarm").values()
-    }
-    dlq = alarms["ApproximateNumberOfMessagesVisible"]
-    assert dlq["Namespace"] == "AWS/SQS" and dlq["Threshold"] == 0
-    assert dlq["ComparisonOperator"] == "GreaterThanThreshold"
-    queue_name = {"Fn::GetAtt": [default.logical_id(stack.queues.dlq), "QueueName"]}
-    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
-    oldest = alarms["ApproximateAgeOfOldestMessage"]
+    monitoring = stack.monitoring
+
+    def alarm(construct: object) -> dict:
+        return default.resources[default.logical_id(construct)]["Properties"]
+
+    def queue_name(queue: object) -> dict:
+        return {"Fn::GetAtt": [default.logical_id(queue), "QueueName"]}
+
+    # Dead letters: the DLQ and the settled-letters queue together, since settled ones move on within seconds.
+    dead = alarm(monitoring.dlq_alarm)
+    assert dead["Threshold"] == 0 and dead["ComparisonOperator"] == "GreaterThanThreshold"
+    (expression,) = [m for m in dead["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "dlq + settled"
+    watched = {m["Id"]: m["MetricStat"]["Metric"] for m in dead["Metrics"] if "MetricStat" in m}
+    assert watched["dlq"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name(stack.queues.dlq)}]
+    assert watched["settled"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name(stack.queues.settled)}]
+    assert {m["MetricName"] for m in watched.values()} == {"ApproximateNumberOfMessagesVisible"}
+    # A letter left in the DLQ means the settle Lambda is not keeping its promise.
+    unsettled = alarm(monitoring.unsettled_alarm)
+    assert unsettled["MetricName"] == "ApproximateAgeOfOldestMessage" and unsettled["Threshold"] == 900
+    assert unsettled["Dimensions"] == [{"Name": "QueueName", "Value": queue_name(stack.queues.dlq)}]
+    oldest = alarm(monitoring.oldest_alarm)
     assert oldest["Threshold"] == 30 * 60
-    assert oldest["Dimensions"][0]["Value"] == {"Fn::GetAtt": [default.logical_id(stack.queues.jobs), "QueueName"]}
-    assert alarms["Errors"]["Namespace"] == "AWS/Lambda"
-    for alarm in alarms.values():
-        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+    assert oldest["Dimensions"] == [{"Name": "QueueName", "Value": queue_name(stack.queues.jobs)}]
+    for lambda_alarm in (monitoring.scaler_alarm, monitoring.settle_alarm):
+        assert alarm(lambda_alarm)["Namespace"] == "AWS/Lambda" and alarm(lambda_alarm)["MetricName"] == "Errors"
+    alarms = default.of_type("AWS::CloudWatch::Alarm").values()
+    assert len(alarms) == 5
+    for each in alarms:
+        assert each["Properties"]["AlarmActions"] == [topic] and each["Properties"]["OKActions"] == [topic]
 
 
 def test_failed_worker_jobs_reach_the_alarm_topic(default: Synth) -> None:
@@ -825,6 +958,7 @@ def test_every_suppression_says_why(default: Synth) -> None:
         "AwsSolutions-IAM5",
         "AwsSolutions-COG4",
         "AwsSolutions-APIG3",
+        "AwsSolutions-SQS3",  # the settled-letters queue, which nothing consumes automatically
     }
     for rule in suppressions:
         assert len(rule["reason"]) >= 60, rule

@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     if engine_stats is not None:
         extra["engine"] = engine_stats.snapshot()
     logger.info("worker stopped", extra=extra)
-    if stats.abandoned:
+    if stats.abandoned or stats.handed_back:
         # A job thread is still inside the model; ending the interpreter normally would wait on it or abort in
         # torch. Its message and claim are already released, so leave now.
         sys.stdout.flush()

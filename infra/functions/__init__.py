@@ -1,5 +1,7 @@
-"""Lambda sources, shipped as one asset: ``functions.scaler.handler`` and ``functions.job_status.handler``.
+"""Lambda sources, shipped as one asset: ``functions.scaler.handler``, ``functions.job_status.handler`` and
+``functions.settle.handler``.
 
 They run on the Lambda Python runtime with boto3 and the bundled aws-lambda-powertools; nothing here imports
-``infra`` or ``worker``.
+``infra``. The settle handler imports the few standard-library ``worker`` modules the bundle carries beside it
+(``infra.functions_code.WORKER_MODULES``), so the Lambda and ``whisper-worker dlq settle`` settle alike.
 """

@@ -7,7 +7,7 @@ worker; so each message reserves its seconds here before decoding and gives them
     AudioBudget             capacity in seconds; ``reserve`` blocks (first come, first served) until room is free
     Reservation             what ``reserve`` hands out; ``release()`` or leave its ``with`` block
     default_budget_seconds  capacity from the container's memory limit (cgroup v2/v1, else /proc/meminfo)
-    decode_within_budget    probe → reserve → decode, reserving again if the header understated the length
+    decode_within_budget    probe → reserve → decode (by a ``Decoder``), reserving again if the header understated
 
 Capacity comes from WHISPER_MAX_DECODED_SECONDS, or ``default_budget_seconds()`` when unset.
 """
@@ -26,7 +26,7 @@ from types import TracebackType
 import numpy as np
 
 from worker.audio import DECODED_BYTES_PER_SECOND
-from worker.audio.decode import decode_audio, probe_seconds
+from worker.audio.decode import Decoder, InProcessDecoder
 from worker.ops.logs import logger
 from worker.service.errors import AudioTooLong, ResourceExhausted
 
@@ -217,6 +217,7 @@ def decode_within_budget(
     *,
     max_seconds: float,
     should_stop: Callable[[], bool] | None = None,
+    decoder: Decoder | None = None,
 ) -> tuple[np.ndarray, Reservation]:
     """Decode ``path`` holding a reservation that covers it; the caller releases the reservation once the
     samples are no longer needed (after the engine returns), also on error.
@@ -225,9 +226,12 @@ def decode_within_budget(
     an unknown length reserves the whole allowance. A header that understated the length costs a second
     decode: the first reservation goes back and the full allowance is reserved, in line behind the others
     (never while holding the first, which could deadlock two such jobs).
+
+    ``decoder`` probes and decodes: the worker's pool of child processes, or this process when None.
     """
+    decoder = decoder or InProcessDecoder()
     full = min(max_seconds, budget.capacity)
-    estimate = probe_seconds(path)
+    estimate = decoder.probe(path)
     if estimate is not None and estimate > budget.capacity:
         raise budget.too_long(estimate)  # fail before decoding what could never fit
     first = full if estimate is None else min(estimate + HEADER_TOLERANCE_SECONDS, full)
@@ -236,7 +240,7 @@ def decode_within_budget(
         reservation = budget.reserve(want, should_stop=should_stop)
         waited = time.monotonic() - started
         try:
-            audio = decode_audio(path, max_seconds=want)
+            audio = decoder.decode(path, max_seconds=want)
         except AudioTooLong:
             reservation.release()
             if want < full:

@@ -1,5 +1,9 @@
 """Decode any common audio or video container to 16 kHz mono float32, in-process with PyAV.
 
+``decode_audio`` and ``probe_seconds`` run here, in the caller's process; the worker calls them through
+``worker.audio.isolated`` (child processes, where a crash in FFmpeg costs one job), or through
+``InProcessDecoder`` where WHISPER_DECODER_ISOLATION=false.
+
 A RIFF/WAVE file that is already 16-bit PCM at 16 kHz mono skips FFmpeg: its samples are read with the standard
 library and numpy, giving exactly the values of the PyAV path below (int16 / 32768). PyAV is imported only when a
 file needs it, so such WAVs decode even where PyAV is missing.
@@ -8,8 +12,9 @@ file needs it, so such WAVs decode even where PyAV is missing.
 from __future__ import annotations
 
 import wave
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,13 +24,49 @@ from worker.service.errors import AudioTooLong, UndecodableAudio
 RESAMPLE_SECONDS = 2.0  # decoded audio gathered before each resampler call
 
 
+class Decoder(Protocol):
+    """Probing and decoding untrusted files: here (``InProcessDecoder``) or in child processes
+    (``worker.audio.isolated.DecoderPool``)."""
+
+    def probe(self, path: Path) -> float | None: ...
+
+    def decode(self, path: Path, *, max_seconds: float) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessDecoder:
+    """``probe_seconds`` and ``decode_audio`` in this process: WHISPER_DECODER_ISOLATION=false, tools and tests."""
+
+    def probe(self, path: Path) -> float | None:
+        return probe_seconds(path)
+
+    def decode(self, path: Path, *, max_seconds: float) -> np.ndarray:
+        return decode_audio(path, max_seconds=max_seconds)
+
+    def close(self) -> None:
+        pass
+
+
 def decode_audio(path: Path, *, max_seconds: float) -> np.ndarray:
     """Samples in [-1, 1] at 16 kHz mono; refuses input longer than ``max_seconds`` while decoding."""
-    max_samples = int(max_seconds * SAMPLE_RATE)
-    audio = _read_native_wav(path, max_samples, max_seconds)
+    audio = read_native_wav(path, max_seconds=max_seconds)
     if audio is None:
-        audio = _decode_with_pyav(path, max_samples, max_seconds)
+        audio = _decode_with_pyav(path, int(max_seconds * SAMPLE_RATE), max_seconds)
     return audio
+
+
+def read_native_wav(path: Path, *, max_seconds: float) -> np.ndarray | None:
+    """The samples of a 16 kHz mono s16 WAV, read with the standard library; None for any other file."""
+    return _read_native_wav(path, int(max_seconds * SAMPLE_RATE), max_seconds)
+
+
+def probe_native_wav(path: Path) -> float | None:
+    """The length of a PCM WAV the standard library reads, in seconds; None for any other file. Never raises."""
+    try:
+        return _probe_wav(path)
+    except (wave.Error, EOFError, OSError, ValueError):
+        return None
 
 
 def probe_seconds(path: Path) -> float | None:
@@ -34,13 +75,10 @@ def probe_seconds(path: Path) -> float | None:
     An estimate for the decoded-audio budget only: it never raises (the decoder reports bad files) and may be
     wrong (streamed or concatenated files), so ``decode_audio`` still enforces its own limit.
     """
-    try:
-        seconds = _probe_wav(path)
-        if seconds is not None:
-            return seconds
-    except (wave.Error, EOFError, OSError, ValueError):
-        pass  # not a PCM WAV the standard library reads: ask PyAV
-    try:
+    seconds = probe_native_wav(path)
+    if seconds is not None:
+        return seconds
+    try:  # not a PCM WAV the standard library reads: ask PyAV
         return _probe_with_pyav(path)
     except Exception:  # any failure to read a header just means "unknown"
         return None
@@ -87,17 +125,30 @@ def _read_native_wav(path: Path, max_samples: int, max_seconds: float) -> np.nda
 
 
 def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.ndarray:
+    # max_samples is int(max_seconds * SAMPLE_RATE), as decode_pcm16 computes it
+    chunks: list[np.ndarray] = []  # int16, turned into floats once at the end
+    decode_pcm16(path, max_seconds=max_seconds, sink=chunks.append)
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def decode_pcm16(path: Path, *, max_seconds: float, sink: Callable[[np.ndarray], None]) -> int:
+    """Decode with PyAV, handing 16 kHz mono int16 chunks to ``sink`` in order; the number of samples.
+
+    Raises ``AudioTooLong`` before a chunk would pass ``max_seconds`` and ``UndecodableAudio`` for a file without
+    audio samples or one FFmpeg cannot read. The isolated decoder's child streams the chunks to a file with it.
+    """
     import av
 
-    chunks: list[np.ndarray] = []  # int16, turned into floats once at the end
+    max_samples = int(max_seconds * SAMPLE_RATE)
     total = 0
 
     def add(chunk: np.ndarray) -> None:
         nonlocal total
-        total += chunk.size
-        if total > max_samples:
+        if total + chunk.size > max_samples:
             raise AudioTooLong(f"audio is longer than the {max_seconds:.0f} s limit")
-        chunks.append(chunk)
+        total += chunk.size
+        if chunk.size:
+            sink(chunk)
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
@@ -111,12 +162,9 @@ def _decode_with_pyav(path: Path, max_samples: int, max_seconds: float) -> np.nd
         raise
     except (av.error.FFmpegError, ValueError, IndexError) as exc:
         raise UndecodableAudio(f"cannot decode audio: {exc}") from exc
-    if not chunks:
+    if total == 0:
         raise UndecodableAudio("the audio stream holds no samples")
-    audio = np.concatenate(chunks)
-    if audio.size == 0:
-        raise UndecodableAudio("the audio stream holds no samples")
-    return audio.astype(np.float32) / 32768.0
+    return total
 
 
 class _ToTarget:

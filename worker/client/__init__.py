@@ -5,7 +5,9 @@ Needs only the bare install (boto3, pydantic, rich).
     errors.py        the client's typed errors
     cli.py           the CLI's backend commands: submit, status, fetch, estimate, dlq
     pricing.py       what a transcription costs, from measured throughput and instance prices
-    deadletters.py   reading, inspecting and redriving the dead-letter queue
+    deadletters.py   reading, inspecting and redriving the dead-letter queue (and the settled-letters queue)
+    settle.py        settling a dead letter: final result.json, failure callback, on to the settled letters;
+                     standard library and boto3 only, run by the settle Lambda and ``whisper-worker dlq settle``
 """
 
 from importlib import import_module
@@ -14,6 +16,7 @@ from typing import Any
 # Loaded on first use, so the CLI's client commands (worker.client.cli) start without boto3.
 _EXPORTS = {
     "DeadLetter": "worker.client.deadletters",
+    "Settlement": "worker.client.settle",
     "ConfigurationError": "worker.client.errors",
     "EstimateError": "worker.client.errors",
     "JobFailed": "worker.client.errors",

@@ -4,10 +4,10 @@ Data goes to stdout (a job id, the transcript, file paths, listings) so commands
 bars and diagnostics go to stderr. Exit status: 0 done, 1 the job failed, 2 bad arguments or configuration,
 3 no such job / format / dead letter, 4 timed out waiting, 5 AWS refused or was unreachable.
 
-The connection comes from ``--queue-url``/``--bucket``/``--dlq-url``/``--endpoint-url``/``--region``, else
-from ``--stack NAME`` (the CloudFormation outputs), else from ``WHISPER_QUEUE_URL``, ``WHISPER_RESULTS_BUCKET``,
-``WHISPER_DLQ_URL`` and ``AWS_ENDPOINT_URL``. Heavy imports wait until a command runs: ``whisper-worker run``
-pays nothing for them.
+The connection comes from ``--queue-url``/``--bucket``/``--dlq-url``/``--settled-url``/``--endpoint-url``/
+``--region``, else from ``--stack NAME`` (the CloudFormation outputs), else from ``WHISPER_QUEUE_URL``,
+``WHISPER_RESULTS_BUCKET``, ``WHISPER_DLQ_URL``, ``WHISPER_SETTLED_URL`` and ``AWS_ENDPOINT_URL``. Heavy imports
+wait until a command runs: ``whisper-worker run`` pays nothing for them.
 """
 
 from __future__ import annotations
@@ -95,6 +95,24 @@ def add_client_commands(commands: Any) -> None:
     redrive.add_argument("ids", nargs="*", metavar="JOB_ID", help="job ids (or message ids) to send back")
     redrive.add_argument("--all", action="store_true", help="send every dead letter back")
     redrive.set_defaults(handler=_guarded(_dlq_redrive))
+    settle = dlq_commands.add_parser(
+        "settle",
+        parents=[connection],
+        help="give every dead letter a final result.json and its failure callback, then set it aside",
+    )
+    settle.add_argument(
+        "--webhook-secret-arn",
+        help="read the webhook secret from Secrets Manager (default: WHISPER_WEBHOOK_SECRET; none: no callbacks)",
+    )
+    settle.add_argument("--allow-http", action="store_true", help="allow http:// callbacks (WHISPER_ALLOW_HTTP)")
+    settle.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="allow callbacks to private and loopback addresses (WHISPER_ALLOW_PRIVATE_URLS)",
+    )
+    settle.add_argument("--limit", type=int, help="at most this many (default: every one)")
+    settle.add_argument("--json", action="store_true", help="print JSON lines, one per message")
+    settle.set_defaults(handler=_guarded(_dlq_settle))
 
 
 def _connection_parser() -> argparse.ArgumentParser:
@@ -104,6 +122,7 @@ def _connection_parser() -> argparse.ArgumentParser:
     group.add_argument("--queue-url", help="jobs queue URL")
     group.add_argument("--bucket", help="results bucket (uploads go under audio/)")
     group.add_argument("--dlq-url", help="dead-letter queue URL (default: from the queue's redrive policy)")
+    group.add_argument("--settled-url", help="settled-letters queue URL (default: WHISPER_SETTLED_URL)")
     group.add_argument("--endpoint-url", help="AWS endpoint, e.g. LocalStack or moto (default: AWS_ENDPOINT_URL)")
     group.add_argument("--region", help="AWS region (default: AWS_REGION)")
     return parser
@@ -157,6 +176,7 @@ def _client(args: argparse.Namespace) -> TranscriptionClient:
         queue_url=args.queue_url or outputs.get("QueueUrl"),
         bucket=args.bucket or outputs.get("BucketName"),
         dlq_url=args.dlq_url or outputs.get("DlqUrl"),
+        settled_url=args.settled_url or outputs.get("SettledLettersUrl"),
         endpoint_url=endpoint,
         region=args.region,
     )
@@ -326,7 +346,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(letters)} message(s) in the DLQ")
     for letter in letters:
-        print(f"{letter.job_id or '-'}  {letter.message_id}  {letter.reason}  (since {letter.sent_at or '?'})")
+        when = f"settled {letter.settled_at}" if letter.settled_at else f"since {letter.sent_at or '?'}"
+        print(f"{letter.job_id or '-'}  {letter.message_id}  {letter.reason}  ({when})")
     return 0
 
 
@@ -343,3 +364,50 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
         _err(f"error: not in the DLQ: {', '.join(missing)}")
         return EXIT_NOT_FOUND
     return 0
+
+
+def _dlq_settle(args: argparse.Namespace) -> int:
+    from worker.client.settle import Unsettled
+
+    client = _client(args)
+    secret = _webhook_secret(client, args.webhook_secret_arn)
+    allow_http = args.allow_http or _env_true("WHISPER_ALLOW_HTTP")
+    allow_private = args.allow_private_urls or _env_true("WHISPER_ALLOW_PRIVATE_URLS")
+    if not secret:
+        _err(
+            "no webhook secret (WHISPER_WEBHOOK_SECRET or --webhook-secret-arn): results are written, callbacks skipped"
+        )
+    counts = {"settled": 0, "already final": 0, "superseded": 0, "could not settle": 0}
+    outcomes = client.settle(
+        webhook_secret=secret, allow_http=allow_http, allow_private=allow_private, limit=args.limit
+    )
+    for outcome in outcomes:
+        failed = isinstance(outcome, Unsettled)
+        counts["could not settle" if failed else outcome.action] += 1
+        if args.json:
+            print(json.dumps({"could_not_settle": outcome.error} if failed else outcome.as_dict()))
+        else:
+            print(outcome.line())
+    summary = ", ".join(f"{count} {what}" for what, count in counts.items())
+    print(f"{sum(counts.values())} message(s): {summary}", file=sys.stderr if args.json else sys.stdout)
+    if not client.settled_url:
+        _err("no settled-letters queue (--settled-url, WHISPER_SETTLED_URL or --stack): they stay in the DLQ")
+    return EXIT_SERVICE if counts["could not settle"] else 0
+
+
+def _webhook_secret(client: TranscriptionClient, arn: str | None) -> str | None:
+    if not arn:
+        return os.environ.get("WHISPER_WEBHOOK_SECRET") or None
+    from worker import aws
+    from worker.client.errors import ServiceError
+    from worker.client.settle import SettleError, read_secret
+
+    secrets = aws.client("secretsmanager", region=client.region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+    try:
+        return read_secret(secrets, arn)
+    except SettleError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

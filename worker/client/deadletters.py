@@ -7,9 +7,15 @@ A message reaches the DLQ one of two ways:
 - SQS moved it after ``maxReceiveCount`` receives (transient failures that never passed, or a worker killed
   again and again): no attributes, only SQS's own ``ApproximateReceiveCount``.
 
+A settled letter (``worker.client.settle``) waits in the settled-letters queue instead, with the same attributes
+plus ``settled_at``: its job has a final ``result.json`` and its callback went out; it is listed and redriven
+like any other.
+
 SQS has no "peek": listing receives the messages, keeping them invisible while we look, and hands them back
 (visibility 0) afterwards. Each listing therefore adds one to ``ApproximateReceiveCount``; the count shown for
 a message SQS moved discounts our own receive, not earlier listings.
+
+Standard library only (boto3 clients are passed in): the settle Lambda reads its records with ``parse`` too.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from worker.aws import SQS_MAX_BATCH
-from worker.contract import best_effort_ids
 from worker.contract.result import utc_timestamp
+from worker.contract.salvage import best_effort_ids
 
 HOLD_SECONDS: Final = 300  # how long listed messages stay invisible at most, should we die before handing back
 SCAN_LIMIT: Final = 10_000  # how many messages one redrive looks through at most
@@ -41,6 +47,12 @@ class DeadLetter:
     sent_at: str | None  # when it entered the DLQ (SQS moves keep the original send time), ISO 8601
     body: str
     receipt_handle: str = field(repr=False, default="")
+    settled_at: str | None = None  # when it was settled and moved to the settled-letters queue
+
+    @property
+    def origin_id(self) -> str:
+        """The message's id on the jobs queue (SQS's own moves keep the id): what its result.json names."""
+        return self.source_message_id or self.message_id
 
     @property
     def reason(self) -> str:
@@ -60,6 +72,7 @@ class DeadLetter:
             "receive_count": self.receive_count,
             "moved_by_sqs": self.moved_by_sqs,
             "sent_at": self.sent_at,
+            "settled_at": self.settled_at,
             "body": self.body,
         }
 
@@ -87,6 +100,24 @@ def parse(raw: dict[str, Any]) -> DeadLetter:
         sent_at=utc_timestamp(at=sent_ms / 1000) if sent_ms else None,
         body=body,
         receipt_handle=raw["ReceiptHandle"],
+        settled_at=attributes.get("settled_at"),
+    )
+
+
+def from_lambda_record(record: dict[str, Any]) -> DeadLetter:
+    """A DeadLetter from one record of an SQS event (Lambda spells ReceiveMessage's fields in camelCase)."""
+    attributes = {
+        name: {"StringValue": value.get("stringValue"), "DataType": value.get("dataType")}
+        for name, value in (record.get("messageAttributes") or {}).items()
+    }
+    return parse(
+        {
+            "MessageId": record["messageId"],
+            "ReceiptHandle": record.get("receiptHandle", ""),
+            "Body": record.get("body", ""),
+            "Attributes": record.get("attributes") or {},
+            "MessageAttributes": attributes,
+        }
     )
 
 
@@ -116,13 +147,21 @@ class DeadLetterQueue:
         finally:
             self._release([d for d in letters if d.message_id not in self._moved])
 
-    def move(self, letter: DeadLetter, queue_url: str) -> None:
-        """Send the original body to ``queue_url`` as a new message, then delete it here (at least once)."""
+    def move(self, letter: DeadLetter, queue_url: str, attributes: dict[str, Any] | None = None) -> None:
+        """Send the original body (with ``attributes``, if any) to ``queue_url`` as a new message, then delete it
+        here (at least once)."""
         params: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": letter.body}
+        if attributes:
+            params["MessageAttributes"] = attributes
         if queue_url.endswith(".fifo"):
             group = letter.job_id or letter.message_id
             params |= {"MessageGroupId": group, "MessageDeduplicationId": letter.message_id}
         self.sqs.send_message(**params)
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=letter.receipt_handle)
+        self._moved.add(letter.message_id)
+
+    def remove(self, letter: DeadLetter) -> None:
+        """Delete ``letter`` here (it was forwarded elsewhere), so it is not handed back."""
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=letter.receipt_handle)
         self._moved.add(letter.message_id)
 

@@ -41,8 +41,10 @@ from worker.client.errors import (
     WaitTimeout,
 )
 from worker.client.pricing import CostEstimate
+from worker.client.settle import SettleConfig, Settlement, Unsettled, settle_queue
 from worker.contract import JOB_ID_PATTERN, ContractError, JobRequest, is_job_id, parse_message
 from worker.contract.result import ErrorInfo, JobResult
+from worker.webhooks import WebhookPoster
 
 DEFAULT_STACK_NAME: Final = "WhisperBatch"
 JobState = Literal["queued", "fetching", "decoding", "transcribing", "storing", "completed", "failed"]
@@ -115,6 +117,7 @@ class TranscriptionClient:
         bucket: str,
         *,
         dlq_url: str | None = None,
+        settled_url: str | None = None,
         endpoint_url: str | None = None,
         region: str | None = None,
         results_prefix: str = "results/",
@@ -130,6 +133,7 @@ class TranscriptionClient:
         self.results_prefix = results_prefix.rstrip("/") + "/"
         self.audio_prefix = audio_prefix.rstrip("/") + "/"
         self._dlq_url = dlq_url
+        self.settled_url = settled_url  # the settled-letters queue (see worker.client.settle), when there is one
         self.stack_outputs: dict[str, str] = {}  # all outputs of the stack, when made by from_stack
         session = session or boto3.session.Session()
         region = region or session.region_name or _region_from_queue_url(queue_url)
@@ -145,7 +149,8 @@ class TranscriptionClient:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> TranscriptionClient:
-        """From ``WHISPER_QUEUE_URL``, ``WHISPER_RESULTS_BUCKET``, ``WHISPER_DLQ_URL``, ``AWS_ENDPOINT_URL``, ..."""
+        """From ``WHISPER_QUEUE_URL``, ``WHISPER_RESULTS_BUCKET``, ``WHISPER_DLQ_URL``, ``WHISPER_SETTLED_URL``,
+        ``AWS_ENDPOINT_URL``, ..."""
         env = os.environ if env is None else env
         queue_url = overrides.pop("queue_url", None) or env.get("WHISPER_QUEUE_URL")
         bucket = overrides.pop("bucket", None) or env.get("WHISPER_RESULTS_BUCKET")
@@ -155,6 +160,7 @@ class TranscriptionClient:
             raise ConfigurationError("no results bucket: set WHISPER_RESULTS_BUCKET, pass --bucket, or --stack NAME")
         options: dict[str, Any] = {
             "dlq_url": env.get("WHISPER_DLQ_URL") or None,
+            "settled_url": env.get("WHISPER_SETTLED_URL") or None,
             "endpoint_url": env.get("AWS_ENDPOINT_URL") or None,
             "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             "results_prefix": env.get("WHISPER_RESULTS_PREFIX") or "results/",
@@ -171,7 +177,8 @@ class TranscriptionClient:
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
     ) -> TranscriptionClient:
-        """From the CloudFormation outputs of a deployed stack (``QueueUrl``, ``BucketName``, ``DlqUrl``)."""
+        """From the CloudFormation outputs of a deployed stack (``QueueUrl``, ``BucketName``, ``DlqUrl``,
+        ``SettledLettersUrl``)."""
         session = session or boto3.session.Session()
         if region or session.region_name or endpoint_url:
             region = region or session.region_name or "us-east-1"
@@ -196,6 +203,7 @@ class TranscriptionClient:
             outputs["QueueUrl"],
             outputs["BucketName"],
             dlq_url=outputs.get("DlqUrl"),
+            settled_url=outputs.get("SettledLettersUrl"),
             endpoint_url=endpoint_url,
             region=region,
             session=session,
@@ -398,25 +406,68 @@ class TranscriptionClient:
                 raise ConfigurationError("the jobs queue has no redrive policy: set WHISPER_DLQ_URL or pass dlq_url=")
         return self._dlq_url
 
+    def _letter_queues(self) -> list[DeadLetterQueue]:
+        """The DLQ, then the settled-letters queue when there is one: dead letters are listed and redriven from both."""
+        queues = [DeadLetterQueue(self.sqs, self.dlq_url)]
+        if self.settled_url:
+            queues.append(DeadLetterQueue(self.sqs, self.settled_url))
+        return queues
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Up to ``limit`` messages in the DLQ with why they are there; they stay in the DLQ."""
-        dlq = DeadLetterQueue(self.sqs, self.dlq_url)
-        with _aws("listing the DLQ"), dlq.held(limit) as letters:
-            return list(letters)
+        """Up to ``limit`` messages in the DLQ and the settled-letters queue with why they are there; they stay."""
+        letters: list[DeadLetter] = []
+        with _aws("listing the DLQ"):
+            for queue in self._letter_queues():
+                with queue.held(limit - len(letters)) as held:
+                    letters += held
+                if len(letters) >= limit:
+                    break
+        return letters
 
     def redrive(self, ids: Iterable[str] | None = None) -> list[DeadLetter]:
         """Send dead letters back to the jobs queue: those whose job id or message id is in ``ids``, or all.
 
-        Returns the letters moved; ids that matched nothing are not among them. Each goes back as a new message
-        with its original body, so it gets a fresh set of receives.
+        Returns the letters moved, from the DLQ and the settled-letters queue; ids that matched nothing are not
+        among them. Each goes back as a new message with its original body, so it gets a fresh set of receives.
         """
         wanted = None if ids is None else set(ids)
+        chosen: list[DeadLetter] = []
+        with _aws("redriving the DLQ"), contextlib.ExitStack() as stack:
+            for queue in self._letter_queues():
+                letters = stack.enter_context(queue.held())
+                for letter in letters:
+                    if wanted is None or letter.job_id in wanted or letter.message_id in wanted:
+                        queue.move(letter, self.queue_url)
+                        chosen.append(letter)
+        return chosen
+
+    def settle(
+        self,
+        *,
+        webhook_secret: str | None = None,
+        allow_http: bool = False,
+        allow_private: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Settlement | Unsettled]:
+        """Settle every dead letter: a final result.json and its callback for each, then on to the settled-letters
+        queue when there is one (see ``worker.client.settle``). Callbacks need ``webhook_secret``; without it the
+        results are written and the callbacks skipped."""
+        config = SettleConfig(
+            bucket=self.bucket,
+            results_prefix=self.results_prefix,
+            settled_url=self.settled_url,
+            allow_http=allow_http,
+            allow_private=allow_private,
+        )
+        poster = None
+        if webhook_secret:
+            try:
+                poster = WebhookPoster(webhook_secret, allow_http=allow_http, allow_private=allow_private)
+            except ValueError as exc:  # binascii.Error is a ValueError
+                raise ConfigurationError(f"the webhook secret is not whsec_<base64>: {exc}") from None
         dlq = DeadLetterQueue(self.sqs, self.dlq_url)
-        with _aws("redriving the DLQ"), dlq.held() as letters:
-            chosen = [d for d in letters if wanted is None or d.job_id in wanted or d.message_id in wanted]
-            for letter in chosen:
-                dlq.move(letter, self.queue_url)
-            return chosen
+        with _aws("settling the DLQ"):
+            yield from settle_queue(dlq, s3=self.s3, config=config, poster=poster, limit=limit)
 
     # ------------------------------------------------------------------------------------------- S3
 

@@ -3,6 +3,8 @@ only, never torch, whisper, numpy or boto3.
 
     message.py     JobRequest (version 1 and the legacy camelCase shape), parse_message, json_schema
     languages.py   the languages Whisper knows and the names transcribe() accepts for them
+    salvage.py     job id, callback URL and metadata of a broken body, standard library only (the settle Lambda)
+    result.py      result.json and the callback payload made from it, standard library only
 """
 
 from worker.contract.message import (

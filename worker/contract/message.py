@@ -4,7 +4,7 @@ Version 1 is a flat JSON object (see ``JobRequest``); the legacy camelCase shape
 backends send (``transcriptionId``/``s3AudioUrl``/...) is accepted and mapped onto it.
 
     parse_message(body)   -> JobRequest, or raises ContractError naming the offending field(s)
-    best_effort_ids(body) -> (job_id, callback_url, metadata) from a broken message, never raises
+    best_effort_ids(body) -> (job_id, callback_url, metadata) from a broken message, never raises (``salvage.py``)
     json_schema()         -> JSON Schema (draft 2020-12) of the v1 message
 
 This module is imported by lightweight clients as well as by the worker, so it depends on
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any, Final, Literal, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -34,17 +33,24 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from worker.aws import SQS_MAX_MESSAGE_BYTES
 from worker.contract.languages import language_code
+from worker.contract.salvage import (
+    JOB_ID_CHARS,
+    LEGACY_MARKERS,
+    MAX_METADATA_BYTES,
+    MAX_URL_LENGTH,
+    check_http_url,
+    metadata_size,
+)
+from worker.contract.salvage import best_effort_ids as best_effort_ids  # re-exported: read without pydantic
+from worker.contract.salvage import is_job_id as is_job_id
+from worker.contract.salvage import is_legacy_body as is_legacy_body
 
 CONTRACT_VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = SQS_MAX_MESSAGE_BYTES
-MAX_METADATA_BYTES: Final = 4096  # JSON encoding of ``metadata``, UTF-8
-MAX_URL_LENGTH: Final = 2048
 MAX_PROMPT_CHARS: Final = 1000
 MAX_SPEAKERS: Final = 32  # a bound on clustering, far above any meeting a transcript is read for
 
-# The job id names the result folder ``results/<job_id>/``: this pattern is the path-traversal guard
-# (no dots, slashes, whitespace or non-ASCII letters), so keep it ASCII-only and anchored.
-JOB_ID_CHARS: Final = r"[A-Za-z0-9_-]{1,128}"
+# The job id names the result folder; the pattern (``salvage.JOB_ID_CHARS``) is also the path-traversal guard.
 JOB_ID_PATTERN: Final = f"^{JOB_ID_CHARS}$"
 MODEL_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LANGUAGE_PATTERN: Final = r"^[a-z]{2,3}$|^[a-z ]{4,20}$"
@@ -73,14 +79,11 @@ SCHEMA_TITLE: Final = "whisper-batch job message v1"
 SCHEMA_ID: Final = "urn:whisper-batch:job-message:v1"
 SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
-# fullmatch, not JOB_ID_PATTERN's ``$``, which would accept a trailing newline.
-_JOB_ID_RE = re.compile(JOB_ID_CHARS)
 _S3_BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_WHITESPACE_RE = re.compile(r"\s")
 
 # Legacy camelCase keys -> v1 field names (``userId`` goes into metadata).
-_LEGACY_MARKERS: Final = ("transcriptionId", "s3AudioUrl")
+_LEGACY_MARKERS: Final = LEGACY_MARKERS
 _LEGACY_KEYS: Final = frozenset(
     {"transcriptionId", "userId", "s3AudioUrl", "model", "format", "callbackUrl", "metadata"}
 )
@@ -139,18 +142,10 @@ def _url_error(message: str) -> PydanticCustomError:
 
 def _check_http_url(value: str) -> str:
     """An absolute http(s) URL with a host; returns it with the scheme lower-cased."""
-    if _WHITESPACE_RE.search(value) or _CONTROL_RE.search(value):
-        raise _url_error("URL must not contain whitespace or control characters")
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+        return check_http_url(value)
     except ValueError as exc:
-        raise _url_error(f"malformed URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise _url_error("URL scheme must be http or https")
-    if not parts.hostname:
-        raise _url_error("http(s) URL must have a host")
-    return parts.scheme + value[len(parts.scheme) :]
+        raise _url_error(str(exc)) from None
 
 
 def _check_audio_url(value: str) -> str:
@@ -173,15 +168,7 @@ def _check_audio_url(value: str) -> str:
     return "s3://" + rest
 
 
-def _metadata_size(value: dict[str, Any]) -> int:
-    """Bytes of ``value`` as compact UTF-8 JSON; ValueError if it cannot be encoded."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"must be JSON-serialisable ({exc})") from None
+_metadata_size = metadata_size
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -553,87 +540,6 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return "a number"
-
-
-# ------------------------------------------------------------------------------------- best effort
-
-
-def _drop_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A key given twice is ambiguous: trust neither value.
-    result: dict[str, Any] = {}
-    seen_twice: set[str] = set()
-    for key, value in pairs:
-        if key in result or key in seen_twice:
-            seen_twice.add(key)
-            result.pop(key, None)
-        else:
-            result[key] = value
-    return result
-
-
-def is_job_id(value: object) -> bool:
-    """Whether ``value`` is a valid job id (the result folder's name, so also the path-traversal guard)."""
-    return isinstance(value, str) and _JOB_ID_RE.fullmatch(value) is not None
-
-
-def is_legacy_body(body: str | bytes) -> bool:
-    """Whether a message (valid or not) came in the legacy camelCase shape; never raises."""
-    try:
-        data = json.loads(body)
-    except (ValueError, TypeError):
-        return False
-    return isinstance(data, dict) and any(key in data for key in _LEGACY_MARKERS)
-
-
-def best_effort_ids(body: str | bytes) -> tuple[str | None, str | None, dict[str, Any]]:
-    """``(job_id, callback_url, metadata)`` salvaged from a message that failed validation.
-
-    Each part is returned only if it would itself be valid (job_id matches JOB_ID_PATTERN,
-    callback_url is an http(s) URL with a host, metadata is a JSON object within
-    MAX_METADATA_BYTES), so a failure result and callback can still be sent. Never raises.
-    """
-    job_id: str | None = None
-    callback_url: str | None = None
-    metadata: dict[str, Any] = {}
-    try:
-        if isinstance(body, bytearray | memoryview):
-            body = bytes(body)
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", errors="replace")
-        if not isinstance(body, str) or len(body) > 4 * MAX_MESSAGE_BYTES:
-            return None, None, {}
-        data = json.loads(body, object_pairs_hook=_drop_duplicates)
-        if not isinstance(data, dict):
-            return None, None, {}
-        legacy = any(key in data for key in _LEGACY_MARKERS)
-
-        for key in ("transcriptionId", "job_id") if legacy else ("job_id", "transcriptionId"):
-            value = data.get(key)
-            if is_job_id(value):
-                job_id = value
-                break
-
-        for key in ("callbackUrl", "callback_url") if legacy else ("callback_url", "callbackUrl"):
-            value = data.get(key)
-            if isinstance(value, str) and len(value) <= MAX_URL_LENGTH:
-                try:
-                    callback_url = _check_http_url(value)
-                    break
-                except (PydanticCustomError, ValueError):
-                    continue
-
-        candidate = data.get("metadata")
-        candidate = dict(candidate) if isinstance(candidate, dict) else {}
-        if legacy and "userId" in data:
-            candidate["userId"] = data["userId"]
-        try:
-            if _metadata_size(candidate) <= MAX_METADATA_BYTES:
-                metadata = candidate
-        except ValueError:
-            pass
-    except Exception:  # by contract this never raises: keep whatever was salvaged so far
-        pass
-    return job_id, callback_url, metadata
 
 
 # ------------------------------------------------------------------------------------------ schema

@@ -22,9 +22,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import logging
 import random
 import time
@@ -35,6 +33,11 @@ from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
+
+# One id scheme and one encoding for every sender (the settle Lambda signs without this module's dependencies).
+from worker.webhooks import encode_payload, parse_retry_after, webhook_id
+
+__all__ = ["CallbackOutcome", "CallbackPolicy", "CallbackSender", "encode_payload", "parse_retry_after", "webhook_id"]
 
 log = logging.getLogger(__name__)
 
@@ -78,29 +81,6 @@ class CallbackOutcome:
     attempts: int  # HTTP requests actually started
     status_code: int | None  # status of the last response, None if none came back
     error: str | None  # why it was not delivered (last error), None when delivered
-
-
-def webhook_id(event_id: str) -> str:
-    """A stable ``webhook-id`` for one job event: the same ``event_id`` always gives the same id."""
-    return "msg_" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:32]
-
-
-def encode_payload(payload: dict[str, Any]) -> str:
-    """The exact text that is signed and sent (as UTF-8)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a numeric ``Retry-After``; None when absent, negative or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):  # NaN, negative, inf
-        return None
-    return seconds
 
 
 class _Attempt:

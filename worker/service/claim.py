@@ -5,6 +5,11 @@ create-if-absent (``If-None-Match: *``) and compare-and-swap (``If-Match: <etag>
 other service. The claim is a lease, renewed while the job runs, so a worker killed with ``kill -9`` blocks
 the job only until its lease runs out; a live worker takes over an expired claim with a compare-and-swap on
 the etag it read, so two workers can never both believe they hold it.
+
+A live holder renews every third of its lease, so its lease never runs below two thirds. A claim on *this very
+message* (owner ``host:pid:<message id>``) with less than half its lease left has missed a renewal: its holder
+died, SQS redelivered the message, and waiting out the rest of the lease would only cost the message another
+receive. Such a claim is taken over at once; a claim from another message of the same job is still waited for.
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ from worker.ops.logs import logger
 from worker.service.errors import StoreUnavailable
 
 CLAIM_FILE = ".claim"
+# Below this share of its lease a claim has missed a renewal (renewals come every third): its holder is gone.
+STALE_LEASE_SHARE = 0.5
+
+
+def owner_name(host: str, pid: int, message_id: str) -> str:
+    return f"{host}:{pid}:{message_id}"
+
+
+def same_message(owner: str, other: str) -> bool:
+    """Whether two owners held the same SQS message (their last field), in different processes."""
+    return owner != other and owner.rsplit(":", 1)[-1] == other.rsplit(":", 1)[-1]
 
 
 class ClaimHeld(Exception):
@@ -66,8 +82,10 @@ class ClaimStore:
             current = self.s3.get_object(Bucket=self.bucket, Key=key)
             holder = json.loads(current["Body"].read())
             seconds_left = float(holder.get("expires_at", 0)) - self.clock()
-            if seconds_left > 0 and holder.get("owner") != owner:
-                raise ClaimHeld(str(holder.get("owner")), seconds_left)
+            previous = str(holder.get("owner"))
+            orphaned = same_message(previous, owner) and seconds_left < lease_seconds * STALE_LEASE_SHARE
+            if seconds_left > 0 and previous != owner and not orphaned:
+                raise ClaimHeld(previous, seconds_left)
             try:
                 return _Lease(key, self._write(key, owner, lease_seconds, IfMatch=current["ETag"]))
             except ClientError as exc:
@@ -88,6 +106,20 @@ class ClaimStore:
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not renew job claim", extra={"error": str(exc)})
             return False
+
+    def holder(self, key: str) -> str | None:
+        """The owner named in the claim at ``key`` (live or expired), or None when there is none or S3 fails."""
+        try:
+            current = self.s3.get_object(Bucket=self.bucket, Key=key)
+            return str(json.loads(current["Body"].read()).get("owner")) or None
+        except (ClientError, BotoCoreError, ValueError, AttributeError):
+            return None
+
+    def release_key(self, key: str) -> None:
+        """Drop the claim this process holds at ``key``, if any (a job handed back to the queue while it runs)."""
+        lease = self._live.pop(key, None)
+        if lease is not None:
+            self.release(lease)
 
     def release(self, lease: _Lease) -> None:
         try:

@@ -9,13 +9,18 @@
     │   ├── EmptyAudio            empty_audio         zero bytes
     │   ├── AudioTooLarge         audio_too_large     more bytes than the download cap
     │   ├── AudioTooLong          audio_too_long      longer than the duration cap
-    │   └── UndecodableAudio      undecodable_audio   no audio stream PyAV can decode
+    │   ├── UndecodableAudio      undecodable_audio   no audio stream PyAV can decode
+    │   ├── DecoderCrashed        decoder_crashed     the decoder's process died on the file twice (signal or exit code)
+    │   ├── DecoderOutOfMemory    decoder_out_of_memory  ... passed its memory limit twice (WHISPER_DECODER_MEMORY_MB)
+    │   ├── DecoderTimeout        decoder_timeout     the decoder's process missed its deadline on the file twice
+    │   └── WorkerLost            worker_lost         its last worker died holding it (set by the settler, not raised)
     └── TransientError            may pass: message left on the queue, redelivered after a backoff
         ├── FetchUnavailable      fetch_unavailable   throttling, 5xx, timeouts, resets while fetching audio
         ├── StoreUnavailable      store_unavailable   S3 refused or failed to write results
         ├── ResourceExhausted     resource_exhausted  out of (GPU) memory
         ├── EngineFailed          engine_failed       a forward pass or the engine's model thread raised
         ├── EngineTimeout         engine_timeout      the engine did not finish the job by its deadline
+        ├── DecoderUnavailable    decoder_unavailable a decoder process did not start (before it saw the file)
         └── DiarizationFailed     diarization_failed  the diarizer did not load, raised, or missed its deadline
 
 Only the class decides a message's fate; ``code`` is the stable name backends see.
@@ -76,6 +81,31 @@ class UndecodableAudio(PermanentError):
     code = "undecodable_audio"
 
 
+class DecoderCrashed(PermanentError):
+    """The decoder's child process (worker/audio/isolated.py) died of a signal or exited, on a fresh one too."""
+
+    code = "decoder_crashed"
+
+
+class DecoderOutOfMemory(PermanentError):
+    """Decoding the file passed the child's memory limit, or the child was SIGKILLed (the OOM killer), twice."""
+
+    code = "decoder_out_of_memory"
+
+
+class DecoderTimeout(PermanentError):
+    """Decoding the file did not finish by its deadline, twice; each time the child was killed."""
+
+    code = "decoder_timeout"
+
+
+class WorkerLost(PermanentError):
+    """Never raised by a worker: the code the settler (``worker.client.settle``, the settle Lambda) gives a message
+    whose last worker died holding it (spot reclaim, native crash, OOM kill) before writing any result."""
+
+    code = "worker_lost"
+
+
 class FetchUnavailable(TransientError):
     code = "fetch_unavailable"
 
@@ -94,6 +124,10 @@ class EngineFailed(TransientError):
 
 class EngineTimeout(TransientError):
     code = "engine_timeout"
+
+
+class DecoderUnavailable(TransientError):
+    code = "decoder_unavailable"
 
 
 class DiarizationFailed(TransientError):

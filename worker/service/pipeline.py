@@ -11,12 +11,15 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from worker.audio import SAMPLE_RATE
 from worker.audio.budget import AudioBudget, Reservation, decode_within_budget, default_budget_seconds
+from worker.audio.decode import Decoder, InProcessDecoder
+from worker.audio.isolated import DecoderPool, pool_size
 from worker.contract import ContractError, JobRequest, best_effort_ids, is_legacy_body, parse_message
 from worker.contract.result import CallbackRecord, ErrorInfo, JobResult, utc_timestamp
 from worker.diarization import Diarizer, SpeakerBounds, Turn
@@ -26,7 +29,7 @@ from worker.engine import Engine
 from worker.engine.options import TranscribeOptions
 from worker.ops.logs import logger
 from worker.service.callback import CallbackOutcome, CallbackSender
-from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore
+from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore, owner_name, same_message
 from worker.service.errors import BlockedUrl, DiarizationFailed, InvalidMessage, JobError, TransientError
 from worker.service.fetch import fetched
 from worker.service.netguard import check_url
@@ -35,8 +38,15 @@ from worker.service.render import render, speaker_summary
 from worker.service.settings import Settings
 from worker.service.sqs import QueueMessage
 from worker.service.store import ResultStore
+from worker.webhooks import result_event_id
 
 Verdict = Literal["completed", "duplicate", "failed", "retry", "busy"]
+# Below this much transcription progress an estimate of the time left is a guess: such a job counts as unknown.
+MIN_PERCENT_TO_ESTIMATE = 5.0
+
+
+class JobRevoked(Exception):
+    """The runner handed this job's message back to the queue while it ran: it must write nothing more."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +109,76 @@ class JobProcessor:
         self.claims = ClaimStore(s3, store.bucket)
         # One budget of decoded audio for all messages in progress: each waits for room before decoding.
         self.audio_budget = AudioBudget(settings.max_decoded_seconds or default_budget_seconds())
+        # Untrusted files are parsed in child processes, started on first use (see worker/audio/isolated.py).
+        self.decoder: Decoder = InProcessDecoder()
+        if settings.decoder_isolation:
+            self.decoder = DecoderPool(
+                pool_size(settings.concurrency),
+                memory_mb=settings.decoder_memory_mb,
+                timeout_seconds=settings.decoder_timeout_seconds,
+                timeout_factor=settings.decoder_timeout_factor,
+            )
         self.diarizers = diarizers or DiarizerFactory(settings.diarization_model, "cpu")
         # Diarization runs beside the engine, over the same decoded samples, one thread per message in progress.
         self._diarizing = concurrent.futures.ThreadPoolExecutor(settings.concurrency, thread_name_prefix="diarize")
+        # Jobs in progress by message id, for a shutdown that must judge which ones end in time; a revoked job
+        # was handed back and writes nothing more; a committed one is storing its results and is no longer revocable.
+        self._jobs_lock = threading.Lock()
+        self._in_progress: dict[str, tuple[ProgressReporter, str]] = {}  # message id -> (progress, claim key)
+        self._revoked: set[str] = set()
+        self._committed: set[str] = set()
+
+    def owner(self, message: QueueMessage) -> str:
+        return owner_name(socket.gethostname(), os.getpid(), message.message_id)
+
+    def last_holder_died(self, message: QueueMessage) -> bool:
+        """Whether an earlier receive of this message left its claim behind: that holder stopped mid-job."""
+        job_id = best_effort_ids(message.body)[0]
+        if message.receive_count < 2 or job_id is None:
+            return False
+        holder = self.claims.holder(self.store.key(job_id, CLAIM_FILE))
+        return holder is not None and same_message(holder, self.owner(message))
+
+    def seconds_to_finish(self, message_id: str) -> float | None:
+        """A guess at how long the job still needs, from its state and transcription progress; None: unknown."""
+        with self._jobs_lock:
+            entry = self._in_progress.get(message_id)
+        if entry is None:
+            return None
+        state, percent, elapsed = entry[0].snapshot()
+        if state in ("storing", "completed", "failed"):
+            return 0.0
+        if state == "transcribing" and percent is not None and percent >= MIN_PERCENT_TO_ESTIMATE:
+            return elapsed * (100.0 - percent) / percent
+        return None
+
+    def revoke(self, message_id: str) -> bool:
+        """Take the job back from its thread (its message is being released): False when it is already storing."""
+        with self._jobs_lock:
+            if message_id in self._committed:
+                return False
+            self._revoked.add(message_id)
+            entry = self._in_progress.get(message_id)
+        if entry is not None:
+            self.claims.release_key(entry[1])  # the next worker need not wait for the lease
+        return True
+
+    def _commit(self, message: QueueMessage) -> None:
+        with self._jobs_lock:
+            if message.message_id in self._revoked:
+                raise JobRevoked(message.message_id)
+            self._committed.add(message.message_id)
+
+    def _track(self, message: QueueMessage, progress: ProgressReporter | None, claim_key: str = "") -> None:
+        with self._jobs_lock:
+            if progress is None:
+                self._in_progress.pop(message.message_id, None)
+                self._committed.discard(message.message_id)
+                self._revoked.discard(message.message_id)
+            else:
+                self._in_progress[message.message_id] = (progress, claim_key)
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
-        started = time.monotonic()
         try:
             request = parse_message(message.body)
         except ContractError as exc:
@@ -112,8 +186,27 @@ class JobProcessor:
         model = request.model or self.settings.default_model
         logger.thread_safe_append_keys(job_id=request.job_id, model=model)  # this job's thread only
         fingerprint = request_fingerprint(request)
-        owner = f"{socket.gethostname()}:{os.getpid()}:{message.message_id}"
+        owner = self.owner(message)
         progress = self._progress(request, message)
+        claim_key = self.store.key(request.job_id, CLAIM_FILE)
+        self._track(message, progress, claim_key)
+        try:
+            return self._process(message, request, model, fingerprint, owner, progress, claim_key, max_receive_count)
+        finally:
+            self._track(message, None)
+
+    def _process(
+        self,
+        message: QueueMessage,
+        request: JobRequest,
+        model: str,
+        fingerprint: str,
+        owner: str,
+        progress: ProgressReporter,
+        claim_key: str,
+        max_receive_count: int | None,
+    ) -> Outcome:
+        started = time.monotonic()
         failed = functools.partial(
             self._failed,
             message,
@@ -126,7 +219,7 @@ class JobProcessor:
         )
         laps = Laps()
         try:
-            with self.claims.held(self.store.key(request.job_id, CLAIM_FILE), owner, self.settings.visibility_timeout):
+            with self.claims.held(claim_key, owner, self.settings.visibility_timeout):
                 previous = self.store.get_result(request.job_id)
                 laps.mark("claim")
                 if previous and previous.succeeded and previous.request_sha256 == fingerprint:
@@ -138,6 +231,9 @@ class JobProcessor:
                     progress.announce()
                 try:
                     result = self._transcribe(request, model, message, fingerprint, started, progress, laps)
+                except JobRevoked:
+                    logger.info("job handed back to the queue before it finished; writing nothing")
+                    return Outcome("retry", request.job_id, model=model)
                 except JobError as exc:
                     return failed(exc)  # reported while the claim is still ours
                 except Exception as exc:  # a bug must not lose the message: treat it as transient
@@ -210,7 +306,9 @@ class JobProcessor:
             ) as path:
                 laps.mark("fetch")
                 progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
-                audio, decoded = decode_within_budget(path, self.audio_budget, max_seconds=s.max_audio_seconds)
+                audio, decoded = decode_within_budget(
+                    path, self.audio_budget, max_seconds=s.max_audio_seconds, decoder=self.decoder
+                )
             laps.mark("decode")
             progress.state("transcribing", 0.0)
             if request.diarize:
@@ -226,6 +324,7 @@ class JobProcessor:
                 concurrent.futures.wait([diarizing], timeout=self._deadline(len(audio) / SAMPLE_RATE))
             if decoded is not None:  # the engine is done with the samples, whatever it returned
                 decoded.release()
+        self._commit(message)  # from here the job finishes here: a shutdown no longer hands it back
         progress.state("storing")
         rendered = {fmt: render(transcript, fmt) for fmt in request.formats}
         laps.mark("render")
@@ -316,6 +415,9 @@ class JobProcessor:
         max_receive_count: int | None,
         progress: ProgressReporter | None = None,
     ) -> Outcome:
+        with self._jobs_lock:
+            if message.message_id in self._revoked:  # handed back: its next holder reports the outcome
+                return Outcome("retry", request.job_id, model=model)
         last_try = max_receive_count is not None and message.receive_count >= max_receive_count
         logger.warning(
             "job failed",
@@ -389,7 +491,7 @@ class JobProcessor:
             logger.error("callback requested but WHISPER_WEBHOOK_SECRET is not set; not sent")
             return None
         payload = result.callback_payload(shape, result_format)
-        event_id = f"{job_id}-{result.status}-{result.request_sha256 or result.message_id}"
+        event_id = result_event_id(job_id, result.status, result.request_sha256, result.message_id)
         outcome = self.callbacks.send(url, payload, event_id=event_id, url_guard=self._guard)
         logger.info(
             "callback delivered" if outcome.delivered else "callback not delivered",

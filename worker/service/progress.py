@@ -69,6 +69,7 @@ class ProgressReporter:
         self._percent: float | None = None
         self._written_at: float | None = None
         self._started_at: float | None = None
+        self._entered_at: float | None = None  # when the current state began
         self._eager = False
         self._timer_factory = timer
         self._timer: Any = None
@@ -76,6 +77,12 @@ class ProgressReporter:
     @property
     def current(self) -> State | None:
         return self._state
+
+    def snapshot(self) -> tuple[State | None, float | None, float]:
+        """(state, percent, seconds in that state): what a shutdown needs to judge whether the job ends soon."""
+        with self._lock:
+            since = self._entered_at if self._entered_at is not None else self._clock()
+            return self._state, self._percent, self._clock() - since
 
     def document(self) -> dict[str, Any]:
         return {
@@ -100,6 +107,8 @@ class ProgressReporter:
         with self._lock:
             if self._started_at is None:
                 self._start()
+            if state != self._state:
+                self._entered_at = self._clock()
             self._state = state
             self._percent = percent
             if state in FINAL_STATES:

@@ -10,10 +10,20 @@ Shutdown: the first SIGTERM/SIGINT stops receiving; the jobs in progress may fin
 otherwise they are released (visibility 0) for another worker, along with every other held message and claim.
 A second signal does that at once. A ``kill -9`` needs no code: unsettled messages reappear after their
 visibility timeout.
+
+Spot interruption (``WHISPER_INTERRUPTION_FILE``): receiving stops at once; jobs that will end well inside the time
+EC2 leaves (judged from their transcription progress) finish, every other message is handed back (visibility 0)
+within seconds, and the worker exits 0 before the instance goes.
+
+Suspects: a message whose earlier holder died with it (its claim was left behind) or that was received
+``SUSPECT_RECEIVE_COUNT`` times runs with nothing else in flight, so if it kills the process again it costs no
+other message a receive. After a suspect, and when a worker starts, receives ask for one message and double
+from there (the messages a dead worker held come back together; one at a time, each suspect is met alone).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
@@ -29,6 +39,7 @@ from worker.contract import best_effort_ids
 from worker.ops.logs import add_job_keys, clear_job_keys, logger
 from worker.ops.metrics import JobMetrics, JobReport, queue_wait_seconds
 from worker.service.errors import WorkerUnfit
+from worker.service.interruption import Notice, NoticeWatch, read_notice
 from worker.service.pipeline import JobProcessor, Outcome
 from worker.service.settings import Settings
 from worker.service.sqs import Heartbeat, JobQueue, QueueMessage
@@ -43,6 +54,11 @@ SETTLE_WAIT_SECONDS = 2.0
 # At WHISPER_MAX_RUNTIME_SECONDS the jobs in progress get this long to finish before they are released; the stack
 # sets the runtime limit this much and more below the Batch job's timeout.
 RUNTIME_FINISH_SECONDS = 600.0
+# Of the time a spot notice leaves, this much is kept for storing results, sending callbacks and exiting.
+INTERRUPTION_MARGIN_SECONDS = 25.0
+# A message received this often is a suspect even without a claim left behind (its holders may have died before
+# claiming it): it runs alone.
+SUSPECT_RECEIVE_COUNT = 3
 
 
 @dataclass
@@ -54,6 +70,8 @@ class RunStats:
     retried: int = 0
     busy: int = 0
     released: int = 0
+    handed_back: int = 0  # jobs whose message was released while their thread still ran (spot notice)
+    suspects: int = 0
     abandoned: bool = False  # a job was still running at shutdown: the caller must end the process
     verdicts: list[tuple[str | None, str]] = field(default_factory=list)
 
@@ -75,6 +93,12 @@ class _Stop:
         else:
             self.deadline = time.monotonic() + grace
             self.requested.set()
+
+    def interrupt(self, seconds: float) -> None:
+        """Stop receiving now; whatever still runs in ``seconds`` is abandoned."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
+        self.requested.set()
 
     def overdue(self) -> str | None:
         """Why jobs still running must be abandoned now, or None while they may go on."""
@@ -108,6 +132,12 @@ class Worker:
         self._settling: dict[str, QueueMessage] = {}  # processed, now being settled on the queue
         self._started = 0
         self._started_at = time.monotonic()
+        self._suspects: set[str] = set()  # message ids to run alone
+        self._alone: str | None = None  # the suspect now running
+        self._ramp = 1  # messages the next receive asks for at most
+        self._notice: Notice | None = None
+        self._notice_handled = False
+        self._handed_back: set[str] = set()
 
     def request_stop(self, *_: Any) -> None:
         self._stop.signal(self.settings.shutdown_grace)
@@ -122,6 +152,9 @@ class Worker:
         if info.dlq_url is None:
             raise RuntimeError("the jobs queue has no dead-letter queue (redrive policy) and WHISPER_DLQ_URL is unset")
         s = self.settings
+        if s.interruption_file is not None and read_notice(s.interruption_file) is not None:
+            logger.warning("this instance is being reclaimed; not taking any message")
+            return self.stats
         if s.preload_model:
             self._preload(s.default_model)
         self._started_at = time.monotonic()
@@ -134,9 +167,19 @@ class Worker:
                 "concurrency": s.concurrency,
             },
         )
-        with Heartbeat(self.queue, s.visibility_timeout) as heartbeat:
+        with Heartbeat(self.queue, s.visibility_timeout) as heartbeat, self._watch_notices():
             self._loop(info.max_receive_count, heartbeat)
         return self.stats
+
+    def _watch_notices(self) -> contextlib.AbstractContextManager[object]:
+        path = self.settings.interruption_file
+        return contextlib.nullcontext() if path is None else NoticeWatch(path, self.on_interruption)
+
+    def on_interruption(self, notice: Notice) -> None:
+        """From the notice watcher's thread: the main loop hands work back at its next turn (within a tick)."""
+        with self._changed:
+            self._notice = notice
+            self._changed.notify_all()
 
     def _loop(self, max_receive_count: int | None, heartbeat: Heartbeat) -> None:
         """Receive into free slots until a stop, ``max_jobs`` or the idle limit; return once every job has ended
@@ -146,6 +189,7 @@ class Worker:
         last_activity = time.monotonic()
         while True:
             self._check_runtime()
+            self._check_interruption(heartbeat)
             if self._stop.requested.is_set():
                 receiving = False
                 for message in self._take_pending():  # never started: hand them back now
@@ -181,6 +225,7 @@ class Worker:
             messages = self._receive(self._receive_count(free, remaining), wait)
             if messages:
                 heartbeat.hold(messages)
+                self._classify(messages)
                 with self._changed:
                     self._pending.extend(messages)
                 last_activity = time.monotonic()
@@ -194,14 +239,34 @@ class Worker:
         holds, and with WHISPER_CONCURRENCY=N that is up to N messages in progress (plus any waiting), each a step
         nearer the DLQ without a fair attempt.
         """
-        count = min(SQS_MAX_BATCH, max(free, self.settings.receive_batch))
+        count = min(SQS_MAX_BATCH, max(min(free, self._ramp), self.settings.receive_batch))
         return count if remaining is None else min(count, remaining)
+
+    def _classify(self, messages: list[QueueMessage]) -> None:
+        """Mark suspects (see the module's docstring) and set how many messages the next receive may ask for."""
+        suspects = [m for m in messages if self._is_suspect(m)]
+        for message in suspects:
+            job_id, _, _ = best_effort_ids(message.body)
+            logger.warning(
+                "suspect message: an earlier holder died with it; running it alone",
+                extra={"job_id": job_id, "message_id": message.message_id, "receive_count": message.receive_count},
+            )
+        with self._changed:
+            self._suspects.update(m.message_id for m in suspects)
+            self.stats.suspects += len(suspects)
+            self._ramp = 1 if suspects else min(SQS_MAX_BATCH, self._ramp * 2)
+
+    def _is_suspect(self, message: QueueMessage) -> bool:
+        if message.receive_count >= SUSPECT_RECEIVE_COUNT:
+            return True
+        return message.receive_count >= 2 and self.processor.last_holder_died(message)
 
     def _slots(self) -> tuple[int, int, bool]:
         """(jobs in progress, free slots, messages waiting to start)."""
         with self._changed:
             in_progress = len(self._running) + len(self._settling)
-            return in_progress, self.settings.concurrency - in_progress, bool(self._pending)
+            free = 0 if self._alone is not None else self.settings.concurrency - in_progress
+            return in_progress, free, bool(self._pending)
 
     def _take_pending(self) -> list[QueueMessage]:
         with self._changed:
@@ -215,8 +280,19 @@ class Worker:
 
     def _start_pending(self, max_receive_count: int | None, heartbeat: Heartbeat) -> None:
         with self._changed:
-            while self._pending and len(self._running) + len(self._settling) < self.settings.concurrency:
-                message = self._pending.popleft()
+            # Suspects wait behind everything else, then run one at a time with nothing beside them.
+            ordered = sorted(self._pending, key=lambda m: m.message_id in self._suspects)
+            self._pending = deque(ordered)
+            while self._pending and self._alone is None:
+                busy = len(self._running) + len(self._settling)
+                message = self._pending[0]
+                if message.message_id in self._suspects:
+                    if busy:
+                        break
+                    self._alone = message.message_id
+                elif busy >= self.settings.concurrency:
+                    break
+                self._pending.popleft()
                 self._running[message.message_id] = message
                 self._started += 1
                 # Daemon: a job past the grace period is abandoned (its message released) and the process exits.
@@ -234,6 +310,40 @@ class Worker:
             return
         logger.info("maximum runtime reached; finishing the jobs in progress", extra={"max_runtime_seconds": limit})
         self._stop.signal(RUNTIME_FINISH_SECONDS)
+
+    def _check_interruption(self, heartbeat: Heartbeat) -> None:
+        """On a spot notice: stop receiving, keep the jobs that end in time, hand every other message back now."""
+        with self._changed:
+            notice, handled = self._notice, self._notice_handled
+            self._notice_handled = notice is not None
+        if notice is None or handled:
+            return
+        budget = notice.seconds_left() - INTERRUPTION_MARGIN_SECONDS
+        self._stop.interrupt(budget)  # what is still running then is released by the usual abandon path
+        with self._changed:
+            running = list(self._running.values())
+        kept = []
+        for message in running:
+            needed = self.processor.seconds_to_finish(message.message_id)
+            if needed is not None and needed <= budget:
+                kept.append(message.message_id)
+            elif self.processor.revoke(message.message_id):
+                with self._changed:
+                    self._running.pop(message.message_id, None)
+                    self._handed_back.add(message.message_id)
+                    self.stats.handed_back += 1
+                self._release(message, heartbeat)
+            else:
+                kept.append(message.message_id)  # already storing its results
+        logger.warning(
+            "spot interruption notice; handing back what will not finish in time",
+            extra={
+                "action": notice.action,
+                "seconds_left": round(notice.seconds_left(), 1),
+                "kept": len(kept),
+                "handed_back": len(running) - len(kept),
+            },
+        )
 
     def _preload(self, name: str) -> None:
         """Load the default model before the first receive: a worker that cannot load it must not take messages
@@ -270,8 +380,12 @@ class Worker:
                 logger.exception("job crashed; retrying later")
                 outcome = Outcome("retry", None)
             with self._changed:
-                if self.stats.abandoned:  # already released for another worker; settling now would undo that
-                    return
+                if self._alone == message.message_id:
+                    self._alone = None
+                self._suspects.discard(message.message_id)
+                if self.stats.abandoned or message.message_id in self._handed_back:
+                    self._changed.notify_all()
+                    return  # already released for another worker; settling now would undo that
                 self._running.pop(message.message_id, None)
                 self._settling[message.message_id] = message
             try:

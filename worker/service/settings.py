@@ -106,6 +106,8 @@ class Settings:
     max_jobs: int | None = None
     max_idle_seconds: float | None = None
     shutdown_grace: float = 25.0
+    # Where the host's watcher writes EC2's spot interruption notice (see worker/service/interruption.py).
+    interruption_file: Path | None = None
     model_mirror: str | None = None
     preload_model: bool = True
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
@@ -127,6 +129,17 @@ class Settings:
     job_deadline_factor: float = 4.0
     # Speaker diarization: None is the built-in diarizer; a path is an operator's pyannote.audio pipeline directory.
     diarization_model: str | None = None
+    # Untrusted files are probed and decoded in child processes (worker/audio/isolated.py), so a crash, a runaway
+    # allocation or a hang in FFmpeg fails one job; false decodes in this process (an escape hatch, and the
+    # benchmark's baseline). Each child caps its memory (RLIMIT_DATA): it streams samples to shared memory, so
+    # 1 GiB decodes hours of audio with room to spare (~85 MB idle, flat while decoding).
+    decoder_isolation: bool = True
+    decoder_memory_mb: int = 1024
+    # A request's deadline: this many seconds, plus ``decoder_timeout_factor`` per second of audio it may return
+    # (the job's allowance, not the header's claim, which may lie): 0.05 expects 20x real time from a decoder that
+    # runs at several hundred. A probe gets the base alone. Missed twice, the job fails as ``decoder_timeout``.
+    decoder_timeout_seconds: float = 60.0
+    decoder_timeout_factor: float = 0.05
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +175,7 @@ class Settings:
             max_jobs=max_jobs or None,
             max_idle_seconds=max_idle or None,
             shutdown_grace=_float(env, "WHISPER_SHUTDOWN_GRACE_SECONDS", 25.0),
+            interruption_file=Path(notice) if (notice := _get(env, "WHISPER_INTERRUPTION_FILE")) else None,
             model_mirror=_get(env, "WHISPER_MODEL_MIRROR"),
             preload_model=_bool(env, "WHISPER_PRELOAD_MODEL", True),
             metrics_namespace=_get(env, "WHISPER_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE)
@@ -175,6 +189,10 @@ class Settings:
             job_deadline_base_seconds=_float(env, "WHISPER_JOB_DEADLINE_BASE_SECONDS", 600.0),
             job_deadline_factor=_float(env, "WHISPER_JOB_DEADLINE_FACTOR", 4.0),
             diarization_model=_get(env, "WHISPER_DIARIZATION_MODEL"),
+            decoder_isolation=_bool(env, "WHISPER_DECODER_ISOLATION", True),
+            decoder_memory_mb=_int(env, "WHISPER_DECODER_MEMORY_MB", 1024),
+            decoder_timeout_seconds=_float(env, "WHISPER_DECODER_TIMEOUT_SECONDS", 60.0),
+            decoder_timeout_factor=_float(env, "WHISPER_DECODER_TIMEOUT_FACTOR", 0.05),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
