@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-node lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle espeak
+.PHONY: demo test test-node docs docs-reference lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle espeak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, exactly pinned, so no resolver step can choose a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,infra]'
+	$(BIN)/pip install --quiet -e '.[dev,infra,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,12 +42,22 @@ espeak:
 
 test: install install-infra cdk-cli espeak
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
+	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory test-node
 
 # The Node.js client (clients/node), against moto and a real worker from .venv; needs npm.
 test-node: install
 	cd clients/node && npm ci --no-audit --no-fund --silent && npm test
+
+# The manual: docs/reference/ is generated from the code (scripts/docs_reference.py; its Node.js pages need npm), then
+# the site is built with --strict into site/, so a stale reference page, a broken link or a missing page fails.
+docs: install
+	$(BIN)/python -m scripts.docs_reference --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-reference: install
+	$(BIN)/python -m scripts.docs_reference
 
 chaos: install
 	$(BIN)/python scripts/chaos.py
@@ -71,7 +81,7 @@ else
 	@echo 'diarization: skipped; pass data with make bench DIARIZATION_ARGS="--recordings DIR --clips DIR" (see python -m bench.diarization --help)'
 endif
 
-# README's performance tables and prices.json's measured throughput, regenerated from bench/results/*.json
+# docs/performance.md's tables and prices.json's measured throughput, regenerated from bench/results/*.json
 # (`make bench BENCH_ARGS="--json bench/results/NAME.json"` writes one); `--check` is tests/test_bench_publish.py's.
 .PHONY: bench-publish
 bench-publish: install

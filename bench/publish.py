@@ -1,15 +1,23 @@
-"""``python -m bench.publish``: README's performance figures and prices.json's measured throughput, generated from
-the benchmark results committed in ``bench/results/``, so that no figure is typed by hand.
+"""``python -m bench.publish``: the performance figures of ``docs/performance.md`` and prices.json's measured
+throughput, generated from the benchmark results committed in ``bench/results/``, so that no figure is typed by hand.
 
-    python -m bench.publish            # rewrite README.md's bench blocks and prices.json in place
+    python -m bench.publish            # rewrite docs/performance.md's bench blocks and prices.json in place
     python -m bench.publish --check    # exit 1, naming each block that differs from its result file
 
-README holds each block between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``, rendered from
+The page holds each block between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``, rendered from
 ``bench/results/NAME.json``: what was measured (machine, versions, corpus, command, date: whatever the file records)
 and the table. A result file of ``bench.run``'s shape (``--json``) gets ``bench.report``'s table, the one ``make
 bench`` prints; ``bench.diarization``'s gets a table of its totals. Files in ``SOURCES`` are optional (a missing one
 has no block), and any other ``bench/results/*.json`` of either shape is published too; a block without its file is
-an error. A file without markers in README gets its block appended to the end of "### Measured".
+an error. A file without markers in the page gets its block appended to the end of its "## Measured" section.
+Paths of the machine that ran a benchmark (``/work/shared/audio/dev``) are written from the corpus's parent on
+(``audio/dev``), so that a block reads the same wherever it was run.
+
+Each ``bench.run`` result that compares two systems or more on its corpus also gets a chart, speed against word
+error rate (``bench.charts``): ``docs/img/NAME.png`` beside the page, referenced from its block with the figures as
+alt text and the sha256 of the data it is drawn from. The PNG carries that digest too, so ``--check`` names a chart
+drawn from other data (or missing) without comparing image bytes, and publishing redraws only such charts (drawing
+needs matplotlib, the ``docs`` extra).
 
 prices.json's ``measured`` rows and the throughput of the instance estimated from them come from ``PRICES_SOURCE``.
 """
@@ -24,21 +32,23 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bench import charts
 from bench.report import Stats, Summary, format_costs, format_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
+IMAGES = "img"  # the charts' folder, beside the page: docs/img
 PRICES = ROOT / "worker" / "client" / "data" / "prices.json"
 MODEL = "tiny.en"  # bench.run has only ever run tiny.en; files written before it recorded "model" are read so
 
 
 @dataclass(frozen=True)
 class Source:
-    """A result file README publishes: ``bench/results/{name}.json`` between the ``bench:{name}`` markers."""
+    """A result file the page publishes: ``bench/results/{name}.json`` between the ``bench:{name}`` markers."""
 
     name: str
     title: str
@@ -76,14 +86,14 @@ PRICES_SOURCE = PricesSource()
 
 
 class PublishError(RuntimeError):
-    """The results and README cannot be reconciled (a block without its file, markers broken); says what to do."""
+    """The results and the page cannot be reconciled (a block without its file, markers broken); says what to do."""
 
 
 # ---------------------------------------------------------------------------------------------- reading
 
 
 def load_results(results: Path) -> dict[str, dict[str, Any]]:
-    """Every ``*.json`` in ``results`` by stem, sorted: the sources README may publish."""
+    """Every ``*.json`` in ``results`` by stem, sorted: the sources the page may publish."""
     return {path.stem: json.loads(path.read_text()) for path in sorted(results.glob("*.json"))}
 
 
@@ -107,6 +117,26 @@ def summaries_of(data: dict[str, Any]) -> list[Summary]:
 
 
 # ---------------------------------------------------------------------------------------------- rendering
+
+
+# An absolute path of the machine that ran the benchmark: "/" not inside a word, a URL or a relative path.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+-]+/)*[\w.+-]+")
+
+
+def portable(block: str) -> str:
+    """``block`` with its absolute paths written from the parent of the shortest one's folder on: the corpus
+    ``/work/shared/audio/dev`` reads ``audio/dev`` and its ``/work/shared/audio/dev/diarization`` reads
+    ``audio/dev/diarization``, wherever the benchmark ran. Relative paths and URLs are left as they are."""
+    found = [PurePosixPath(p) for p in _ABSOLUTE_PATH.findall(block)]
+    if not found:
+        return block
+    base = min(found, key=lambda p: len(p.parts)).parent.parent
+
+    def relative(match: re.Match[str]) -> str:
+        path = PurePosixPath(match.group(0))
+        return str(path.relative_to(base) if path.is_relative_to(base) else PurePosixPath(*path.parts[-2:]))
+
+    return _ABSOLUTE_PATH.sub(relative, block)
 
 
 def _command(command: Any) -> str:
@@ -135,7 +165,8 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _header(source: Source, path: str, data: dict[str, Any]) -> list[str]:
-    lines = [f"**{source.title}**, from [`{path}`]({path}):", ""]
+    # A code span, not a link: the docs site holds the page, not bench/results.
+    lines = [f"**{source.title}**, from `{path}`:", ""]
     if data.get("provenance"):
         lines += [f"- provenance: {data['provenance']}"]
     return lines
@@ -163,6 +194,15 @@ def _fastest_reference(summaries: Sequence[Summary]) -> str:
     return f"Against the fastest reference, `{best}` ({realtime:.1f}x realtime): {', '.join(others)} its speed."
 
 
+def chart_of(source: Source, data: dict[str, Any]) -> charts.Chart | None:
+    """A ``bench.run`` result's speed-against-WER chart, with the corpus written portably; None for one system."""
+    if shape_of(data) != "run":
+        return None
+    corpus = portable(str(data.get("corpus", "not recorded")))
+    title = f"{source.title.replace('`', '')}: speed against WER"
+    return charts.chart_of(source.name, title, data, corpus, data.get("model", MODEL))
+
+
 def render_run(source: Source, path: str, data: dict[str, Any]) -> str:
     """A ``bench.run --json`` file: what was measured, then ``make bench``'s table."""
     summaries = summaries_of(data)
@@ -184,6 +224,8 @@ def render_run(source: Source, path: str, data: dict[str, Any]) -> str:
     # The per-job costs (AWS requests, CPU, stages) that make bench prints under the table, when recorded.
     costs = format_costs(summaries)
     lines += ["", "```text", format_table(summaries), *(["", *costs] if costs else []), "```"]
+    if chart := chart_of(source, data):
+        lines += ["", *charts.markdown(chart, IMAGES)]
     if sentence := _fastest_reference(summaries):
         lines += ["", sentence]
     for note in data.get("notes") or []:
@@ -257,23 +299,82 @@ def render_diarization(source: Source, path: str, data: dict[str, Any]) -> str:
 RENDERERS = {"run": render_run, "diarization": render_diarization}
 
 
-def render_blocks(results: Path) -> dict[str, str]:
-    """Every block README should hold, by name, in publishing order: the declared sources, then any other file."""
+def _published(results: Path) -> list[tuple[Source, str, dict[str, Any]]]:
+    """(source, shape, data) of every result the page publishes, in publishing order: the declared sources, then
+    any other file of a known shape."""
     loaded = load_results(results)
     declared = {s.name: s for s in SOURCES}
     names = [s.name for s in SOURCES if s.name in loaded] + [n for n in loaded if n not in declared]
-    blocks = {}
+    out = []
     for name in names:
-        data, shape = loaded[name], shape_of(loaded[name])
-        if shape is None:
-            continue  # not a benchmark result (a file of some other tool)
-        source = declared.get(name, Source(name, f"`{name}`"))
-        # The committed location, wherever the files were read from: a copy renders the same README.
-        blocks[name] = RENDERERS[shape](source, f"bench/results/{name}.json", data)
+        shape = shape_of(loaded[name])
+        if shape is not None:  # else not a benchmark result (a file of some other tool)
+            out.append((declared.get(name, Source(name, f"`{name}`")), shape, loaded[name]))
+    return out
+
+
+def render_blocks(results: Path) -> dict[str, str]:
+    """Every block the page should hold, by name, in publishing order: the declared sources, then any other file."""
+    blocks = {}
+    for source, shape, data in _published(results):
+        # The committed location, wherever the files were read from: a copy renders the same page.
+        path = f"bench/results/{source.name}.json"
+        blocks[source.name] = portable(RENDERERS[shape](source, path, data))
     return blocks
 
 
-# ---------------------------------------------------------------------------------------------- README
+def render_charts(results: Path) -> dict[str, charts.Chart]:
+    """Every chart the page's blocks reference, by name."""
+    return {s.name: chart for s, _shape, data in _published(results) if (chart := chart_of(s, data))}
+
+
+# ---------------------------------------------------------------------------------------------- the charts
+
+
+def _chart_label(name: str) -> str:
+    return f"docs/{IMAGES}/{name}.png"
+
+
+def _orphans(folder: Path, expected: dict[str, charts.Chart]) -> list[Path]:
+    """Charts this tool drew (their PNG carries a digest) whose result is no longer published."""
+    found = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    return [p for p in found if p.stem not in expected and charts.embedded_digest(p) is not None]
+
+
+def chart_differences(folder: Path, expected: dict[str, charts.Chart]) -> list[str]:
+    """Every chart in ``folder`` that is missing, or was drawn from other data than its result file holds now
+    (compared by the digest the PNG carries, never by its bytes), or whose result is no longer published."""
+    out = []
+    for name, chart in expected.items():
+        digest = charts.embedded_digest(folder / chart.filename)
+        if digest is None:
+            out.append(f"{_chart_label(name)} (chart missing)")
+        elif digest != chart.digest:
+            out.append(f"{_chart_label(name)} (chart drawn from other data)")
+    out += [f"{_chart_label(p.stem)} (chart of no published result)" for p in _orphans(folder, expected)]
+    return out
+
+
+def write_charts(folder: Path, expected: dict[str, charts.Chart]) -> list[str]:
+    """Draw every chart that is missing or stale, remove the orphans; what changed. A chart drawn from the same data
+    is left alone: another machine's matplotlib may draw other bytes, and the digest says it is current."""
+    stale = [c for c in expected.values() if charts.embedded_digest(folder / c.filename) != c.digest]
+    if stale:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as exc:
+            raise PublishError(
+                f"drawing {', '.join(_chart_label(c.name) for c in stale)} needs matplotlib: pip install -e '.[docs]'"
+            ) from exc
+    for chart in stale:
+        charts.draw(chart, folder / chart.filename)
+    orphans = _orphans(folder, expected)
+    for path in orphans:
+        path.unlink()
+    return [f"{_chart_label(c.name)} (chart)" for c in stale] + [f"{_chart_label(p.stem)} (removed)" for p in orphans]
+
+
+# ---------------------------------------------------------------------------------------------- the page
 
 
 def _marker_re(name: str) -> re.Pattern[str]:
@@ -284,16 +385,16 @@ def _wrap(name: str, body: str) -> str:
     return f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->"
 
 
-def readme_names(text: str) -> list[str]:
+def page_names(text: str) -> list[str]:
     return re.findall(r"<!-- bench:([\w.-]+) -->", text)
 
 
 def apply_blocks(text: str, blocks: dict[str, str]) -> str:
-    """README with every block rendered; blocks README lacks go at the end of its "### Measured" subsection."""
-    missing = [name for name in readme_names(text) if name not in blocks]
+    """The page with every block rendered; blocks it lacks go at the end of its "## Measured" section."""
+    missing = [name for name in page_names(text) if name not in blocks]
     if missing:
         raise PublishError(
-            "README has blocks without a result file: "
+            "docs/performance.md has blocks without a result file: "
             + ", ".join(f"bench:{n} (bench/results/{n}.json)" for n in missing)
         )
     new = []
@@ -303,13 +404,13 @@ def apply_blocks(text: str, blocks: dict[str, str]) -> str:
             new.append(name)
             continue
         if len(pattern.findall(text)) > 1:
-            raise PublishError(f"README has the bench:{name} block twice")
+            raise PublishError(f"docs/performance.md has the bench:{name} block twice")
         text = pattern.sub(lambda _m, n=name, b=body: _wrap(n, b), text)
     if new:
-        start = text.find("\n### Measured\n")
+        start = text.find("\n## Measured\n")
         if start < 0:
-            raise PublishError(f"README has no '### Measured' subsection for {', '.join(new)}")
-        after = re.search(r"\n#{1,3} ", text[start + 1 :])
+            raise PublishError(f"docs/performance.md has no '## Measured' section for {', '.join(new)}")
+        after = re.search(r"\n#{1,2} ", text[start + 1 :])
         end = start + 1 + after.start() if after else len(text)
         added = "".join(f"{_wrap(n, blocks[n])}\n\n" for n in new)
         text = text[:end].rstrip("\n") + "\n\n" + added.rstrip("\n") + "\n" + text[end:]
@@ -324,7 +425,7 @@ def _measured_rows(data: dict[str, Any], source: str, spec: PricesSource) -> tup
     summary = next((s for s in summaries_of(data) if s.system == spec.system and s.status == "ok"), None)
     if summary is None or summary.total.realtime is None:
         raise PublishError(f"{source} has no {spec.system} result with a wall time: nothing to price")
-    # One decimal, as README's tables print it: every place shows the same figure.
+    # One decimal, as the page's tables print it: every place shows the same figure.
     realtime = round(summary.total.realtime, 1)
     machine = data.get("machine", "not recorded")
     model = data.get("model", MODEL)
@@ -367,15 +468,15 @@ def render_prices(text: str, results: Path, spec: PricesSource = PRICES_SOURCE) 
 # ---------------------------------------------------------------------------------------------- main
 
 
-def differences(readme: str, rendered_readme: str, prices: str, rendered_prices: str) -> list[str]:
+def differences(page: str, rendered_page: str, prices: str, rendered_prices: str) -> list[str]:
     """The name of every block (and prices.json part) whose committed text is not what the results render."""
     out = []
-    for name in dict.fromkeys([*readme_names(rendered_readme), *readme_names(readme)]):
-        old, new = _marker_re(name).search(readme), _marker_re(name).search(rendered_readme)
+    for name in dict.fromkeys([*page_names(rendered_page), *page_names(page)]):
+        old, new = _marker_re(name).search(page), _marker_re(name).search(rendered_page)
         if old is None or new is None or old.group(0) != new.group(0):
-            out.append(f"README.md bench:{name}")
-    if readme != rendered_readme and not out:
-        out.append("README.md (outside the blocks)")
+            out.append(f"docs/performance.md bench:{name}")
+    if page != rendered_page and not out:
+        out.append("docs/performance.md (outside the blocks)")
     if prices != rendered_prices:
         old_data, new_data = json.loads(prices), json.loads(rendered_prices)
         if old_data.get("measured") != new_data.get("measured"):
@@ -394,7 +495,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming what differs")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument(
+        "--page", type=Path, default=PAGE, help="the page (default: docs/performance.md); its charts: img/ beside it"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="the result files (default: bench/results)")
     parser.add_argument("--prices", type=Path, default=PRICES)
     return parser.parse_args(argv)
@@ -402,20 +505,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    readme, prices = args.readme.read_text(), args.prices.read_text()
+    page, prices = args.page.read_text(), args.prices.read_text()
+    folder = args.page.parent / IMAGES
     try:
-        new_readme = apply_blocks(readme, render_blocks(args.results))
+        new_page = apply_blocks(page, render_blocks(args.results))
         new_prices = render_prices(prices, args.results)
+        expected = render_charts(args.results)
     except PublishError as exc:
         print(f"bench.publish: {exc}", file=sys.stderr)
         return 1
-    changed = differences(readme, new_readme, prices, new_prices)
+    changed = differences(page, new_page, prices, new_prices)
     if args.check:
+        changed += chart_differences(folder, expected)
         for what in changed:
             print(f"bench.publish: {what} differs from bench/results (run `make bench-publish`)", file=sys.stderr)
         return 1 if changed else 0
-    if new_readme != readme:
-        args.readme.write_text(new_readme)
+    try:
+        changed += write_charts(folder, expected)
+    except PublishError as exc:
+        print(f"bench.publish: {exc}", file=sys.stderr)
+        return 1
+    if new_page != page:
+        args.page.write_text(new_page)
     if new_prices != prices:
         args.prices.write_text(new_prices)
         print("bench.publish: prices.json changed; run `npm run sync` in clients/node for the Node.js client's copy")

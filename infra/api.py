@@ -18,7 +18,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.functions_code import ARCHITECTURE, RUNTIME
+from infra.functions_code import python_function
 
 STAGE = "v1"
 MODEL_NAME = "JobMessageV1"
@@ -117,29 +117,18 @@ class SubmitApi(Construct):
             method_responses=[apigw.MethodResponse(status_code=code) for code in ("202", "400", "500")],
         )
 
-        self.status_role = iam.Role(
+        status = python_function(
             self,
-            "StatusRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="whisper-batch API: read a job's result.json or status.json",
-        )
-        status_logs = logs.LogGroup(self, "StatusLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        status_logs.grant_write(self.status_role)
-        self.status_function = lambda_.Function(
-            self,
-            "StatusFunction",
+            "Status",
             code=code,
             handler="functions.job_status.handler",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            memory_size=256,
-            timeout=Duration.seconds(10),
-            role=self.status_role,
-            log_group=status_logs,
-            logging_format=lambda_.LoggingFormat.JSON,
-            environment=status_environment,
             description="whisper-batch: GET /jobs/{job_id}",
+            role_description="whisper-batch API: read a job's result.json or status.json",
+            environment=status_environment,
+            log_retention=log_retention,
+            timeout=Duration.seconds(10),
         )
+        self.status_role, self.status_function = status.role, status.function
         jobs.add_resource("{job_id}").add_method(
             "GET",
             apigw.LambdaIntegration(self.status_function),

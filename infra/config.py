@@ -1,6 +1,7 @@
 """Deployment settings, read once from CDK context (``cdk.json``, or ``cdk deploy -c key=value``).
 
-Every key is documented in README ("Deploy"). Values given on the command line arrive as strings, so each
+Every key is described in ``CONTEXT_KEYS`` (the end of this module), from which docs/reference/cdk-context.md
+is generated (``python -m scripts.docs_reference``). Values given on the command line arrive as strings, so each
 reader accepts ``"true"``/``"8"``/``'["g5"]'`` as well as JSON values from ``cdk.json``.
 """
 
@@ -420,3 +421,104 @@ def _lifecycle(value: Any, default: tuple[LifecycleRule, ...]) -> tuple[Lifecycl
             raise ConfigError(f"context {key}: infrequentAccessAfterDays must come before expireAfterDays")
         rules.append(LifecycleRule(prefix, expire_after_days=expire, infrequent_access_after_days=to_ia))
     return tuple(rules)
+
+
+# ---------------------------------------------------------------------------------------------- the manual
+
+
+@dataclass(frozen=True)
+class ContextKey:
+    """One context key, as docs/reference/cdk-context.md shows it: ``field`` is the ``InfraConfig`` field it sets
+    (the page takes its default from ``InfraConfig()``); ``default`` says it in words where that field does not."""
+
+    meaning: str
+    field: str | None = None
+    default: str | None = None
+
+
+# Every key ``InfraConfig.from_context`` reads, in the order the manual lists them; tests/test_docs_reference.py checks
+# this table against the keys the reader names.
+CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
+    "stackName": ContextKey("CloudFormation stack name", "stack_name"),
+    "gpuInstanceTypes": ContextKey(
+        'explicit single-GPU sizes for Batch (`"g5.xlarge,g6.xlarge"` on the command line). A bare family (`g5`) is '
+        "refused: with a family, Batch may launch any size of it, up to 8 GPUs",
+        "gpu_instance_types",
+    ),
+    "cpuOnly": ContextKey("no GPU: CPU sizes, `WHISPER_DEVICE=cpu`, `tiny`/`base` models only", "cpu_only"),
+    "cpuInstanceTypes": ContextKey(
+        "the CPU sizes `cpuOnly` uses. `m6i`/`m7i.xlarge` have the 4 vCPUs of `c6i`/`c7i.xlarge` but 16 GiB, which "
+        "the default 14 GiB job needs",
+        "cpu_instance_types",
+    ),
+    "spot": ContextKey("spot (`SPOT_PRICE_CAPACITY_OPTIMIZED`) or on-demand (`BEST_FIT_PROGRESSIVE`)", "spot"),
+    "maxvCpus": ContextKey("compute environment ceiling (it scales from 0)", "maxv_cpus"),
+    "jobVcpus": ContextKey("vCPUs per worker (one GPU each); fits the xlarge sizes above", "job_vcpus"),
+    "jobMemoryMiB": ContextKey(
+        "memory per worker. It also sets `WHISPER_MAX_DECODED_SECONDS` (half of the memory past 2.5 GiB for the "
+        "runtime, at 128 kB per second of audio) and `WHISPER_CONCURRENCY` (how many half-hour files that holds at "
+        "once, at most 16, on a GPU or CPUs). Below 2707 MiB is refused; a budget shorter than the 6 h a worker "
+        "accepts is warned about at synth",
+        "job_memory_mib",
+    ),
+    "models": ContextKey("checkpoints baked into the image (`MODELS` build arg)", "models"),
+    "defaultModel": ContextKey("`WHISPER_DEFAULT_MODEL`", "default_model"),
+    "modelDownload": ContextKey("`WHISPER_MODEL_DOWNLOAD`", "model_download"),
+    "maxWorkers": ContextKey("scaler: at most this many worker jobs", "max_workers"),
+    "messagesPerWorker": ContextKey("scaler: one worker job per this many messages", "messages_per_worker"),
+    "maxIdleSeconds": ContextKey(
+        "a worker exits after this long without a message (`WHISPER_MAX_IDLE_SECONDS`)", "max_idle_seconds"
+    ),
+    "visibilityTimeoutSeconds": ContextKey("the jobs queue's visibility timeout", "visibility_timeout_seconds"),
+    "maxReceiveCount": ContextKey(
+        "after that many receives a message goes to the DLQ (kept 14 days)", "max_receive_count"
+    ),
+    "queueRetentionDays": ContextKey("how long an unprocessed job waits", "queue_retention_days"),
+    "jobTimeoutHours": ContextKey("a worker's lifetime cap", "job_timeout_hours"),
+    "jobRetryAttempts": ContextKey(
+        "Batch retries of a worker job; they are for spot reclaims only", "job_retry_attempts"
+    ),
+    "runnableTimeoutMinutes": ContextKey(
+        "cancel a worker job stuck without capacity (the scaler submits a new one)", "runnable_timeout_minutes"
+    ),
+    "amiId": ContextKey("pin an exact ECS AL2023 (NVIDIA) AMI instead of the latest", "ami_id"),
+    "rootVolumeGiB": ContextKey("root disk of each instance", "root_volume_gib"),
+    "vpcId": ContextKey("use an existing VPC (its private subnets); unset: a new one", "vpc_id"),
+    "natGateways": ContextKey("NAT gateways of a new VPC; `0` puts workers in public subnets", "nat_gateways"),
+    "maxAzs": ContextKey("availability zones of a new VPC", "max_azs"),
+    "lifecycle": ContextKey("per-prefix expiry and Standard-IA transition", "lifecycle"),
+    "removalPolicy": ContextKey(
+        "`destroy` deletes the bucket with the stack (only when empty)",
+        default=f"`{'retain' if InfraConfig().retain_data else 'destroy'}`",
+    ),
+    "webhookSecretName": ContextKey("the webhook secret `make deploy` looks up", "webhook_secret_name"),
+    "webhookSecretArn": ContextKey(
+        "the webhook secret's complete ARN (with the suffix Secrets Manager adds)",
+        default=f"`{SECRET_ENV_ARN}` from the environment, else none",
+    ),
+    "extraAudioBuckets": ContextKey("other buckets the worker may read `s3://` audio from", "extra_audio_buckets"),
+    "kmsKeyArns": ContextKey(
+        "customer-managed KMS key ARNs (`arn:aws:kms:…:key/…`, not aliases). The worker role gets `kms:Decrypt` on "
+        "them through S3 (SSE-KMS audio in `extraAudioBuckets`), and, with a webhook secret, the execution role gets "
+        "it through Secrets Manager",
+        "kms_key_arns",
+    ),
+    "privateEndpoints": ContextKey(
+        "interface endpoints for SQS, ECR (api, dkr), CloudWatch Logs, ECS (ecs, ecs-agent, ecs-telemetry) and, with "
+        "a webhook secret, Secrets Manager, in the workers' subnets and open only to the workers. With "
+        "`natGateways=0` the workers go in isolated subnets with no internet at all: only `s3://` audio, no callbacks "
+        "to the internet, no `modelDownload`. They cost about $7 a month each per AZ. If the VPC already has an "
+        "interface endpoint with private DNS for one of these services, leave `privateEndpoints` off: a second one "
+        "with private DNS conflicts, and CloudFormation refuses it",
+        "private_endpoints",
+    ),
+    "alarmEmail": ContextKey("email subscription to the alarm topic", "alarm_email"),
+    "oldestMessageAlarmMinutes": ContextKey("age alarm threshold", "oldest_message_alarm_minutes"),
+    "metricsNamespace": ContextKey("`WHISPER_METRICS_NAMESPACE` and the dashboard's", "metrics_namespace"),
+    "logRetentionDays": ContextKey("retention of all log groups", "log_retention_days"),
+    "api": ContextKey("the HTTPS endpoint", "api"),
+    "apiAuth": ContextKey("`iam` (SigV4) or `apiKey` (usage plan)", "api_auth"),
+    "apiRateLimit": ContextKey("stage throttling: requests per second", "api_rate_limit"),
+    "apiBurstLimit": ContextKey("stage throttling: burst", "api_burst_limit"),
+    "apiQuotaPerDay": ContextKey("daily quota for the API key", "api_quota_per_day"),
+}

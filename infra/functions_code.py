@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 FUNCTIONS_DIR: Final = Path(__file__).resolve().parent / "functions"
 BUNDLED_MODULES: Final = ("aws_lambda_powertools", "typing_extensions")
@@ -83,3 +88,50 @@ def functions_code() -> lambda_.Code:
             local=LocalBundler(),
         ),
     )
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    role: iam.Role
+    log_group: logs.LogGroup
+    function: lambda_.Function
+
+
+def python_function(
+    scope: Construct,
+    prefix: str,
+    *,
+    code: lambda_.Code,
+    handler: str,
+    description: str,
+    role_description: str,
+    environment: Mapping[str, str],
+    log_retention: logs.RetentionDays,
+    timeout: Duration,
+    **options: Any,
+) -> PythonFunction:
+    """One of our Lambdas: its own role (the Stack grants it what it touches), a log group it alone writes, JSON
+    logs, the shared runtime and architecture. Construct ids are ``{prefix}Role``, ``{prefix}Logs`` and
+    ``{prefix}Function``."""
+    role = iam.Role(
+        scope, f"{prefix}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=role_description
+    )
+    log_group = logs.LogGroup(scope, f"{prefix}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+    log_group.grant_write(role)
+    function = lambda_.Function(
+        scope,
+        f"{prefix}Function",
+        code=code,
+        handler=handler,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
+        memory_size=256,
+        timeout=timeout,
+        role=role,
+        log_group=log_group,
+        logging_format=lambda_.LoggingFormat.JSON,
+        environment=dict(environment),
+        description=description,
+        **options,
+    )
+    return PythonFunction(role, log_group, function)

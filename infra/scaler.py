@@ -7,16 +7,15 @@ that fails is simply followed by the next tick; the ScalerErrors alarm says when
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import SCALER_RESERVED_CONCURRENCY
-from infra.functions_code import ARCHITECTURE, RUNTIME
+from infra.functions_code import python_function
 
 SCHEDULE = Duration.minutes(1)
 TIMEOUT = Duration.seconds(50)  # finishes before the next tick, so two runs never overlap
@@ -41,32 +40,21 @@ class Scaler(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id)
-        self.role = iam.Role(
+        made = python_function(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="whisper-batch scaler: reads queue depth, lists and submits worker jobs",
-        )
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        self.log_group.grant_write(self.role)
-        self.function = lambda_.Function(
-            self,
-            "Function",
+            "",
             code=code,
             handler="functions.scaler.handler",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            memory_size=256,
+            description="whisper-batch: submit Batch worker jobs for the waiting messages",
+            role_description="whisper-batch scaler: reads queue depth, lists and submits worker jobs",
+            environment=environment,
+            log_retention=log_retention,
             timeout=TIMEOUT,
-            role=self.role,
             reserved_concurrent_executions=SCALER_RESERVED_CONCURRENCY,
             retry_attempts=0,  # async invoke config: a failed round is not rerun, the next tick is a fresh one
             max_event_age=MAX_EVENT_AGE,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            environment=environment,
-            description="whisper-batch: submit Batch worker jobs for the waiting messages",
         )
+        self.role, self.log_group, self.function = made.role, made.log_group, made.function
         self.rule = events.Rule(
             self,
             "Schedule",

@@ -8,14 +8,13 @@ advises for SQS event sources). The Stack grants ``role`` what it needs.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_iam as iam
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.functions_code import ARCHITECTURE, RUNTIME
+from infra.functions_code import python_function
 
 BATCH_SIZE = 5
 BATCHING_WINDOW = Duration.seconds(10)
@@ -36,29 +35,18 @@ class DeadLetterSettler(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id)
-        self.role = iam.Role(
+        made = python_function(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="whisper-batch settle: final result.json and callback for each dead letter",
-        )
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        self.log_group.grant_write(self.role)
-        self.function = lambda_.Function(
-            self,
-            "Function",
+            "",
             code=code,
             handler="functions.settle.handler",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            memory_size=256,
-            timeout=TIMEOUT,
-            role=self.role,
-            log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
-            environment=environment,
             description="whisper-batch: settle dead letters (result.json, failure callback, settled-letters queue)",
+            role_description="whisper-batch settle: final result.json and callback for each dead letter",
+            environment=environment,
+            log_retention=log_retention,
+            timeout=TIMEOUT,
         )
+        self.role, self.log_group, self.function = made.role, made.log_group, made.function
         self.mapping = lambda_.EventSourceMapping(
             self,
             "FromDeadLetters",

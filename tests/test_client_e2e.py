@@ -1,7 +1,7 @@
 """The backend client and its CLI against moto's server and a real worker process (one for the whole module).
 
 What a backend does, for real: upload, submit, follow, fetch, read the DLQ and redrive it, connect through a
-CloudFormation stack, and run README's examples as written.
+CloudFormation stack, and run the documented examples as written (docs/getting-started/python.md, README's first job).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import JFK
-from tests.test_client_offline import README, cli, code_blocks
+from tests.test_client_offline import PYTHON_GUIDE, README, ROOT, cli, code_blocks
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.client import (
@@ -98,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator
                 env=worker_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=README.parent,
+                cwd=ROOT,
             )
         client = TranscriptionClient(
             r.queue_url, r.bucket, dlq_url=r.dlq_url, endpoint_url=r.endpoint_url, region="us-east-1"
@@ -328,7 +328,7 @@ def test_dlq_list_shows_why_and_redrive_returns_messages_to_the_jobs_queue(stack
     assert cli("dlq", "list", env=stack.env).stdout.startswith("0 message(s) in the DLQ")
 
 
-# ----------------------------------------------------------------------------------- stack, README
+# ------------------------------------------------------------------------------ stack, the docs, README
 
 
 def test_connection_from_a_cloudformation_stack(stack: Stack, cfn_stack: str, finished_job: str) -> None:
@@ -354,21 +354,36 @@ def test_connection_from_a_cloudformation_stack(stack: Stack, cfn_stack: str, fi
     assert "no jobs queue: set WHISPER_QUEUE_URL, pass --queue-url, or use --stack NAME" in unconfigured.stderr
 
 
-def test_readme_python_example_runs_as_written(
-    stack: Stack, cfn_stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    example = code_blocks("python")[0]
-    assert f'from_stack("{cfn_stack}")' in example
+def _run_example(example: str, where: str, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A documented Python example, executed as written in a directory holding its ``interview.flac``."""
     shutil.copy(JFK, tmp_path / "interview.flac")
     monkeypatch.chdir(tmp_path)
     for name, value in (_FAKE_AWS | {"AWS_ENDPOINT_URL": stack.resources.endpoint_url}).items():
         monkeypatch.setenv(name, value)
-    exec(compile(example, "README.md (Integrating a backend)", "exec"), {"__name__": "readme_example"})
+    exec(compile(example, where, "exec"), {"__name__": "documented_example"})
+
+
+def test_python_guide_example_runs_as_written(
+    stack: Stack, cfn_stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    example = code_blocks("python")[0]
+    assert f'from_stack("{cfn_stack}")' in example
+    where = f"{PYTHON_GUIDE.relative_to(ROOT)} (Send a job and wait for it)"
+    _run_example(example, where, stack, tmp_path, monkeypatch)
     assert SPOKEN in capsys.readouterr().out.lower()
     assert "-->" in (tmp_path / "interview.srt").read_text()
 
 
-def test_readme_cli_examples_run_as_written(stack: Stack, tmp_path: Path) -> None:
+def test_readme_first_job_runs_as_written(
+    stack: Stack, cfn_stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    example = code_blocks("python", README.read_text())[0]
+    assert f'from_stack("{cfn_stack}")' in example
+    _run_example(example, "README.md (Send your first job)", stack, tmp_path, monkeypatch)
+    assert SPOKEN in capsys.readouterr().out.lower()
+
+
+def test_python_guide_cli_examples_run_as_written(stack: Stack, tmp_path: Path) -> None:
     shutil.copy(JFK, tmp_path / "interview.flac")
     lines = [line for block in code_blocks("bash") for line in block.splitlines() if line.startswith("whisper-")]
     outputs = {}

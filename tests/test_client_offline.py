@@ -1,4 +1,4 @@
-"""The backend client without AWS: it stays light, prices audio as documented, and README cannot drift from it."""
+"""The backend client without AWS: it stays light, prices audio as documented, and the docs cannot drift from it."""
 
 from __future__ import annotations
 
@@ -20,8 +20,14 @@ from worker.cli import build_parser, main
 from worker.client import TranscriptionClient, pricing
 from worker.client.deadletters import parse
 from worker.client.errors import EstimateError, JobValidationError, TranscriptionError
+from worker.contract import parse_message
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PYTHON_GUIDE = DOCS / "getting-started" / "python.md"  # the quick start the e2e tests run as written
+RAW_SQS_GUIDE = DOCS / "getting-started" / "raw-sqs.md"
+DEPLOY_GUIDE = DOCS / "deploy" / "index.md"  # "What it costs": the price table
 HEAVY_MODULES = (
     "torch",
     "whisper",
@@ -34,16 +40,17 @@ HEAVY_MODULES = (
 )
 
 
-def readme_section(title: str = "Integrating a backend") -> str:
-    """The text of one ``## `` section of README.md, subsections included."""
-    text = README.read_text()
+def doc_section(page: Path, title: str) -> str:
+    """The text of one ``## `` section of a page, subsections included."""
+    text = page.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
 
 
-def code_blocks(language: str, section: str | None = None) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", section or readme_section(), flags=re.DOTALL)
+def code_blocks(language: str, text: str | None = None) -> list[str]:
+    """The ``language`` code blocks of ``text``; by default of docs/getting-started/python.md, the quick start."""
+    return re.findall(rf"```{language}\n(.*?)```", PYTHON_GUIDE.read_text() if text is None else text, flags=re.DOTALL)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -65,7 +72,7 @@ def test_importing_the_client_loads_no_torch_whisper_or_numpy() -> None:
         " or m.startswith(('worker.service', 'worker.engine', 'worker.models', 'worker.audio', 'worker.local'))))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=README.parent
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=ROOT
     )
     assert done.stdout.strip() == "[]", f"heavy modules imported: {done.stdout}"
 
@@ -132,8 +139,8 @@ def test_unknown_models_and_instances_are_named_with_the_known_ones() -> None:
 # ------------------------------------------------------------------------------------- estimate CLI
 
 
-def test_estimate_cli_prints_exactly_the_readme_example() -> None:
-    console = code_blocks("console")[0]
+def test_estimate_cli_prints_exactly_the_documented_example() -> None:
+    console = code_blocks("console", doc_section(DEPLOY_GUIDE, "What it costs"))[0]
     command, *expected = console.strip().splitlines()
     argv = shlex.split(command.removeprefix("$ "))
     assert argv[0] == "whisper-worker"
@@ -162,12 +169,13 @@ def test_estimate_cli_rejects_bad_durations_and_unknown_instances_with_exit_2() 
     assert "g5.xlarge" in unknown.stderr
 
 
-# ---------------------------------------------------------------------------------------- README
+# ------------------------------------------------------------------------------------------ the docs
 
 
-def test_readme_throughput_table_matches_the_pricing_module() -> None:
-    rows = [line for line in readme_section().splitlines() if line.startswith("| ") and "." in line.split("|")[1]]
-    header = next(line for line in readme_section().splitlines() if line.startswith("| instance |"))
+def test_the_docs_throughput_table_matches_the_pricing_module() -> None:
+    costs = doc_section(DEPLOY_GUIDE, "What it costs")
+    rows = [line for line in costs.splitlines() if line.startswith("| ") and "." in line.split("|")[1]]
+    header = next(line for line in costs.splitlines() if line.startswith("| instance |"))
     models = [cell.strip() for cell in header.strip("|").split("|")][4:]
     assert {row.split("|")[1].strip() for row in rows} == set(pricing.INSTANCES)
     for row in rows:
@@ -180,11 +188,28 @@ def test_readme_throughput_table_matches_the_pricing_module() -> None:
             assert cell.startswith("**") == (figure.basis == "measured"), (name, model)
 
 
-def test_every_readme_cli_example_parses() -> None:
+def test_every_cli_example_in_the_python_guide_parses() -> None:
     lines = [line for block in code_blocks("bash") for line in block.splitlines() if line.startswith("whisper-")]
     assert {shlex.split(line)[1] for line in lines} >= {"submit", "status", "fetch", "estimate", "dlq"}
     for line in lines:
         build_parser().parse_args(shlex.split(line)[1:])
+
+
+def test_the_readme_and_raw_sqs_messages_follow_the_contract() -> None:
+    """The job messages shown for any language (raw SQS) are ones the worker accepts as they are written."""
+    guide = RAW_SQS_GUIDE.read_text()
+    messages = [json.loads(block) for block in code_blocks("json", guide)]
+    sent = [line for block in code_blocks("bash", guide) for line in block.splitlines() if "--message-body" in line]
+    readme = [line for block in code_blocks("bash", README.read_text()) for line in block.splitlines()]
+    shell = [line for line in readme if "--message-body" in line]
+    assert messages and sent and shell
+    for line in sent:  # in double quotes, with the bucket from the deploy's outputs
+        body = shlex.split(line.replace("$BUCKET", "my-bucket"))[-1]
+        messages.append(json.loads(body))
+    messages += [json.loads(shlex.split(line)[-1]) for line in shell]  # README's, in single quotes
+    for message in messages:
+        job = parse_message(json.dumps(message))
+        assert (job.job_id, job.audio) == (message["job_id"], message["audio"])
 
 
 # ------------------------------------------------------------------------------------- dead letters

@@ -22,7 +22,7 @@ def test_node_prices_are_the_price_table() -> None:
     assert copy == json.loads(PRICES_FILE.read_text()), "run `npm run sync` in clients/node"
 
 
-def test_readme_shows_the_express_example_as_the_tests_run_it() -> None:
-    readme = (NODE.parent.parent / "README.md").read_text()
+def test_the_migration_guide_shows_the_express_example_as_the_tests_run_it() -> None:
+    guide = (NODE.parent.parent / "docs" / "migrating.md").read_text()
     example = (NODE / "examples" / "express-webhook.ts").read_text()
-    assert f"```ts\n{example.rstrip()}\n```" in readme
+    assert f"```ts\n{example.rstrip()}\n```" in guide

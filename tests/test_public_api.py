@@ -1,5 +1,6 @@
-"""The public imports and paths README documents keep working: what backends and operators rely on is listed here,
-and every Python import or ``worker`` path README mentions must be one of them or exist."""
+"""The public imports and paths README and the docs document keep working: what backends and operators rely on is
+listed here, and every Python import or ``worker`` path README or a hand-written docs page mentions must be one of them
+or exist (the generated reference pages are made from the code itself)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "reference" not in p.parts)]
+DOCUMENTED = "\n".join(page.read_text() for page in PAGES)
 
 PUBLIC: dict[str, tuple[str, ...]] = {
     "worker.client": (
@@ -50,20 +52,30 @@ def test_public_name_imports(module: str, name: str) -> None:
     assert hasattr(importlib.import_module(module), name)
 
 
-def test_every_import_in_readme_is_public() -> None:
-    imports = re.findall(r"^from (worker[\w.]*) import ([\w, ]+)$", README, re.M)
-    assert imports, "README shows how to import the client"
+def test_every_documented_import_is_public() -> None:
+    assert {"README.md", "python.md", "message-flow.md"} <= {page.name for page in PAGES}
+    imports = re.findall(r"^from (worker[\w.]*) import ([\w, ]+)$", DOCUMENTED, re.M)
+    assert imports, "README and the Python guide show how to import the client"
     for module, names in imports:
         for name in (n.strip() for n in names.split(",")):
-            assert name in PUBLIC.get(module, ()), f"README imports {module}.{name}, which is not listed as public"
+            assert name in PUBLIC.get(module, ()), f"the docs import {module}.{name}, which is not listed as public"
 
 
-def test_every_worker_path_in_readme_exists() -> None:
-    for path in set(re.findall(r"`(worker/[\w./]*)`", README)):
+def test_every_documented_worker_path_exists() -> None:
+    for path in set(re.findall(r"`(worker/[\w./]*)`", DOCUMENTED)):
         assert (ROOT / path).exists(), path
-    for dotted in set(re.findall(r"`(worker(?:\.\w+)+)`", README)):
+    for dotted in set(re.findall(r"`(worker(?:\.\w+)+)`", DOCUMENTED)):
         module, _, attribute = dotted.rpartition(".")
         try:
             importlib.import_module(dotted)
         except ModuleNotFoundError:
             assert hasattr(importlib.import_module(module), attribute), dotted
+
+
+def test_every_relative_link_in_readme_resolves() -> None:
+    """README is the way into the docs: a page it links to that moved or was renamed must fail here."""
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?!https?://|#)[^)\s]+)\)", readme)
+    assert sum(link.startswith("docs/") for link in links) >= 10, "README links into every part of the docs"
+    for link in links:
+        assert (ROOT / link.split("#")[0]).exists(), f"README links to {link}, which does not exist"

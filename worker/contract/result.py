@@ -12,7 +12,7 @@ from typing import Any, Final
 
 RESULT_VERSION: Final = 1
 
-# What a callback carries of the result (README "Callbacks"); the rest stays in result.json.
+# What a callback carries of the result (docs/reference/results.md); the rest stays in result.json.
 CALLBACK_FIELDS: Final = (
     "job_id",
     "status",
@@ -26,6 +26,31 @@ CALLBACK_FIELDS: Final = (
     "metadata",
     "speakers",
 )
+
+# What each field of ``result.json`` means: docs/reference/results.md is generated from this and ``JobResult``
+# (``python -m scripts.docs_reference``), and tests/test_docs_reference.py checks every field has a line.
+RESULT_FIELDS: Final = {
+    "version": "document version, 1",
+    "job_id": "the message's `job_id`; null when the body was too broken to carry one",
+    "status": "`completed` (every transcript is in place) or `failed` (`error` says why)",
+    "model": "the model that transcribed it",
+    "task": "`transcribe` or `translate`",
+    "language": "the spoken language's code, given or detected",
+    "duration_seconds": "the audio's length",
+    "processing_seconds": "seconds the worker spent, from fetching the audio to storing the transcripts",
+    "bucket": "the results bucket",
+    "results": "format -> S3 key of each transcript (`results/<job_id>/transcript.<fmt>`)",
+    "error": "`{code, message}` when failed (see Failure codes), else null",
+    "metadata": "the message's `metadata`, echoed",
+    "request_sha256": "the request's fingerprint: a redelivered finished job is recognised by it",
+    "message_id": "the SQS message id of the receive that finished it",
+    "attempt": "the SQS receive count of that receive",
+    "finished_at": "when it finished, ISO 8601 UTC",
+    "text_preview": "the transcript's first characters; only when known",
+    "speakers": 'diarized jobs: each speaker\'s talk time, `[{"speaker": "SPEAKER_00", "seconds": 12.345}, ...]` in '
+    "order of first appearance; only when diarized",
+    "callback": "once a callback was tried: `delivered`, `attempts` and the last `error`",
+}
 
 
 def utc_timestamp(timespec: str = "seconds", at: float | None = None) -> str:

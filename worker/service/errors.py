@@ -24,6 +24,8 @@
         └── DiarizationFailed     diarization_failed  the diarizer did not load, raised, or missed its deadline
 
 Only the class decides a message's fate; ``code`` is the stable name backends see.
+``when`` says in one line what raises it: docs/reference/failure-codes.md is generated from these classes
+(``python -m scripts.docs_reference``), so a new class needs one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from worker.ops.redact import redact
 
 class JobError(Exception):
     code = "internal_error"
+    when = "an unexpected error in the worker"
     permanent = False
 
     def __init__(self, message: str) -> None:
@@ -42,43 +45,64 @@ class JobError(Exception):
 
 
 class PermanentError(JobError):
+    """Retrying cannot help: the worker writes a failed result, sends the failure callback and moves the message
+    to the DLQ at once."""
+
     permanent = True
 
 
 class TransientError(JobError):
+    """It may pass: the message stays on the queue and comes back after an exponential backoff; its last allowed
+    receive writes the failed result and sends the failure callback, then SQS moves it to the DLQ."""
+
     code = "transient_error"
+    when = "a passing failure no narrower code names; the message is retried"
 
 
 class InvalidMessage(PermanentError):
     code = "invalid_message"
+    when = (
+        "the body is not UTF-8 JSON, breaks the contract, or asks a model for what it cannot do (translate on"
+        " an English-only model, a language the model does not know); checked before any audio is fetched"
+    )
 
 
 class UnknownModel(PermanentError):
     code = "unknown_model"
+    when = "the model name is unknown or its weights are not available to the worker"
 
 
 class BlockedUrl(PermanentError):
     code = "blocked_url"
+    when = "the scheme is not allowed, the URL carries credentials, or the host resolves to a non-public address"
 
 
 class AudioNotFound(PermanentError):
     code = "audio_not_found"
+    when = "the object or URL answers not found / forbidden, or redirects"
 
 
 class EmptyAudio(PermanentError):
     code = "empty_audio"
+    when = "the audio file has zero bytes"
 
 
 class AudioTooLarge(PermanentError):
     code = "audio_too_large"
+    when = "the audio has more bytes than `WHISPER_MAX_AUDIO_BYTES`"
 
 
 class AudioTooLong(PermanentError):
     code = "audio_too_long"
+    when = (
+        "the audio is longer than `WHISPER_MAX_AUDIO_SECONDS`, or than the worker's whole decoded-audio "
+        "budget (`WHISPER_MAX_DECODED_SECONDS`)"
+    )
 
 
 class UndecodableAudio(PermanentError):
     code = "undecodable_audio"
+    when = "the file has no audio stream that can be decoded"
 
 
 class DecoderCrashed(PermanentError):
@@ -86,17 +110,29 @@ class DecoderCrashed(PermanentError):
 
     code = "decoder_crashed"
 
+    when = (
+        "the decoder's child process died on the file (a signal such as SIGSEGV or SIGABRT, or an exit code),"
+        " on a fresh process too; the message names the signal"
+    )
+
 
 class DecoderOutOfMemory(PermanentError):
     """Decoding the file passed the child's memory limit, or the child was SIGKILLed (the OOM killer), twice."""
 
     code = "decoder_out_of_memory"
 
+    when = (
+        "decoding the file passed the child's memory limit (`WHISPER_DECODER_MEMORY_MB`) or the child was "
+        "SIGKILLed, twice"
+    )
+
 
 class DecoderTimeout(PermanentError):
     """Decoding the file did not finish by its deadline, twice; each time the child was killed."""
 
     code = "decoder_timeout"
+
+    when = "decoding the file missed its deadline (`WHISPER_DECODER_TIMEOUT_*`) twice; each time the child was killed"
 
 
 class WorkerLost(PermanentError):
@@ -105,33 +141,45 @@ class WorkerLost(PermanentError):
 
     code = "worker_lost"
 
+    when = (
+        "set by the settler, not a worker: the last worker holding the message died (spot reclaim, crash, out"
+        " of memory) before writing any result; the dead letter is settled with this code"
+    )
+
 
 class FetchUnavailable(TransientError):
     code = "fetch_unavailable"
+    when = "throttling, 5xx, timeouts or resets while fetching the audio"
 
 
 class StoreUnavailable(TransientError):
     code = "store_unavailable"
+    when = "S3 failed to store the results"
 
 
 class ResourceExhausted(TransientError):
     code = "resource_exhausted"
+    when = "the GPU ran out of memory"
 
 
 class EngineFailed(TransientError):
     code = "engine_failed"
+    when = "a forward pass or the engine's model thread raised for this job"
 
 
 class EngineTimeout(TransientError):
     code = "engine_timeout"
+    when = "the engine did not finish the job by its deadline (`WHISPER_JOB_DEADLINE_*`)"
 
 
 class DecoderUnavailable(TransientError):
     code = "decoder_unavailable"
+    when = "a decoder child process did not start (before it saw the file)"
 
 
 class DiarizationFailed(TransientError):
     code = "diarization_failed"
+    when = "`diarize: true` and the diarizer did not load, raised, or missed the job's deadline"
 
 
 class WorkerUnfit(RuntimeError):

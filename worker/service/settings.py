@@ -1,7 +1,8 @@
 """Settings, read once from the environment into one frozen object.
 
-Every variable is documented in README ("Configuration"); names start with ``WHISPER_`` except the standard
-AWS ones boto3 already understands.
+Every variable is described in ``ENVIRONMENT`` (the end of this module), from which docs/reference/environment.md
+is generated (``python -m scripts.docs_reference``); names start with ``WHISPER_`` except the standard AWS ones
+boto3 already understands.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from worker.aws import SQS_MAX_BATCH, SQS_MAX_WAIT_SECONDS
 
@@ -205,3 +207,178 @@ class Settings:
         if not self.results_bucket:
             raise SettingsError("WHISPER_RESULTS_BUCKET is not set")
         return self.queue_url, self.results_bucket
+
+
+# ---------------------------------------------------------------------------------------------- the manual
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable, as docs/reference/environment.md shows it.
+
+    ``field`` is the ``Settings`` field it sets: the page takes its default from ``Settings()``. ``default`` says
+    the default in words where a value alone would mislead (required, derived, unset meaning something).
+    ``read_by`` names the module that reads a variable outside ``Settings.from_env``.
+    """
+
+    meaning: str
+    field: str | None = None
+    default: str | None = None
+    read_by: str | None = None
+
+
+# Every variable the worker reads, in the order the manual lists them; tests/test_docs_reference.py checks this table
+# against the names ``Settings.from_env`` (and each ``read_by`` module) reads.
+ENVIRONMENT: Final[dict[str, EnvVar]] = {
+    "WHISPER_QUEUE_URL": EnvVar("jobs queue URL", "queue_url", "required for `run`"),
+    "WHISPER_RESULTS_BUCKET": EnvVar("bucket for results", "results_bucket", "required for `run`"),
+    "WHISPER_RESULTS_PREFIX": EnvVar("key prefix for result folders", "results_prefix"),
+    "WHISPER_DLQ_URL": EnvVar("dead-letter queue URL", "dlq_url", "from the queue's redrive policy"),
+    "WHISPER_WEBHOOK_SECRET": EnvVar(
+        "Standard Webhooks secret (`whsec_…`); without it callbacks are not sent", "webhook_secret"
+    ),
+    "WHISPER_DEFAULT_MODEL": EnvVar("model for messages that name none", "default_model"),
+    "WHISPER_MODEL_DIR": EnvVar("where checkpoints live and conversions are cached", "model_dir"),
+    "WHISPER_MODEL_DOWNLOAD": EnvVar(
+        "allow downloading official checkpoints at run time (sha256 checked)", "model_download"
+    ),
+    "WHISPER_MODEL_SOURCES": EnvVar(
+        "extra models, `name=source,…`; a source is a `.pt` path, an `s3://…/x.pt`, a CTranslate2 model directory, "
+        "or `pkg:<python package>` holding one",
+        "model_sources",
+    ),
+    "WHISPER_MODEL_MIRROR": EnvVar(
+        "base URL serving official checkpoints as `<sha256>/<name>.pt` (the official layout), for `models fetch` and "
+        "run-time downloads; the official sha256 is still required",
+        "model_mirror",
+    ),
+    "WHISPER_PRELOAD_MODEL": EnvVar(
+        "load the default model before the first receive; a worker that cannot load it exits 3 without taking a "
+        "message",
+        "preload_model",
+    ),
+    "WHISPER_DEVICE": EnvVar("`auto` (CUDA when present), `cuda`, `cpu`", "device"),
+    "WHISPER_VISIBILITY_TIMEOUT": EnvVar(
+        "seconds (at least 10) a received message stays invisible; renewed by the heartbeat, and the lease of the "
+        "job's claim",
+        "visibility_timeout",
+    ),
+    "WHISPER_WAIT_SECONDS": EnvVar(f"long-poll wait (SQS maximum {SQS_MAX_WAIT_SECONDS})", "wait_seconds"),
+    "WHISPER_RECEIVE_BATCH": EnvVar(
+        f"messages per receive (SQS maximum {SQS_MAX_BATCH}); kept at 1 because a worker that dies charges a receive "
+        "to every message it holds",
+        "receive_batch",
+    ),
+    "WHISPER_CONCURRENCY": EnvVar(
+        "messages worked on at once, each in its own thread: some are fetched and decoded while others are "
+        "transcribed, and the engine batches their audio together. A receive asks for every free slot, so a worker "
+        "that dies charges a receive to each message in progress",
+        "concurrency",
+        "`1` (the stack derives it from `jobMemoryMiB`: 16 with the default 14 GiB, on a GPU or CPUs; fewer with "
+        "less memory)",
+    ),
+    "WHISPER_ENGINE": EnvVar(
+        "`batched` (windows of many messages in one forward pass on openai-whisper's model), `ctranslate2` (the same "
+        "batching on CTranslate2's int8 kernels; needs `pip install 'whisper-batch[ct2]'` and a model with "
+        "CTranslate2 weights, such as the bundled `tiny.en`), `sequential` (openai-whisper's `transcribe()` one file "
+        "at a time). `auto`: `ctranslate2` on CPU when installed, else `batched`. Jobs asking for word timestamps, "
+        "beam search or an initial prompt always take `transcribe()`",
+        "engine",
+    ),
+    "WHISPER_BATCH_WINDOWS": EnvVar(
+        "most decoder rows per forward pass (one per piece: a clip, or up to 28 s of a long file; packed pieces "
+        "share their 30-second window's encoder pass); auto is 16 on CPU and, on GPU, as many as keep the "
+        "cross-attention cache within 8 GB (128 for `tiny`, 32 for `large`)",
+        "batch_windows",
+        "`0` (auto)",
+    ),
+    "WHISPER_RETRY_BASE_SECONDS": EnvVar("base of the transient-failure backoff", "retry_base_seconds"),
+    "WHISPER_MAX_AUDIO_BYTES": EnvVar("download cap", "max_audio_bytes"),
+    "WHISPER_MAX_AUDIO_SECONDS": EnvVar("duration cap", "max_audio_seconds"),
+    "WHISPER_FETCH_TIMEOUT": EnvVar("HTTP timeout per read, seconds", "fetch_timeout"),
+    "WHISPER_ALLOW_HTTP": EnvVar("accept plain `http://` audio and callback URLs (local testing)", "allow_http"),
+    "WHISPER_ALLOW_PRIVATE_URLS": EnvVar(
+        "allow URLs resolving to loopback/private/link-local addresses (local testing)", "allow_private_urls"
+    ),
+    "WHISPER_CALLBACK_ATTEMPTS": EnvVar("callback delivery attempts", "callback_attempts"),
+    "WHISPER_CALLBACK_TIMEOUT": EnvVar("seconds per callback attempt", "callback_timeout"),
+    "WHISPER_MAX_JOBS": EnvVar("stop after this many messages (`--max-jobs`)", "max_jobs"),
+    "WHISPER_MAX_IDLE_SECONDS": EnvVar(
+        "stop after this long without a message (`--max-idle-seconds`); how Batch scales to zero", "max_idle_seconds"
+    ),
+    "WHISPER_SHUTDOWN_GRACE_SECONDS": EnvVar(
+        "time a job in hand may take to finish after SIGTERM (the stack sets 100: its instances allow 120 before "
+        "SIGKILL)",
+        "shutdown_grace",
+    ),
+    "WHISPER_INTERRUPTION_FILE": EnvVar(
+        "where the instance's watcher writes EC2's spot interruption notice (the stack sets "
+        "`/run/whisper-batch/interruption.json`); on a notice the worker hands back what will not finish in time and "
+        "exits 0",
+        "interruption_file",
+    ),
+    "WHISPER_MAX_RUNTIME_SECONDS": EnvVar(
+        "stop receiving after this long, finish the jobs in progress (up to 10 min), exit 0",
+        "max_runtime_seconds",
+        "unset (the stack: 15 min below the job timeout)",
+    ),
+    "WHISPER_MAX_DECODED_SECONDS": EnvVar(
+        "seconds of decoded audio all messages in progress may hold together; a message waits for room before decoding",
+        "max_decoded_seconds",
+        "from the memory limit (the stack sets it from `jobMemoryMiB` by the same rule: 48,234 s with the default "
+        "14 GiB)",
+    ),
+    "WHISPER_JOB_DEADLINE_BASE_SECONDS": EnvVar(
+        "a job fails `engine_timeout` when the engine has not finished it within this …", "job_deadline_base_seconds"
+    ),
+    "WHISPER_JOB_DEADLINE_FACTOR": EnvVar("… plus this many seconds per second of its audio", "job_deadline_factor"),
+    "WHISPER_DIARIZATION_MODEL": EnvVar(
+        "a local pyannote.audio pipeline directory for `diarize: true` jobs",
+        "diarization_model",
+        "unset (the built-in diarizer)",
+    ),
+    "WHISPER_DECODER_ISOLATION": EnvVar(
+        "probe and decode files in child processes, so a crash in FFmpeg fails one job; `false` decodes in the "
+        "worker's process",
+        "decoder_isolation",
+    ),
+    "WHISPER_DECODER_MEMORY_MB": EnvVar(
+        "memory limit of each decoder child (RLIMIT_DATA; 0: none); it streams samples out, ~85 MB idle, flat while "
+        "decoding hours of audio",
+        "decoder_memory_mb",
+    ),
+    "WHISPER_DECODER_TIMEOUT_SECONDS": EnvVar(
+        "a decode fails `decoder_timeout` (after one retry) when its child has not answered within this …",
+        "decoder_timeout_seconds",
+    ),
+    "WHISPER_DECODER_TIMEOUT_FACTOR": EnvVar(
+        "… plus this many seconds per second of audio it may return (20x real time; decoding runs at hundreds)",
+        "decoder_timeout_factor",
+    ),
+    "WHISPER_SETTLED_URL": EnvVar(
+        "settled-letters queue URL, for the client, `whisper-worker dlq` and the settler (not the worker)",
+        default="unset (`--settled-url`, or the stack's outputs with `--stack`)",
+        read_by="worker.client.sdk",
+    ),
+    "WHISPER_LOG_LEVEL": EnvVar("log level", default="`INFO`", read_by="worker.ops.logs"),
+    "WHISPER_SERVICE_NAME": EnvVar(
+        "the `service` key of every log line", default="`whisper-batch`", read_by="worker.ops.logs"
+    ),
+    "WHISPER_METRICS_NAMESPACE": EnvVar("CloudWatch namespace of the EMF metrics", "metrics_namespace"),
+    "WHISPER_PROGRESS_INTERVAL_SECONDS": EnvVar(
+        "a job's first `status.json` is written this long into it (at once when the job id has an earlier result), "
+        "then at most once per interval and at its final state",
+        "progress_interval",
+    ),
+    "POWERTOOLS_METRICS_DISABLED": EnvVar(
+        "powertools' switch: `true` writes no EMF lines", default="`false`", read_by="worker.ops.metrics"
+    ),
+    "AWS_REGION": EnvVar("region", "region", "boto3's"),
+    "AWS_DEFAULT_REGION": EnvVar("region, when `AWS_REGION` is unset", "region", "boto3's"),
+    "AWS_ENDPOINT_URL": EnvVar(
+        "one endpoint for S3 and SQS (moto, LocalStack, MinIO). `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_SQS` work "
+        "as boto3 defines them",
+        "endpoint_url",
+        "boto3's",
+    ),
+}

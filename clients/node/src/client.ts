@@ -51,6 +51,11 @@ export interface ClientOptions {
   bucket?: string | undefined;
   /** The DLQ; by default the one the jobs queue's redrive policy names. */
   dlqUrl?: string | undefined;
+  /**
+   * The settled-letters queue (the stack's `SettledLettersUrl`), where settled dead letters wait: `deadLetters()` and
+   * `redrive()` read it after the DLQ. Without it they read the DLQ only.
+   */
+  settledUrl?: string | undefined;
   /** moto, LocalStack, MinIO. */
   endpointUrl?: string | undefined;
   region?: string | undefined;
@@ -129,6 +134,8 @@ export class TranscriptionClient {
   readonly sqs: SQSClient;
   readonly s3: S3Client;
   readonly api: ApiClient | undefined;
+  /** The settled-letters queue, when there is one: dead letters are listed and redriven from it as from the DLQ. */
+  readonly settledUrl: string | undefined;
   /** All outputs of the stack, when made by fromStack. */
   stackOutputs: Record<string, string> = {};
   private dlq: string | undefined;
@@ -140,6 +147,7 @@ export class TranscriptionClient {
     this.queueUrl = options.queueUrl || undefined;
     this.bucket = options.bucket || undefined;
     this.dlq = options.dlqUrl || undefined;
+    this.settledUrl = options.settledUrl || undefined;
     this.resultsPrefix = `${(options.resultsPrefix ?? "results/").replace(/\/+$/, "")}/`;
     this.audioPrefix = `${(options.audioPrefix ?? "audio/").replace(/\/+$/, "")}/`;
     let region =
@@ -158,7 +166,10 @@ export class TranscriptionClient {
 
   // ---------------------------------------------------------------------------------------- construction
 
-  /** From WHISPER_QUEUE_URL, WHISPER_RESULTS_BUCKET, WHISPER_DLQ_URL, AWS_ENDPOINT_URL and AWS_REGION. */
+  /**
+   * From WHISPER_QUEUE_URL, WHISPER_RESULTS_BUCKET, WHISPER_DLQ_URL, WHISPER_SETTLED_URL, AWS_ENDPOINT_URL and
+   * AWS_REGION.
+   */
   static fromEnv(
     env: Record<string, string | undefined> = process.env,
     overrides: ClientOptions = {},
@@ -173,6 +184,7 @@ export class TranscriptionClient {
       );
     return new TranscriptionClient({
       dlqUrl: env.WHISPER_DLQ_URL || undefined,
+      settledUrl: env.WHISPER_SETTLED_URL || undefined,
       endpointUrl: env.AWS_ENDPOINT_URL || undefined,
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
       resultsPrefix: env.WHISPER_RESULTS_PREFIX || undefined,
@@ -183,7 +195,8 @@ export class TranscriptionClient {
   }
 
   /**
-   * From the outputs of a deployed stack (`QueueUrl`, `BucketName`, `DlqUrl`, `ApiUrl`). With `api: true` (or
+   * From the outputs of a deployed stack (`QueueUrl`, `BucketName`, `DlqUrl`, `SettledLettersUrl`, `ApiUrl`). With
+   * `api: true` (or
    * `{apiKey}`) jobs are submitted through the stack's HTTPS API, signed with SigV4 (or with the key).
    */
   static async fromStack(
@@ -238,6 +251,7 @@ export class TranscriptionClient {
       queueUrl: outputs.QueueUrl,
       bucket: outputs.BucketName,
       dlqUrl: outputs.DlqUrl,
+      settledUrl: outputs.SettledLettersUrl,
       endpointUrl: options.endpointUrl,
       region,
       credentials: options.credentials,
@@ -498,30 +512,57 @@ export class TranscriptionClient {
     return this.dlq;
   }
 
-  /** Up to `limit` messages in the DLQ with why they are there; they stay in the DLQ. */
+  /** The DLQ, then the settled-letters queue when there is one: dead letters are listed and redriven from both. */
+  private async letterQueues(): Promise<DeadLetterQueue[]> {
+    const queues = [new DeadLetterQueue(this.sqs, await this.dlqUrl())];
+    if (this.settledUrl) queues.push(new DeadLetterQueue(this.sqs, this.settledUrl));
+    return queues;
+  }
+
+  /**
+   * Up to `limit` messages in the DLQ and the settled-letters queue (DLQ first) with why they are there; they stay
+   * where they are. A settled one says when (`settledAt`).
+   */
   async deadLetters(limit = 100): Promise<DeadLetter[]> {
-    const dlq = new DeadLetterQueue(this.sqs, await this.dlqUrl());
-    return aws("listing the DLQ", () => dlq.held(limit, async (letters) => [...letters]));
+    const queues = await this.letterQueues();
+    return aws("listing the DLQ", async () => {
+      const letters: DeadLetter[] = [];
+      for (const queue of queues) {
+        letters.push(...(await queue.held(limit - letters.length, async (held) => [...held])));
+        if (letters.length >= limit) break;
+      }
+      return letters;
+    });
   }
 
   /**
    * Send dead letters back to the jobs queue: those whose job id or message id is in `ids`, or all when `ids` is
-   * omitted. The letters moved; ids that matched nothing are not among them. Each goes back as a new message with
-   * its original body, so it gets a fresh set of receives.
+   * omitted, from the DLQ and the settled-letters queue. The letters moved; ids that matched nothing are not among
+   * them. Each goes back as a new message with its original body, so it gets a fresh set of receives, and leaves the
+   * queue it was in.
    */
   async redrive(ids?: Iterable<string>): Promise<DeadLetter[]> {
     const wanted = ids === undefined ? undefined : new Set(ids);
     const queueUrl = this.need("queueUrl");
-    const dlq = new DeadLetterQueue(this.sqs, await this.dlqUrl());
-    return aws("redriving the DLQ", () =>
-      dlq.held(undefined, async (letters) => {
-        const chosen = letters.filter(
-          (d) => wanted === undefined || (d.jobId !== null && wanted.has(d.jobId)) || wanted.has(d.messageId),
-        );
-        for (const letter of chosen) await dlq.move(letter, queueUrl);
-        return chosen;
-      }),
-    );
+    const queues = await this.letterQueues();
+    const picked = (d: DeadLetter): boolean =>
+      wanted === undefined || (d.jobId !== null && wanted.has(d.jobId)) || wanted.has(d.messageId);
+    const chosen: DeadLetter[] = [];
+    // Every queue stays held until all are done (the Python client's ExitStack), then what was not moved goes back.
+    const drain = async (index: number): Promise<void> => {
+      const queue = queues[index];
+      if (queue === undefined) return;
+      await queue.held(undefined, async (letters) => {
+        for (const letter of letters) {
+          if (!picked(letter)) continue;
+          await queue.move(letter, queueUrl);
+          chosen.push(letter);
+        }
+        await drain(index + 1);
+      });
+    };
+    await aws("redriving the DLQ", () => drain(0));
+    return chosen;
   }
 
   /** Close the SDK clients' sockets (a process exits without this too, once idle). */

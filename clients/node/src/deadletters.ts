@@ -8,6 +8,11 @@
  * - SQS moved it after `maxReceiveCount` receives (transient failures that never passed, a worker killed again
  *   and again): no attributes, only SQS's own `ApproximateReceiveCount`.
  *
+ * A settled letter (`worker/client/settle.py`: the settle Lambda or `whisper-worker dlq settle`) waits in the
+ * settled-letters queue instead, with the same attributes plus `settled_at` (and `job_status`): its job has a final
+ * `result.json` (`worker_lost` when its last worker died) and its failure callback went out. It is listed and
+ * redriven like any other; its `settledAt` says it came from there.
+ *
  * SQS has no "peek": listing receives the messages, keeping them invisible while we look, and hands them back
  * (visibility 0) afterwards. Each listing therefore adds one to `ApproximateReceiveCount`; the count shown for a
  * message SQS moved discounts our own receive, not earlier listings.
@@ -46,6 +51,8 @@ export interface DeadLetter {
   reason: string;
   body: string;
   receiptHandle: string;
+  /** When it was settled and moved to the settled-letters queue, ISO 8601; null for a letter still in the DLQ. */
+  settledAt: string | null;
 }
 
 /** A DeadLetter from one ReceiveMessage entry (asked with all message and system attributes). */
@@ -78,6 +85,7 @@ export function parseDeadLetter(raw: Message): DeadLetter {
     reason: movedBySqs ? `(moved by SQS${after})` : `${errorCode}: ${errorMessage}`,
     body,
     receiptHandle: raw.ReceiptHandle ?? "",
+    settledAt: attributes.settled_at ?? null,
   };
 }
 
@@ -109,7 +117,10 @@ function utcTimestamp(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19)}+00:00`;
 }
 
-/** The DLQ, through one SQS client: hold its messages to look at them, move some back, release the rest. */
+/**
+ * The DLQ (or the settled-letters queue), through one SQS client: hold its messages to look at them, move some back,
+ * release the rest.
+ */
 export class DeadLetterQueue {
   private readonly moved = new Set<string>();
 

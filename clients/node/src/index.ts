@@ -7,7 +7,7 @@
  *     webhooks.ts           verifyWebhook: a signed callback in one line
  *     pricing.ts            estimateCost: the Python client's derivation over the same prices.json
  *     health.ts             checkHealth: bucket, queue counts, DLQ depth
- *     deadletters.ts        the DLQ: list and redrive, as the Python client
+ *     deadletters.ts        the DLQ and the settled-letters queue: list and redrive, as the Python client
  *     https.ts              the stack's HTTPS API, SigV4-signed
  *     errors.ts             everything thrown derives from TranscriptionError
  */

@@ -160,6 +160,7 @@ test("fromStack reads the stack's outputs; fromEnv reads the environment", async
     Outputs: {
       QueueUrl: { Value: stack.queueUrl },
       DlqUrl: { Value: stack.dlqUrl },
+      SettledLettersUrl: { Value: `${stack.endpointUrl}/123456789012/whisper-node-settled` },
       BucketName: { Value: stack.bucket },
       ApiUrl: { Value: "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/" },
     },
@@ -174,6 +175,7 @@ test("fromStack reads the stack's outputs; fromEnv reads the environment", async
     [fromStack.queueUrl, fromStack.bucket, await fromStack.dlqUrl()],
     [stack.queueUrl, stack.bucket, stack.dlqUrl],
   );
+  assert.equal(fromStack.settledUrl, `${stack.endpointUrl}/123456789012/whisper-node-settled`);
   assert.equal(fromStack.stackOutputs.ApiUrl, "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/");
   assert.equal(fromStack.api, undefined);
   assert.equal((await fromStack.status("node-synthetic")).state, "failed");
@@ -194,6 +196,10 @@ test("fromStack reads the stack's outputs; fromEnv reads the environment", async
   };
   const fromEnv = TranscriptionClient.fromEnv(env);
   assert.equal(await fromEnv.dlqUrl(), stack.dlqUrl); // found through the queue's redrive policy
+  assert.equal(fromEnv.settledUrl, undefined); // no settled-letters queue: dead letters are read from the DLQ only
+  const withSettled = TranscriptionClient.fromEnv({ ...env, WHISPER_SETTLED_URL: "http://127.0.0.1:1/q/settled" });
+  assert.equal(withSettled.settledUrl, "http://127.0.0.1:1/q/settled");
+  withSettled.destroy();
   assert.equal((await fromEnv.status("node-synthetic")).state, "failed");
   fromEnv.destroy();
   assert.throws(

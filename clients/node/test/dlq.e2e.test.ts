@@ -1,6 +1,7 @@
 // A job that fails for good: uploaded in parts (multipart, with progress), refused by the worker (unknown_model),
 // listed in the DLQ with the worker's attributes, redriven, and failed again; a message SQS moved itself is told
-// apart. The same semantics as the Python client's dead_letters()/redrive().
+// apart; a letter settled by the real `whisper-worker dlq settle` is listed and redriven from the settled-letters
+// queue. The same semantics as the Python client's dead_letters()/redrive().
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, test } from "node:test";
@@ -8,15 +9,17 @@ import { after, test } from "node:test";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import {
   CreateQueueCommand,
+  DeleteMessageCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 
-import type { DeadLetter, UploadProgress } from "@whisper-batch/client";
+import { TranscriptionClient, type DeadLetter, type UploadProgress } from "@whisper-batch/client";
 
 import { eventually } from "./support/eventually.js";
 import { JFK } from "./support/paths.js";
+import { python } from "./support/python.js";
 import { client as makeClient, localStack, rawClients } from "./support/stack.js";
 
 const stack = localStack();
@@ -115,3 +118,182 @@ test("a message SQS moved itself reads as moved by SQS after N receives", { time
   assert.equal(letter.receiveCount, 2);
   assert.equal(letter.reason, "(moved by SQS after 2 receives)");
 });
+
+/** A fresh queue on the suite's moto; its URL and ARN. */
+async function createQueue(
+  name: string,
+  attributes: Record<string, string> = {},
+): Promise<{ url: string; arn: string }> {
+  const created = await raw.sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }));
+  const url = created.QueueUrl ?? "";
+  const got = await raw.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }));
+  return { url, arn: got.Attributes?.QueueArn ?? "" };
+}
+
+/** Visible plus in-flight messages. */
+async function depth(url: string): Promise<number> {
+  const got = await raw.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["All"] }));
+  const attributes = got.Attributes ?? {};
+  return Number(attributes.ApproximateNumberOfMessages) + Number(attributes.ApproximateNumberOfMessagesNotVisible);
+}
+
+/** Send `body` to `jobs` and receive it until SQS itself moves it to the DLQ (a worker killed on every try). */
+async function movedBySqs(jobs: string, dlq: string, body: string, receives: number): Promise<string> {
+  const before = await depth(dlq);
+  const sent = await raw.sqs.send(new SendMessageCommand({ QueueUrl: jobs, MessageBody: body }));
+  for (let i = 0; i <= receives; i++)
+    await raw.sqs.send(new ReceiveMessageCommand({ QueueUrl: jobs, VisibilityTimeout: 0, WaitTimeSeconds: 0 }));
+  await eventually(async () => ((await depth(dlq)) > before ? true : undefined), 10_000, "SQS's move to the DLQ");
+  return sent.MessageId ?? "";
+}
+
+test(
+  "settled letters: `whisper-worker dlq settle` moves one to the settled-letters queue; it is listed and redriven " +
+    "with the DLQ's, and without settledUrl only the DLQ is read",
+  { timeout: 120_000 },
+  async () => {
+    // Queues of this test's own, so settling touches no other test's letters and redriven jobs reach no worker.
+    const dlq = await createQueue("node-settle-dlq");
+    const settled = await createQueue("node-settle-settled");
+    const policy = { deadLetterTargetArn: dlq.arn, maxReceiveCount: "2" };
+    const jobs = await createQueue("node-settle-jobs", { RedrivePolicy: JSON.stringify(policy) });
+    const connection = {
+      queueUrl: jobs.url,
+      bucket: stack.bucket,
+      endpointUrl: stack.endpointUrl,
+      region: "us-east-1",
+    };
+    const both = new TranscriptionClient({ ...connection, dlqUrl: dlq.url, settledUrl: settled.url });
+    const dlqOnly = new TranscriptionClient({ ...connection, dlqUrl: dlq.url });
+    try {
+      const lostBody = JSON.stringify({
+        job_id: "node-settled",
+        audio: `s3://${stack.bucket}/audio/node-settled/a.flac`,
+      });
+      const lostId = await movedBySqs(jobs.url, dlq.url, lostBody, 2);
+
+      // The real settle, as the settle Lambda or an operator runs it: a final result.json, then the settled queue.
+      const out = await python([
+        "-m",
+        "worker.cli",
+        "dlq",
+        "settle",
+        "--json",
+        "--allow-http",
+        "--allow-private-urls",
+        ...["--queue-url", jobs.url, "--bucket", stack.bucket, "--dlq-url", dlq.url, "--settled-url", settled.url],
+        ...["--endpoint-url", stack.endpointUrl, "--region", "us-east-1"],
+      ]);
+      const outcomes = out
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(
+        outcomes.map((o) => [o.job_id, o.action, o.status, o.error_code, o.forwarded]),
+        [["node-settled", "settled", "failed", "worker_lost", true]],
+      );
+      assert.deepEqual([await depth(dlq.url), await depth(settled.url)], [0, 1]);
+      const status = await both.status("node-settled");
+      assert.deepEqual([status.state, status.errorCode], ["failed", "worker_lost"]);
+
+      // A second one SQS moves later stays unsettled in the DLQ.
+      const pendingBody = JSON.stringify({ job_id: "node-unsettled", audio: "s3://b/k.flac" });
+      await movedBySqs(jobs.url, dlq.url, pendingBody, 2);
+
+      // Backwards compatible: no settledUrl, the DLQ only.
+      assert.equal(dlqOnly.settledUrl, undefined);
+      assert.deepEqual(
+        (await dlqOnly.deadLetters()).map((d) => [d.jobId, d.settledAt]),
+        [["node-unsettled", null]],
+      );
+
+      // Both queues, the DLQ first; the settled letter carries the settle's attributes.
+      const letters = await both.deadLetters();
+      assert.deepEqual(
+        letters.map((d) => d.jobId),
+        ["node-unsettled", "node-settled"],
+      );
+      const [pending, lost] = letters as [DeadLetter, DeadLetter];
+      assert.deepEqual([pending.movedBySqs, pending.errorCode, pending.settledAt], [true, null, null]);
+      assert.equal(lost.errorCode, "worker_lost");
+      assert.equal(lost.movedBySqs, false);
+      assert.match(lost.errorMessage ?? "", /^the last worker holding this message stopped before finishing it/);
+      assert.equal(lost.reason, `worker_lost: ${lost.errorMessage}`);
+      assert.equal(lost.sourceMessageId, lostId, "its id on the jobs queue, which its result.json names");
+      assert.equal(lost.receiveCount, 2);
+      assert.match(lost.settledAt ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$/);
+      assert.equal(lost.body, lostBody);
+      assert.deepEqual(
+        (await both.deadLetters(1)).map((d) => d.jobId),
+        ["node-unsettled"],
+        "the limit counts across both queues",
+      );
+
+      // The Python client reads the settled letter the same way.
+      const listed = (
+        await python([
+          "-m",
+          "worker.cli",
+          "dlq",
+          "list",
+          "--json",
+          ...["--queue-url", jobs.url, "--bucket", stack.bucket, "--dlq-url", dlq.url, "--settled-url", settled.url],
+          ...["--endpoint-url", stack.endpointUrl, "--region", "us-east-1"],
+        ])
+      )
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      const pythonLost = listed.find((d) => d.job_id === "node-settled");
+      assert.deepEqual(
+        [
+          pythonLost?.message_id,
+          pythonLost?.error_code,
+          pythonLost?.error_message,
+          pythonLost?.source_message_id,
+          pythonLost?.receive_count,
+          pythonLost?.moved_by_sqs,
+          pythonLost?.settled_at,
+          pythonLost?.reason,
+        ],
+        [
+          lost.messageId,
+          lost.errorCode,
+          lost.errorMessage,
+          lost.sourceMessageId,
+          lost.receiveCount,
+          lost.movedBySqs,
+          lost.settledAt,
+          lost.reason,
+        ],
+      );
+
+      // Redriving a settled letter: back on the jobs queue with its original body, gone from the settled queue.
+      assert.deepEqual(
+        (await both.redrive(["node-settled"])).map((d) => [d.jobId, d.settledAt !== null]),
+        [["node-settled", true]],
+      );
+      assert.deepEqual([await depth(dlq.url), await depth(settled.url)], [1, 0]);
+      const back = await raw.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: jobs.url, WaitTimeSeconds: 1, MaxNumberOfMessages: 10 }),
+      );
+      assert.deepEqual(
+        (back.Messages ?? []).map((m) => m.Body),
+        [lostBody],
+      );
+      for (const message of back.Messages ?? [])
+        await raw.sqs.send(new DeleteMessageCommand({ QueueUrl: jobs.url, ReceiptHandle: message.ReceiptHandle }));
+
+      // Redriving all: what is left in either queue.
+      assert.deepEqual(
+        (await both.redrive()).map((d) => d.jobId),
+        ["node-unsettled"],
+      );
+      assert.deepEqual([await depth(dlq.url), await depth(settled.url), await depth(jobs.url)], [0, 0, 1]);
+      assert.deepEqual(await both.deadLetters(), []);
+    } finally {
+      both.destroy();
+      dlqOnly.destroy();
+    }
+  },
+);
