@@ -22,7 +22,7 @@ from worker.engine.batched import BatchedEngine
 from worker.engine.choose import resolve_engine
 from worker.engine.greedy import Generated, generate_greedy, log_mel
 from worker.engine.isolate import MARGIN_SECONDS, TAIL_SAMPLES, encode_apart, isolate, parts_of, rows_for
-from worker.engine.options import TranscribeOptions
+from worker.engine.options import Cancelled, TranscribeOptions
 from worker.engine.splitback import Split, spans_of
 from worker.engine.windows import (
     MAX_CUT_SECONDS,
@@ -168,6 +168,34 @@ def test_calls_from_several_threads_share_forward_passes(batched: BatchedEngine,
     assert len(results) == len(clips)
     assert all(jiwer.wer("and so my fellow americans ask not", _words(t)) <= 0.15 for t in results.values())
     assert len(calls) < len(clips), f"five calls took {len(calls)} forward passes"
+
+
+def test_a_cancelled_job_ends_while_the_engine_works_and_the_engine_serves_the_next(
+    batched: BatchedEngine, jfk: np.ndarray
+) -> None:
+    """What a spot notice does to a job it hands back: the engine stops spending passes on it."""
+    long = np.concatenate([jfk] * 30)  # five and a half minutes: many windows
+    cancel, started, percents, outcome = threading.Event(), threading.Event(), [], {}
+
+    def progress(percent: float) -> None:
+        percents.append(percent)
+        started.set()
+
+    def run() -> None:
+        try:
+            outcome["transcript"] = batched.transcribe("tiny.en", long, TranscribeOptions(), progress, cancel)
+        except Cancelled as exc:
+            outcome["cancelled"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(timeout=60)
+    cancel.set()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "cancelled" in outcome, outcome
+    assert max(percents) < 100.0, "it ended before the engine got through its audio"
+    again = batched.transcribe("tiny.en", jfk, TranscribeOptions())
+    assert "ask not what your country" in again.text.lower()
 
 
 def test_options_the_batch_cannot_honour_take_the_reference_path(batched: BatchedEngine, jfk: np.ndarray) -> None:

@@ -20,8 +20,8 @@ def row(output: str, name: str) -> str:
 
 
 def test_small_chaos_soak_loses_nothing_and_transcribes_nothing_twice() -> None:
-    command = [sys.executable, "scripts/chaos.py", "--messages", "20", "--workers", "2", "--seconds", "300"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=330)
+    command = [sys.executable, "scripts/chaos.py", "--messages", "20", "--workers", "2", "--seconds", "240"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=270)
     output = run.stdout + run.stderr
 
     assert run.returncode == 0, output

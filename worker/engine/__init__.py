@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from worker.engine.options import TranscribeOptions
+from worker.engine.options import Cancelled, TranscribeOptions
 from worker.engine.reference_progress import PercentHook
 from worker.engine.transcript import Transcript
 
 if TYPE_CHECKING:
+    import threading
+
     import numpy as np
 
 
@@ -48,9 +50,15 @@ class Engine(Protocol):
         """Raise ``InvalidMessage`` when the model cannot serve ``options`` (loading it if needed)."""
 
     def transcribe(
-        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+        self,
+        model_name: str,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: PercentHook | None = None,
+        cancel: threading.Event | None = None,
     ) -> Transcript:
-        """``progress(percent)`` is called as the audio is worked through."""
+        """``progress(percent)`` is called as the audio is worked through; once ``cancel`` is set the engine stops
+        spending work on the job as soon as it can and raises ``Cancelled``."""
 
     def transcribe_many(
         self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
@@ -58,4 +66,4 @@ class Engine(Protocol):
         """Several audios at once, for callers that already hold many (benchmarks, backfills)."""
 
 
-__all__ = ["Engine", "LoadedModels", "PercentHook", "TranscribeOptions", "Transcript"]
+__all__ = ["Cancelled", "Engine", "LoadedModels", "PercentHook", "TranscribeOptions", "Transcript"]

@@ -33,7 +33,7 @@ from worker.audio import SAMPLE_RATE
 from worker.engine import PercentHook
 from worker.engine.backends import Backend
 from worker.engine.greedy import Generated
-from worker.engine.options import TranscribeOptions, check_options
+from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference import ReferenceEngine
 from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
 from worker.engine.transcript import Segment, Transcript
@@ -146,11 +146,16 @@ class BatchedEngine:
 
     # --- public interface -------------------------------------------------------------------------
     def transcribe(
-        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+        self,
+        model_name: str,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: PercentHook | None = None,
+        cancel: threading.Event | None = None,
     ) -> Transcript:
         if not self.batchable(options):
-            return self.reference.transcribe(model_name, audio, options, progress=progress)
-        return self._submit(_Request(model_name, [audio], options, [progress]))[0]
+            return self.reference.transcribe(model_name, audio, options, progress=progress, cancel=cancel)
+        return self._submit(_Request(model_name, [audio], options, [progress]), cancel)[0]
 
     def transcribe_many(
         self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
@@ -172,7 +177,7 @@ class BatchedEngine:
         backend = self._backend(model_name)
         check_options(model_name, backend.multilingual, backend.num_languages, options)
 
-    def _submit(self, request: _Request) -> list[Transcript]:
+    def _submit(self, request: _Request, cancel: threading.Event | None = None) -> list[Transcript]:
         for hook in request.hooks:
             if hook is not None:
                 _call(hook, 0.0)
@@ -182,10 +187,11 @@ class BatchedEngine:
                 self._thread = threading.Thread(target=self._serve, name="batched-engine", daemon=True)
                 self._thread.start()
             self._wake.notify()
-        return self._wait(request)
+        return self._wait(request, cancel)
 
-    def _wait(self, request: _Request) -> list[Transcript]:
-        """The request's transcripts, or its error; never longer than its deadline (base + factor x audio)."""
+    def _wait(self, request: _Request, cancel: threading.Event | None = None) -> list[Transcript]:
+        """The request's transcripts, or its error; never longer than its deadline (base + factor x audio). A
+        cancelled request ends at once: settling its future makes the model thread drop its queued windows."""
         seconds = sum(a.size for a in request.audios) / SAMPLE_RATE
         allowed = self._deadline_base + self._deadline_factor * seconds
         deadline = time.monotonic() + allowed
@@ -194,6 +200,11 @@ class BatchedEngine:
                 return request.future.result(timeout=max(0.0, min(WATCH_SECONDS, deadline - time.monotonic())))
             except FutureTimeout:
                 self._watch_pass()
+                if cancel is not None and cancel.is_set():
+                    if _settle_future(request.future, error=Cancelled("the job was handed back")):
+                        with self._wake:
+                            self._wake.notify()
+                    return request.future.result()
                 if time.monotonic() >= deadline:
                     error = EngineTimeout(f"the engine did not finish {seconds:.0f} s of audio within {allowed:.0f} s")
                     if _settle_future(request.future, error=error):  # the model thread drops its work

@@ -8,6 +8,11 @@ from worker.contract.languages import known_by, language_code
 from worker.service.errors import InvalidMessage
 
 
+class Cancelled(Exception):
+    """The caller set the job's ``cancel`` event (its message was handed back to the queue): the engine dropped the
+    job's remaining work and returns nothing for it."""
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     language: str | None = None

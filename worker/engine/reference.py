@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
 from worker.audio import SAMPLE_RATE
 from worker.engine import PercentHook
-from worker.engine.options import TranscribeOptions, check_options
+from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference_progress import transcribe as transcribe_with_progress
 from worker.engine.transcript import Segment, Transcript, Word
 from worker.models.cache import ModelCache, inference_lock
@@ -47,9 +49,16 @@ class ReferenceEngine:
         check_options(model_name, model.is_multilingual, model.num_languages, options)
 
     def transcribe(
-        self, model_name: str, audio: np.ndarray, options: TranscribeOptions, progress: PercentHook | None = None
+        self,
+        model_name: str,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: PercentHook | None = None,
+        cancel: threading.Event | None = None,
     ) -> Transcript:
-        """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``)."""
+        """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``); a set
+        ``cancel`` stops the job at the next window."""
+        progress = _cancellable(progress, cancel)
         model = self.models.get(model_name)
         check_options(model_name, model.is_multilingual, model.num_languages, options)
         kwargs: dict = {
@@ -80,3 +89,17 @@ class ReferenceEngine:
         self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
     ) -> list[Transcript]:
         return [self.transcribe(model_name, audio, options) for audio in audios]
+
+
+def _cancellable(progress: PercentHook | None, cancel: threading.Event | None) -> PercentHook | None:
+    """The progress hook, raising ``Cancelled`` at a window's end once ``cancel`` is set."""
+    if cancel is None:
+        return progress
+
+    def hook(percent: float) -> None:
+        if cancel.is_set():
+            raise Cancelled("the job was handed back")
+        if progress is not None:
+            progress(percent)
+
+    return hook

@@ -26,7 +26,7 @@ from worker.diarization import Diarizer, SpeakerBounds, Turn
 from worker.diarization.attribute import attribute
 from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
-from worker.engine.options import TranscribeOptions
+from worker.engine.options import Cancelled, TranscribeOptions
 from worker.ops.logs import logger
 from worker.service.callback import CallbackOutcome, CallbackSender
 from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore, owner_name, same_message
@@ -125,6 +125,7 @@ class JobProcessor:
         # was handed back and writes nothing more; a committed one is storing its results and is no longer revocable.
         self._jobs_lock = threading.Lock()
         self._in_progress: dict[str, tuple[ProgressReporter, str]] = {}  # message id -> (progress, claim key)
+        self._cancels: dict[str, threading.Event] = {}  # message id -> set when revoked: the engine drops its work
         self._revoked: set[str] = set()
         self._committed: set[str] = set()
 
@@ -159,6 +160,9 @@ class JobProcessor:
                 return False
             self._revoked.add(message_id)
             entry = self._in_progress.get(message_id)
+            cancel = self._cancels.get(message_id)
+        if cancel is not None:
+            cancel.set()
         if entry is not None:
             self.claims.release_key(entry[1])  # the next worker need not wait for the lease
         return True
@@ -175,8 +179,14 @@ class JobProcessor:
                 self._in_progress.pop(message.message_id, None)
                 self._committed.discard(message.message_id)
                 self._revoked.discard(message.message_id)
+                self._cancels.pop(message.message_id, None)
             else:
                 self._in_progress[message.message_id] = (progress, claim_key)
+                self._cancels[message.message_id] = threading.Event()
+
+    def _cancel_event(self, message: QueueMessage) -> threading.Event | None:
+        with self._jobs_lock:
+            return self._cancels.get(message.message_id)
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
         try:
@@ -231,7 +241,7 @@ class JobProcessor:
                     progress.announce()
                 try:
                     result = self._transcribe(request, model, message, fingerprint, started, progress, laps)
-                except JobRevoked:
+                except (JobRevoked, Cancelled):
                     logger.info("job handed back to the queue before it finished; writing nothing")
                     return Outcome("retry", request.job_id, model=model)
                 except JobError as exc:
@@ -314,7 +324,9 @@ class JobProcessor:
             if request.diarize:
                 bounds = SpeakerBounds(request.speakers, request.min_speakers, request.max_speakers)
                 diarizing = self._diarizing.submit(self._diarizer().diarize, audio, bounds)
-            transcript = self.engine.transcribe(model, audio, options, progress=progress.percent)
+            transcript = self.engine.transcribe(
+                model, audio, options, progress=progress.percent, cancel=self._cancel_event(message)
+            )
             laps.mark("transcribe")
             if diarizing is not None:
                 transcript = attribute(transcript, self._turns(diarizing, len(audio) / SAMPLE_RATE))
