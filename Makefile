@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-node docs docs-reference lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle espeak
+.PHONY: demo test test-fast test-node docs docs-reference lint install install-infra clean chaos synth deploy destroy cdk-cli bench gpu-bundle espeak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,16 @@ espeak:
 
 test: install install-infra cdk-cli espeak
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest --durations=30
 	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory test-node
+
+# The quick loop: ruff and every test but the e2e tier (real worker processes, whole stacks; tests/conftest.py `tier`),
+# on two processes (pytest-xdist); about 2 minutes on two cores. docs/development.md, "Test tiers".
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not e2e" -n 2 --durations=15
 
 # The Node.js client (clients/node), against moto and a real worker from .venv; needs npm.
 test-node: install
@@ -94,6 +101,7 @@ gpu-bundle: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # --- AWS CDK (infra/, cdk.json): the CLI lives in .cdk/, pinned; `make deploy CDK_ARGS="-c cpuOnly=true"`.
 CDK_VERSION := 2.1148.1

@@ -25,7 +25,7 @@ from typing import Any
 from bench.references import Recording
 from bench.wer import normalise
 from worker.diarization.turns import Turn
-from worker.engine.transcript import Transcript
+from worker.transcript import Transcript
 
 COLLAR = 0.25  # seconds either side of each reference boundary left unscored
 NO_SPEAKER = "(none)"

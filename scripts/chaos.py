@@ -20,7 +20,7 @@ moves it to the DLQ after maxReceiveCount tries and result.json, written by the 
 ``crash_loop`` kills every worker that starts it (``TEST_CRASH_JOB_PREFIX``), so nobody alive writes its result:
 settling the DLQ gives it ``worker_lost`` and its failure callback.
 
-Workers run through ``python -m tests.faults`` by default (``--no-engine-faults``: ``whisper-worker run``), a
+Workers run through ``python -m tests.support.faults`` by default (``--no-engine-faults``: ``whisper-worker run``), a
 test backend, not for production: the real worker with a backend that fails every forward pass holding
 ``engine_fault`` audio, and, once, a random early pass of each process (``TEST_FAULT_ON_CALL``), which the engine
 absorbs by decoding the pass again part by part; a pass (or re-decoded part) of one job's one piece cannot be
@@ -158,7 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--engine-faults",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run the workers on the faulty test backend (tests/faults.py) and send engine_fault jobs (default on)",
+        help="run the workers on the faulty test backend (tests/support/faults.py) and send engine_fault jobs "
+        "(default on)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs even when all is well")
     args = parser.parse_args(argv)
@@ -168,10 +169,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def write_poison(path: Path) -> Path:
-    """Audio the faulty test backend refuses on every forward pass (a constant level; see tests/faults.py)."""
+    """Audio the faulty test backend refuses on every forward pass (a constant level; see tests/support/faults.py)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # tests/ is not part of the installed package
-    from tests.faults import write_poison as poison
+    from tests.support.faults import write_poison as poison
 
     return poison(path)
 
@@ -270,7 +271,7 @@ class Fleet:
     logdir: Path
     size: int
     rng: random.Random
-    faulty: bool  # the faulty test backend (tests/faults.py) instead of ``whisper-worker run``
+    faulty: bool  # the faulty test backend (tests/support/faults.py) instead of ``whisper-worker run``
     procs: list[subprocess.Popen | None] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     exits: Counter = field(default_factory=Counter)
@@ -289,7 +290,8 @@ class Fleet:
         self.reclaims.pop(slot, None)
         command, env = ["-m", "worker.cli", "run"], self.env | {"WHISPER_INTERRUPTION_FILE": str(self.notices[slot])}
         if self.faulty:
-            command, env = ["-m", "tests.faults"], env | {"TEST_FAULT_ON_CALL": str(self.rng.randint(*FAULT_ON_CALL))}
+            fault_on_call = str(self.rng.randint(*FAULT_ON_CALL))
+            command, env = ["-m", "tests.support.faults"], env | {"TEST_FAULT_ON_CALL": fault_on_call}
         with open(log, "wb") as out:
             return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=out, stderr=out)
 

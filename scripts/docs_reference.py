@@ -302,7 +302,7 @@ def _indent(text: str) -> str:
 
 def failure_codes_page() -> str:
     """Every ``JobError`` subclass that names a code: permanent or transient, and when it happens."""
-    from worker.service import errors
+    from worker import errors
 
     classes = [
         value
@@ -319,7 +319,7 @@ def failure_codes_page() -> str:
     ]
     return "".join(
         [
-            _header("Failure codes", "the error tree in worker/service/errors.py (each class's `code` and `when`)"),
+            _header("Failure codes", "the error tree in worker/errors.py (each class's `code` and `when`)"),
             "A failed job's `result.json` and callback carry `error.code`, one of these; only its kind decides "
             "what happens to the message:\n\n",
             *fates,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
+import functools
+import re
 import secrets
 import shutil
 import tempfile
@@ -12,20 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.together import all_at_once
+from tests.support.harness import Harness
+from tests.support.samples import TEST_MODEL
 from worker.engine import Engine
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
-from worker.service.app import build_engine, build_worker
-from worker.service.runner import RunStats
+from worker.service.app import build_engine
 from worker.service.settings import Settings
-
-DATA = Path(__file__).parent / "data"
-JFK = DATA / "jfk.flac"
-JFK_TEXT = (
-    "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-)
-TEST_MODEL = "tiny.en"
 
 
 @pytest.fixture(scope="session")
@@ -70,63 +64,54 @@ def settings(local_aws: LocalAws, secret: str, model_dir: Path) -> Settings:
     )
 
 
-class Harness:
-    """What a backend does: upload audio, send messages, then read results, callbacks and the DLQ."""
-
-    def __init__(self, local: LocalAws, settings: Settings, engine: Engine, receiver: CallbackReceiver) -> None:
-        assert local.resources is not None
-        self.resources = local.resources
-        self.s3 = local.client("s3")
-        self.sqs = local.client("sqs")
-        self.settings = settings
-        self.engine = engine
-        self.receiver = receiver
-
-    def upload(self, path: Path | bytes, key: str) -> str:
-        body = path if isinstance(path, bytes) else path.read_bytes()
-        self.s3.put_object(Bucket=self.resources.bucket, Key=key, Body=body)
-        return f"s3://{self.resources.bucket}/{key}"
-
-    def send(self, body: dict | str) -> str:
-        text = body if isinstance(body, str) else json.dumps(body)
-        return self.sqs.send_message(QueueUrl=self.resources.queue_url, MessageBody=text)["MessageId"]
-
-    def run_worker(self, **overrides: object) -> RunStats:
-        return build_worker(self.settings.with_overrides(**overrides), engine=self.engine).run()
-
-    def run_workers_together(self, settings: Settings, engines: list[Engine]) -> list[RunStats]:
-        """One worker thread per engine, started at the same moment, as separate machines would run."""
-        stats: list[RunStats] = []
-        all_at_once(lambda engine: stats.append(build_worker(settings, engine=engine).run()), engines, 300)
-        return stats
-
-    def result(self, job_id: str) -> dict:
-        return json.loads(self.object(f"results/{job_id}/result.json")["Body"].read())
-
-    def object(self, key: str) -> dict:
-        return self.s3.get_object(Bucket=self.resources.bucket, Key=key)
-
-    def object_keys(self, prefix: str = "results/") -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=self.resources.bucket, Prefix=prefix)
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-    def queue_depth(self, url: str | None = None) -> int:
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.resources.queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
-    def dead_letters(self) -> list[dict]:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.resources.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-        ).get("Messages", [])
-        return messages
-
-
 @pytest.fixture
 def harness(local_aws: LocalAws, settings: Settings, engine: Engine, receiver: CallbackReceiver) -> Harness:
     return Harness(local_aws, settings, engine, receiver)
+
+
+# --- tiers: unit, integration, e2e (pyproject's markers; `make test-fast` runs all but e2e) --------------------
+
+# `harness` runs the whole worker (its runner loop, real Whisper) against moto and a receiver: a stack in-process.
+E2E_FIXTURES = {"fresh_install", "harness"}
+INTEGRATION_FIXTURES = {"local_aws", "harness", "engine", "receiver", "settings", "model_dir"}
+# What in a module's source means its tests start real worker processes or a whole stack ...
+E2E_SOURCE = re.compile(r"WorkerProcess|crashing_worker|scripts/chaos\.py|\"worker\.cli\",\s*\"(run|demo)\"")
+# ... or talk to a real moto server or HTTP receiver, or load real Whisper weights.
+INTEGRATION_SOURCE = re.compile(r"\b(LocalAws|CallbackReceiver|build_engine|ReferenceEngine|load_model)\(")
+CDK_SYNTH = re.compile(r"\bsynth")
+# Modules with tests of many seconds each (the real ``cdk`` CLI; jobs held for seconds on purpose): e2e too, so that
+# `make test-fast` stays near 3 minutes. Check `--durations` before adding one.
+SLOW_MODULES = {"test_engine_faults", "test_infra_cli"}
+
+
+@functools.cache
+def _source(path: Path) -> str:
+    return path.read_text()
+
+
+def tier(item: pytest.Item) -> str:
+    """The test's tier, from what it uses (first match wins):
+
+    * ``e2e``: it starts real worker processes or a whole stack: the ``fresh_install`` or ``harness`` fixture (the
+      worker's whole loop in-process), or its module's source starts ``WorkerProcess``/``tests.support.crashing_worker``
+      workers, runs scripts/chaos.py or runs ``python -m worker.cli run``/``demo``; or it is slow: its module is in
+      ``SLOW_MODULES`` (or it is marked ``e2e`` by hand).
+    * ``integration``: a real moto server, HTTP receiver or Whisper weights: the fixtures in ``INTEGRATION_FIXTURES``,
+      a module that starts ``LocalAws``/``CallbackReceiver`` or loads models itself, or a CDK synth test
+      (tests/test_infra_*.py that synthesize).
+    * ``unit``: everything else.
+    """
+    fixtures = set(getattr(item, "fixturenames", ()))
+    source = _source(item.path)
+    if item.get_closest_marker("e2e") or fixtures & E2E_FIXTURES or E2E_SOURCE.search(source):
+        return "e2e"
+    if item.path.stem in SLOW_MODULES:
+        return "e2e"
+    if fixtures & INTEGRATION_FIXTURES or INTEGRATION_SOURCE.search(source):
+        return "integration"
+    if item.path.name.startswith("test_infra_") and CDK_SYNTH.search(source):
+        return "integration"
+    return "unit"
 
 
 # --- the Dockerfile's install, started early so it runs beside the other tests ---------------------------
@@ -135,11 +120,15 @@ FRESH_INSTALL_TEST = "test_install_commands_work_in_a_fresh_virtualenv"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The install's test goes last, so the rest of the suite runs while it installs."""
+    """Each test gets its tier's marker (``tier``); the install's test goes last, so the rest runs while it installs."""
+    for item in items:
+        item.add_marker(tier(item))
     items.sort(key=lambda item: item.name == FRESH_INSTALL_TEST)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return  # nothing runs
     if any(item.name == FRESH_INSTALL_TEST for item in session.items):
         from tests.test_dockerfile import FreshInstall
 

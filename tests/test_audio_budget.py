@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio_factory import load_jfk, write_audio
-from tests.conftest import TEST_MODEL, Harness
+from tests.support.audio_factory import load_jfk, write_audio
+from tests.support.harness import Harness
+from tests.support.samples import TEST_MODEL
 from worker.audio import SAMPLE_RATE
 from worker.audio.budget import (
     BYTES_PER_SECOND,

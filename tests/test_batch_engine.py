@@ -14,8 +14,8 @@ from whisper.decoding import DecodingOptions, decode
 from whisper.normalizers import EnglishTextNormalizer
 from whisper.tokenizer import get_tokenizer
 
-from tests.audio_factory import JFK
-from tests.conversation import conversation
+from tests.support.audio_factory import JFK
+from tests.support.conversation import conversation
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_factory import JFK, tone
 
 from bench import corpus, report, run, systems, worker_system
 from bench.report import Summary, add_ratios, format_report, format_table, summarise
 from bench.wer import corpus_wer, normalise
+from tests.support.audio_factory import JFK, tone
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import _decode_with_pyav, decode_audio
 from worker.audio.wav import write_wav

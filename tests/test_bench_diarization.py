@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_factory import tone
-from conftest import DATA, JFK, JFK_TEXT
-from conversation import PROMPTS as VCTK
 
 from bench import conversations, corpus, references, report, run, worker_system
 from bench import diarization as diarization_cli
 from bench.diarization_report import Diarized, Scored, format_tables, groups
 from bench.diarization_scores import DerParts, WordErrors, exclusive, score_text, speaker_texts
 from bench.references import Recording, Utterance
+from tests.support.audio_factory import tone
+from tests.support.conversation import PROMPTS as VCTK
+from tests.support.samples import DATA, JFK, JFK_TEXT
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav

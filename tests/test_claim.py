@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
 from worker.local.moto_server import LocalAws
 from worker.service.app import build_engine
 from worker.service.claim import ClaimHeld, ClaimStore

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JFK
-from tests.test_client_offline import PYTHON_GUIDE, README, ROOT, cli, code_blocks
+from tests.support.docs import PYTHON_GUIDE, README, ROOT, cli, code_blocks
+from tests.support.samples import JFK
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.client import (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -16,18 +15,21 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.support.docs import (
+    DEPLOY_GUIDE,
+    RAW_SQS_GUIDE,
+    README,
+    ROOT,
+    cli,
+    code_blocks,
+    doc_section,
+)
 from worker.cli import build_parser, main
 from worker.client import TranscriptionClient, pricing
 from worker.client.deadletters import parse
 from worker.client.errors import EstimateError, JobValidationError, TranscriptionError
 from worker.contract import parse_message
 
-ROOT = Path(__file__).parent.parent
-README = ROOT / "README.md"
-DOCS = ROOT / "docs"
-PYTHON_GUIDE = DOCS / "getting-started" / "python.md"  # the quick start the e2e tests run as written
-RAW_SQS_GUIDE = DOCS / "getting-started" / "raw-sqs.md"
-DEPLOY_GUIDE = DOCS / "deploy" / "index.md"  # "What it costs": the price table
 HEAVY_MODULES = (
     "torch",
     "whisper",
@@ -38,31 +40,6 @@ HEAVY_MODULES = (
     "worker.models.cache",
     "worker.service.pipeline",
 )
-
-
-def doc_section(page: Path, title: str) -> str:
-    """The text of one ``## `` section of a page, subsections included."""
-    text = page.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
-
-
-def code_blocks(language: str, text: str | None = None) -> list[str]:
-    """The ``language`` code blocks of ``text``; by default of docs/getting-started/python.md, the quick start."""
-    return re.findall(rf"```{language}\n(.*?)```", PYTHON_GUIDE.read_text() if text is None else text, flags=re.DOTALL)
-
-
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
 
 
 def test_importing_the_client_loads_no_torch_whisper_or_numpy() -> None:

@@ -20,8 +20,9 @@ from typing import Any, cast
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL, Harness
-from tests.worker_processes import WorkerProcess, completed_lines
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
+from tests.support.worker_processes import WorkerProcess, completed_lines
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.models.cache import resolve

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL
-from tests.worker_processes import Backend, WorkerProcess
+from tests.support.samples import JFK, TEST_MODEL
+from tests.support.worker_processes import Backend, WorkerProcess
 from worker.cli import main
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
@@ -27,7 +27,7 @@ def run_until_drained(local: LocalAws, backend: Backend, env: dict[str, str], lo
     """Start crashing workers one after another (as Batch would) until one drains the queue and exits 0."""
     workers: list[WorkerProcess] = []
     for n in range(RESTARTS):
-        worker = WorkerProcess(env, logs / f"worker-{n}.log", command=("tests.crashing_worker",))
+        worker = WorkerProcess(env, logs / f"worker-{n}.log", command=("tests.support.crashing_worker",))
         workers.append(worker)
         try:
             code = worker.wait(timeout=180)

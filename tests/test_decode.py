@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_factory import (
+
+from tests.support.audio_factory import (
     JFK,
     encoder_for,
     load_jfk,
@@ -19,7 +20,6 @@ from audio_factory import (
     write_video_only,
     write_video_with_audio,
 )
-
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav

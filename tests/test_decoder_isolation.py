@@ -1,7 +1,7 @@
 """The decoder's child processes (worker/audio/isolated.py): same samples as decoding in-process, mapped without a
 copy, nothing left in /dev/shm; a child that segfaults, aborts, blows its memory limit or hangs costs one retry and
 then a permanent error, and the pool decodes the next file; children never outlive the worker. Then a real worker
-process over moto's server with such files among good ones (``python -m tests.faults``)."""
+process over moto's server with such files among good ones (``python -m tests.support.faults``)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, JFK, TEST_MODEL
-from tests.faulty_decoder import MODULE, write_faulty
-from tests.worker_processes import ROOT, Backend, WorkerProcess
+from tests.support.faulty_decoder import MODULE, write_faulty
+from tests.support.samples import DATA, JFK, TEST_MODEL
+from tests.support.worker_processes import ROOT, Backend, WorkerProcess
 from worker.audio.decode import decode_audio, probe_seconds
 from worker.audio.isolated import DecoderPool
 from worker.audio.wav import write_wav
@@ -134,7 +134,7 @@ SCRIPT = """
     from pathlib import Path
     from worker.audio.isolated import DecoderPool
 
-    pool = DecoderPool(2, memory_mb=256, timeout_seconds=600, module="tests.faulty_decoder")
+    pool = DecoderPool(2, memory_mb=256, timeout_seconds=600, module="tests.support.faulty_decoder")
     threading.Thread(target=pool.decode, args=(Path(sys.argv[2]),), kwargs={"max_seconds": 60}, daemon=True).start()
     while not pool._children:
         time.sleep(0.05)
@@ -200,7 +200,7 @@ def test_a_worker_survives_decoder_crashes_and_fails_only_those_jobs(
             decoder_timeout_seconds=5,
             decoder_timeout_factor=0,
         )
-        worker = WorkerProcess(env, tmp_path / "worker.log", ("tests.faults",))
+        worker = WorkerProcess(env, tmp_path / "worker.log", ("tests.support.faults",))
         try:
             worker.wait_for_line(lambda r: r.get("message") == "idle limit reached; stopping", timeout=240)
             assert worker.wait(timeout=60) == 0  # alive to the end, and out by its idle limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import DATA
+from tests.support.samples import DATA
 
 
 def test_demo_prints_the_transcript_and_a_verified_callback() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JFK
-from tests.conversation import conversation, runs
+from tests.support.conversation import conversation, runs
+from tests.support.samples import JFK
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.diarization import SpeakerBounds, Turn

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL, Harness
-from tests.conversation import Conversation, conversation, runs
+from tests.support.conversation import Conversation, conversation, runs
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver, ReceivedCallback
 

@@ -7,7 +7,8 @@ import json
 import jiwer
 from whisper.normalizers import EnglishTextNormalizer
 
-from tests.conftest import JFK, JFK_TEXT, TEST_MODEL, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK, JFK_TEXT, TEST_MODEL
 from worker.contract import OUTPUT_FORMATS as FORMATS
 from worker.local.receiver import CallbackReceiver
 from worker.service.render import CONTENT_TYPES

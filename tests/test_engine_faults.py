@@ -1,5 +1,5 @@
 """The batched engine keeps serving whatever one job, one pass or its own thread does: real tiny.en weights,
-with a backend that raises, hangs or dies on purpose (``tests.faults``)."""
+with a backend that raises, hangs or dies on purpose (``tests.support.faults``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.audio_factory import load_jfk
-from tests.conftest import TEST_MODEL
-from tests.faults import POISON_LEVEL, FaultyBackend, faulty
+from tests.support.audio_factory import load_jfk
+from tests.support.faults import POISON_LEVEL, FaultyBackend, faulty
+from tests.support.samples import TEST_MODEL
 from worker.engine import batched
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import make_engine

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
 
 
 @pytest.fixture

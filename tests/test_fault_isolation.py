@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL
-from tests.faults import write_poison
-from tests.worker_processes import Backend, WorkerProcess
+from tests.support.faults import write_poison
+from tests.support.samples import JFK, TEST_MODEL
+from tests.support.worker_processes import Backend, WorkerProcess
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 
-FAULTY_WORKER = ("tests.faults",)
+FAULTY_WORKER = ("tests.support.faults",)
 
 
 def _send(backend: Backend, job_id: str, audio: str, **fields: object) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import JFK, TEST_MODEL, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.service.app import build_engine

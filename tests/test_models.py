@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import JFK
+from tests.support.samples import JFK
 from worker.audio.decode import decode_audio
 from worker.engine.choose import make_engine
 from worker.engine.options import TranscribeOptions

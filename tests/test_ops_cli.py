@@ -21,7 +21,7 @@ import pytest
 import torch
 import whisper
 
-from tests.conftest import TEST_MODEL
+from tests.support.samples import TEST_MODEL
 from worker.local.moto_server import LocalAws
 from worker.models import download as modelfetch
 from worker.models.cache import ModelCache, resolve

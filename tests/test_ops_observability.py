@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL
+from tests.support.samples import JFK, TEST_MODEL
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws

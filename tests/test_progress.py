@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tqdm
 
-from tests.conftest import JFK, TEST_MODEL
+from tests.support.samples import JFK, TEST_MODEL
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.contract import ContractError, json_schema, parse_message

@@ -7,7 +7,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.together import all_at_once
+from tests.support.together import all_at_once
 from worker import aws
 from worker.local.moto_server import LocalAws
 from worker.local.proxy import LoopbackProxy

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK, TEST_MODEL
 from worker.local.proxy import LoopbackProxy, Reply
 
 

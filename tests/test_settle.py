@@ -18,7 +18,8 @@ import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import JFK, Harness
+from tests.support.harness import Harness
+from tests.support.samples import JFK
 from worker.cli import main
 from worker.client.settle import WORKER_LOST
 from worker.local.moto_server import LocalAws

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JFK, TEST_MODEL
-from tests.worker_processes import Backend, WorkerProcess, completed_lines
+from tests.support.samples import JFK, TEST_MODEL
+from tests.support.worker_processes import Backend, WorkerProcess, completed_lines
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.local.moto_server import LocalAws

@@ -30,9 +30,9 @@ def _require(extra: str, *packages: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _require("worker", *sorted(_EXTRA_PACKAGES))
+    from worker.errors import WorkerUnfit
     from worker.ops.logs import logger
     from worker.service.app import build_worker
-    from worker.service.errors import WorkerUnfit
     from worker.service.settings import Settings
 
     settings = Settings.from_env().with_overrides(max_jobs=args.max_jobs, max_idle_seconds=args.max_idle_seconds)
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worker.service.settings import SettingsError
+    from worker.errors import SettingsError
 
     args = build_parser().parse_args(argv)
     try:

@@ -27,8 +27,8 @@ import numpy as np
 
 from worker.audio import DECODED_BYTES_PER_SECOND
 from worker.audio.decode import Decoder, InProcessDecoder
+from worker.errors import AudioTooLong, ResourceExhausted
 from worker.ops.logs import logger
-from worker.service.errors import AudioTooLong, ResourceExhausted
 
 GIB = 1024**3
 CGROUP_V2_LIMIT = Path("/sys/fs/cgroup/memory.max")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from worker.audio.decode import decode_pcm16, probe_seconds
-from worker.service.errors import AudioTooLong, UndecodableAudio
+from worker.errors import AudioTooLong, UndecodableAudio
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 HEADER = struct.Struct(">I")

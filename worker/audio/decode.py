@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from worker.audio import SAMPLE_RATE
-from worker.service.errors import AudioTooLong, UndecodableAudio
+from worker.errors import AudioTooLong, UndecodableAudio
 
 RESAMPLE_SECONDS = 2.0  # decoded audio gathered before each resampler call
 

@@ -42,8 +42,7 @@ import numpy as np
 
 from worker.audio.child import OUT_OF_MEMORY, recv_frame, send_frame
 from worker.audio.decode import probe_native_wav, read_native_wav
-from worker.ops.logs import logger
-from worker.service.errors import (
+from worker.errors import (
     AudioTooLong,
     DecoderCrashed,
     DecoderOutOfMemory,
@@ -52,6 +51,7 @@ from worker.service.errors import (
     JobError,
     UndecodableAudio,
 )
+from worker.ops.logs import logger
 
 CHILD_MODULE = "worker.audio.child"
 STARTUP_SECONDS = 60.0  # a fresh interpreter importing numpy and the decoder, on a machine busy transcribing

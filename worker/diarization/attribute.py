@@ -11,7 +11,7 @@ from bisect import bisect_right
 from dataclasses import replace
 
 from worker.diarization.turns import Turn, talk_time
-from worker.engine.transcript import Segment, Transcript, Word
+from worker.transcript import Segment, Transcript, Word
 
 NEAREST_TURN_SECONDS = 1.0  # farther than this from any turn, text has no speaker
 

@@ -9,7 +9,7 @@ windows.py             cutting audio at pauses into windows, packing short piece
 splitback.py           giving each packed piece its text back, and the accuracy checks
 backends.py            where forward passes run: openai-whisper's torch model or CTranslate2
 greedy.py              token generation for a batch of windows, with timestamps
-transcript.py          Transcript, Segment, Word: what every engine returns
+transcript.py          the old path of Transcript, Segment, Word: re-exports ``worker.transcript``, the leaf
 choose.py              the engine for a device (``WHISPER_ENGINE``)
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from worker.engine.options import Cancelled, TranscribeOptions
 from worker.engine.reference_progress import PercentHook
-from worker.engine.transcript import Transcript
+from worker.transcript import Transcript
 
 if TYPE_CHECKING:
     import threading

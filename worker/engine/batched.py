@@ -36,10 +36,10 @@ from worker.engine.greedy import Generated
 from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference import ReferenceEngine
 from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
-from worker.engine.transcript import Segment, Transcript
 from worker.engine.windows import Piece, Window, pack, pieces_of
+from worker.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
 from worker.ops.logs import logger
-from worker.service.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
+from worker.transcript import Segment, Transcript
 
 # Messages started together reach the engine a few milliseconds apart: a short wait lets them share a pass.
 LINGER_SECONDS = 0.05

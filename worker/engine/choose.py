@@ -16,8 +16,8 @@ from worker.engine import Engine
 from worker.engine.backends import CPU_BATCH_WINDOWS, Backend, Ct2Backend, TorchBackend, configure_cuda
 from worker.engine.batched import BatchedEngine
 from worker.engine.reference import ReferenceEngine
+from worker.errors import SettingsError
 from worker.models.cache import ModelCache, ct2_directory
-from worker.service.settings import SettingsError
 
 ENGINES = ("auto", "batched", "ctranslate2", "sequential")
 

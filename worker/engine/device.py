@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.service.errors import WorkerUnfit
+from worker.errors import WorkerUnfit
 
 
 def pick_device(preference: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.contract.languages import known_by, language_code
-from worker.service.errors import InvalidMessage
+from worker.errors import InvalidMessage
 
 
 class Cancelled(Exception):

@@ -11,9 +11,9 @@ from worker.audio import SAMPLE_RATE
 from worker.engine import PercentHook
 from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference_progress import transcribe as transcribe_with_progress
-from worker.engine.transcript import Segment, Transcript, Word
+from worker.errors import ResourceExhausted
 from worker.models.cache import ModelCache, inference_lock
-from worker.service.errors import ResourceExhausted
+from worker.transcript import Segment, Transcript, Word
 
 
 def _segment(index: int, raw: dict) -> Segment:

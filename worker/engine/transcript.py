@@ -1,38 +1,13 @@
-"""The engine's output: plain dataclasses every renderer and the result summary read."""
+"""``Transcript``'s old path, kept for callers: it lives in ``worker.transcript``, a leaf any layer imports."""
 
-from __future__ import annotations
+from worker.transcript import (
+    Segment,
+    Transcript,
+    Word,
+)
 
-from dataclasses import dataclass, field
-
-
-@dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float
-    speaker: str | None = None  # with diarization
-
-
-@dataclass
-class Segment:
-    id: int
-    start: float
-    end: float
-    text: str
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
-    temperature: float = 0.0
-    words: list[Word] | None = None
-    speaker: str | None = None  # with diarization; None also where nobody could be heard
-
-
-@dataclass
-class Transcript:
-    text: str
-    language: str
-    duration: float
-    segments: list[Segment] = field(default_factory=list)
-    task: str = "transcribe"
-    speakers: dict[str, float] | None = None  # label -> talk seconds, when diarized (empty: nobody spoke)
+__all__ = [
+    "Segment",
+    "Transcript",
+    "Word",
+]

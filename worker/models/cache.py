@@ -31,10 +31,10 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
+from worker.errors import UnknownModel
 from worker.models import ct2convert
 from worker.models import download as downloads
 from worker.ops.logs import logger
-from worker.service.errors import UnknownModel
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from worker.service.errors import FetchUnavailable, UnknownModel
+from worker.errors import FetchUnavailable, UnknownModel
 
 OFFICIAL_BASE_URL = "https://openaipublic.azureedge.net/main/whisper/models"
 _CHUNK = 1 << 20

@@ -57,8 +57,8 @@ def _mib(size: int | None) -> str:
 
 def _models_fetch(args: argparse.Namespace) -> int:
     _logs_to_stderr()
+    from worker.errors import JobError
     from worker.models import download
-    from worker.service.errors import JobError
     from worker.service.settings import Settings
 
     settings = Settings.from_env()

@@ -97,8 +97,8 @@ def check_device(settings: Settings) -> Check:
 def check_model(settings: Settings, name: str) -> Check:
     def probe() -> tuple[bool, str, dict[str, Any]]:
         from worker.engine.device import pick_device
+        from worker.errors import JobError
         from worker.models.cache import ModelCache
-        from worker.service.errors import JobError
 
         device = pick_device(settings.device)
         cache = ModelCache(

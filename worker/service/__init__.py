@@ -4,7 +4,7 @@ app.py        builds everything from one Settings object: the only place that ma
 runner.py     the loop: receive, several messages at once, settle each on the queue, stop knobs and signals
 pipeline.py   one message: parse → fetch → decode → transcribe → render → store → callback
 settings.py   every setting, read once from the environment
-errors.py     what can go wrong with a job, and whether retrying can help
+errors.py     the error tree's old path: re-exports ``worker.errors`` (a leaf, so lower layers need not import this)
 sqs.py        the jobs queue: receive, heartbeat, delete, dead-letter
 claim.py      a leased claim per job in S3, so two workers never transcribe one job at once
 fetch.py      audio from S3 or https, size-capped; netguard.py keeps URLs on public addresses

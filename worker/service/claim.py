@@ -25,8 +25,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker import aws
+from worker.errors import StoreUnavailable
 from worker.ops.logs import logger
-from worker.service.errors import StoreUnavailable
 
 CLAIM_FILE = ".claim"
 # Below this share of its lease a claim has missed a renewal (renewals come every third): its holder is gone.

@@ -13,7 +13,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker import aws
-from worker.service.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
+from worker.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
 from worker.service.netguard import BlockedConnection, check_url, guarded_transport
 
 _CHUNK = 1 << 20

@@ -24,7 +24,7 @@ import httpcore
 import httpx
 
 from worker.addresses import check_public_url, is_public_address
-from worker.service.errors import BlockedUrl
+from worker.errors import BlockedUrl
 
 __all__ = ["BlockedConnection", "GuardedBackend", "check_url", "guarded_transport", "is_public_address"]
 

@@ -27,10 +27,10 @@ from worker.diarization.attribute import attribute
 from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
 from worker.engine.options import Cancelled, TranscribeOptions
+from worker.errors import BlockedUrl, DiarizationFailed, InvalidMessage, JobError, TransientError
 from worker.ops.logs import logger
 from worker.service.callback import CallbackOutcome, CallbackSender
 from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore, owner_name, same_message
-from worker.service.errors import BlockedUrl, DiarizationFailed, InvalidMessage, JobError, TransientError
 from worker.service.fetch import fetched
 from worker.service.netguard import check_url
 from worker.service.progress import STATUS_FILE, ProgressReporter

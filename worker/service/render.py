@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.contract import OUTPUT_FORMATS
-from worker.engine.transcript import Segment, Transcript, Word
+from worker.transcript import Segment, Transcript, Word
 
 Renderer = Callable[[Transcript], str]
 

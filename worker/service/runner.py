@@ -36,9 +36,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws import SQS_MAX_BATCH, SQS_MAX_VISIBILITY_SECONDS
 from worker.contract import best_effort_ids
+from worker.errors import WorkerUnfit
 from worker.ops.logs import add_job_keys, clear_job_keys, logger
 from worker.ops.metrics import JobMetrics, JobReport, queue_wait_seconds
-from worker.service.errors import WorkerUnfit
 from worker.service.interruption import Notice, NoticeWatch, read_notice
 from worker.service.pipeline import JobProcessor, Outcome
 from worker.service.settings import Settings

@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Final
 
 from worker.aws import SQS_MAX_BATCH, SQS_MAX_WAIT_SECONDS
+from worker.errors import SettingsError  # defined in the leaf, where worker.engine.choose imports it too
 
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "whisper-batch" / "models"
 DEFAULT_METRICS_NAMESPACE = "WhisperBatch"
-
-
-class SettingsError(ValueError):
-    """A variable is missing or malformed."""
 
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:

@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker import aws
 from worker.contract.result import JobResult
-from worker.service.errors import StoreUnavailable
+from worker.errors import StoreUnavailable
 from worker.service.render import CONTENT_TYPES
 
 RESULT_CONTENT_TYPE = "application/json; charset=utf-8"

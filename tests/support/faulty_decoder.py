@@ -1,6 +1,6 @@
 """A decoder child that misbehaves on purpose, for one marked file among good ones: no production setting.
 
-    python -m tests.faulty_decoder SOCKET_FD PARENT_PID MEMORY_MB    # what DecoderPool(module=...) starts
+    python -m tests.support.faulty_decoder SOCKET_FD PARENT_PID MEMORY_MB    # what DecoderPool(module=...) starts
 
 It is ``worker.audio.child`` with a hook: a file whose bytes hold ``whisper-test-fault:<fault>`` makes the child
 segfault (``segv``), abort (``abort``), allocate until its memory limit stops it (``oom``) or never answer
@@ -25,7 +25,7 @@ from worker.audio import SAMPLE_RATE, child
 
 MARKER = b"whisper-test-fault:"
 FAULTS = ("segv", "abort", "oom", "hang")
-MODULE = "tests.faulty_decoder"
+MODULE = "tests.support.faulty_decoder"
 
 
 def fault_in(path: Path) -> str | None:

@@ -1,9 +1,10 @@
 """Engine faults on purpose: a backend that raises on its Nth forward pass and on audio marked as poison, and a
 ``whisper-worker run`` launcher that puts it under the batched engine of a real worker process, whose decoder
-children are ``tests.faulty_decoder`` (they crash, blow their memory limit or hang on files marked for it).
+children are ``tests.support.faulty_decoder`` (they crash, blow their memory limit or hang on files marked for it).
 
-    python -m tests.faults      # like ``whisper-worker run``; TEST_FAULT_ON_CALL=N: the Nth pass of several rows raises
-                                # TEST_CRASH_JOB_PREFIX=P: a job whose id starts with P SIGKILLs the worker
+    python -m tests.support.faults      # like ``whisper-worker run``
+                                        # TEST_FAULT_ON_CALL=N: the Nth pass of several rows raises
+                                        # TEST_CRASH_JOB_PREFIX=P: a job whose id starts with P SIGKILLs the worker
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ def faulty(engine: Any, fail_on_call: int | None = None) -> Any:
 
 
 def main() -> int:
-    from tests import faulty_decoder
+    from tests.support import faulty_decoder
     from worker import cli
     from worker.audio import isolated
     from worker.service import app
 
     isolated.CHILD_MODULE = faulty_decoder.MODULE  # good files decode as in production
     if os.environ.get("TEST_CRASH_JOB_PREFIX"):  # and jobs that kill the whole process whenever they start
-        from tests.crashing_worker import install_crash_hook
+        from tests.support.crashing_worker import install_crash_hook
 
         install_crash_hook(os.environ["TEST_CRASH_JOB_PREFIX"])
 

@@ -11,7 +11,7 @@ from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 # VCTK p225 (female) and p226 (male) taking turns; see tests/data/SOURCES.md.
 TURNS = (
     ("p225", "vctk_p225_003.flac"),

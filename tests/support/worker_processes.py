@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_MODEL
+from tests.support.samples import TEST_MODEL
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:

@@ -27,7 +27,7 @@ import numpy as np
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 
-JFK = Path(__file__).parent / "data" / "jfk.flac"
+JFK = Path(__file__).resolve().parents[1] / "data" / "jfk.flac"
 
 # Preference lists: logical codec -> encoder names to try, best first.
 _ENCODERS: dict[str, tuple[str, ...]] = {

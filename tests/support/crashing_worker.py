@@ -1,9 +1,9 @@
 """A ``whisper-worker run`` that dies the way a native crash kills a worker: SIGKILL to its own process the moment
 it starts a job whose id begins with ``TEST_CRASH_JOB_PREFIX``. Nothing in the worker can catch or report it.
 
-    python -m tests.crashing_worker      # like ``whisper-worker run``
+    python -m tests.support.crashing_worker      # like ``whisper-worker run``
 
-``tests.faults`` installs the same hook when ``TEST_CRASH_JOB_PREFIX`` is set.
+``tests.support.faults`` installs the same hook when ``TEST_CRASH_JOB_PREFIX`` is set.
 """
 
 from __future__ import annotations
