@@ -1,7 +1,7 @@
 """``python -m bench.diarization``: the worker's speaker diarization on real speech against human references.
 
-    python -m bench.diarization --recordings /work/shared/audio/dev/diarization
-    python -m bench.diarization --clips /work/shared/audio/dev --conversations 12 --seed 1
+    python -m bench.diarization --recordings ../shared/audio/dev/diarization
+    python -m bench.diarization --clips ../shared/audio/dev --conversations 12 --seed 1
     python -m bench.diarization --recordings DIR --clips DIR --device cuda --json diarization.json
 
 Inputs (at least one):

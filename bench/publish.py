@@ -10,7 +10,7 @@ and the table. A result file of ``bench.run``'s shape (``--json``) gets ``bench.
 bench`` prints; ``bench.diarization``'s gets a table of its totals. Files in ``SOURCES`` are optional (a missing one
 has no block), and any other ``bench/results/*.json`` of either shape is published too; a block without its file is
 an error. A file without markers in the page gets its block appended to the end of its "## Measured" section.
-Paths of the machine that ran a benchmark (``/work/shared/audio/dev``) are written from the corpus's parent on
+Paths of the machine that ran a benchmark (``/srv/shared/audio/dev``) are written from the corpus's parent on
 (``audio/dev``), so that a block reads the same wherever it was run.
 
 Each ``bench.run`` result that compares two systems or more on its corpus also gets a chart, speed against word
@@ -125,7 +125,7 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+-]+/)*[\w.+-]+")
 
 def portable(block: str) -> str:
     """``block`` with its absolute paths written from the parent of the shortest one's folder on: the corpus
-    ``/work/shared/audio/dev`` reads ``audio/dev`` and its ``/work/shared/audio/dev/diarization`` reads
+    ``/srv/shared/audio/dev`` reads ``audio/dev`` and its ``/srv/shared/audio/dev/diarization`` reads
     ``audio/dev/diarization``, wherever the benchmark ran. Relative paths and URLs are left as they are."""
     found = [PurePosixPath(p) for p in _ABSOLUTE_PATH.findall(block)]
     if not found:
