@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from pathlib import Path
+from typing import Any
 
 import jiwer
 import numpy as np
@@ -199,7 +200,20 @@ def test_a_cancelled_job_ends_while_the_engine_works_and_the_engine_serves_the_n
 
 
 def test_options_the_batch_cannot_honour_take_the_reference_path(batched: BatchedEngine, jfk: np.ndarray) -> None:
-    (transcript,) = batched.transcribe_many("tiny.en", [jfk], TranscribeOptions(language="en", word_timestamps=True))
+    reference_calls: list[np.ndarray] = []
+    original = batched.reference.transcribe
+
+    def counting(model_name: str, audio: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        reference_calls.append(audio)
+        return original(model_name, audio, *args, **kwargs)
+
+    batched.reference.transcribe = counting  # type: ignore[method-assign]
+    try:
+        options = TranscribeOptions(language="en", word_timestamps=True)
+        (transcript,) = batched.transcribe_many("tiny.en", [jfk], options)
+    finally:
+        batched.reference.transcribe = original  # type: ignore[method-assign]
+    assert len(reference_calls) == 1 and reference_calls[0] is jfk  # openai-whisper's transcribe() ran, once
     assert transcript.segments[0].words, "word timestamps come from openai-whisper's transcribe()"
 
 

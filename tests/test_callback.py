@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from worker.local.receiver import CallbackReceiver
 from worker.service.callback import USER_AGENT, CallbackOutcome, CallbackPolicy, CallbackSender, webhook_id
@@ -158,14 +159,12 @@ def test_client_timeout_is_retried() -> None:
         CallbackReceiver(SECRET, responses=[1.0, 200]) as rx,
         CallbackSender(SECRET, policy) as sender,
     ):
-        began = time.monotonic()
         outcome = sender.send(rx.url, PAYLOAD, event_id="e")
-        elapsed = time.monotonic() - began
         (got,) = rx.wait_for(1, timeout=5)
         slow, fast = rx.wait_for_requests(2, timeout=5)
     assert outcome == CallbackOutcome(delivered=True, attempts=2, status_code=200, error=None)
-    assert elapsed < 1.0  # it gave up on the slow answer instead of waiting for it
-    assert slow.status is None  # the client had hung up by the time the receiver answered
+    # It gave up on the slow answer instead of waiting for it: the client had hung up by the time the receiver answered.
+    assert slow.status is None
     assert got is fast and got.signature_valid
     assert slow.headers["webhook-id"] == fast.headers["webhook-id"]
 
@@ -307,5 +306,5 @@ def test_huge_response_body_is_not_read() -> None:
 
 
 def test_bad_secret_fails_at_construction() -> None:
-    with pytest.raises(Exception):  # noqa: B017 - the library raises its own error types
+    with pytest.raises(EmptyWebhookSecretError, match="may not be empty"):
         CallbackSender("whsec_", FAST)

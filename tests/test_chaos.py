@@ -24,7 +24,13 @@ def test_small_chaos_soak_loses_nothing_and_transcribes_nothing_twice() -> None:
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=270)
     output = run.stdout + run.stderr
 
-    assert run.returncode == 0, output
+    assert run.returncode == 0, output  # the script fails on any anomaly (scripts/chaos.py FAILING_ROWS)
+    good = int(row(output, "  good"))
+    assert good >= 1 and row(output, "completed") == str(good), output  # every good job completed, nothing else did
+    assert row(output, "  good ones not completed") == "0", output
+    assert row(output, "  good ones in DLQ") == "0", output
+    assert row(output, "  bad ones not as expected") == "0", output
+    assert row(output, "  completed jobs without one") == "0", output
     assert row(output, "lost") == "0", output
     assert row(output, "stalled") == "0", output
     assert row(output, "transcribed twice") == "0", output

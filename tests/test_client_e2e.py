@@ -179,9 +179,21 @@ def test_submit_without_wait_prints_the_job_id_for_scripts(stack: Stack) -> None
 
 
 def test_wait_times_out_with_the_last_state_seen(stack: Stack, tmp_path: Path) -> None:
+    # Submitted to a queue no worker reads: queued for good, and known as queued (its marker), not unknown.
+    queue_url = stack.client.sqs.create_queue(QueueName="nobody-works-this")["QueueUrl"]
+    idle = TranscriptionClient(
+        queue_url, stack.resources.bucket, endpoint_url=stack.resources.endpoint_url, region="us-east-1"
+    )
+    job_id = idle.submit(audio=f"s3://{stack.resources.bucket}/audio/none.flac")
+    marker = json.loads(
+        idle.s3.get_object(Bucket=stack.resources.bucket, Key=f"results/{job_id}/queued.json")["Body"].read()
+    )
+    assert marker["job_id"] == job_id and marker["state"] == "queued"
     with pytest.raises(WaitTimeout, match="still queued") as caught:
-        stack.client.wait("never-sent", timeout=0.3, poll_interval=0.1)
+        idle.wait(job_id, timeout=0.3, poll_interval=0.1)
     assert caught.value.status.state == "queued"
+    with pytest.raises(JobNotFound, match="never-sent was never submitted"):
+        stack.client.wait("never-sent", timeout=60, poll_interval=0.1)  # at once, not after the timeout
     # a minute of speech: a lone 11-s clip can now be done within the half second
     minute = write_wav(tmp_path / "minute.wav", np.tile(decode_audio(JFK, max_seconds=60), 6))
     done = cli("submit", str(minute), "--job-id", "too-impatient", "--wait", "--timeout", "0.5s", env=stack.env)
@@ -191,22 +203,31 @@ def test_wait_times_out_with_the_last_state_seen(stack: Stack, tmp_path: Path) -
 
 
 def test_invalid_jobs_fail_before_anything_is_uploaded_or_sent(stack: Stack) -> None:
+    # A queue and a bucket no worker reads: whatever a refused job left behind would still be there.
+    r = stack.resources
+    queue_url = stack.client.sqs.create_queue(QueueName="nobody-reads-this")["QueueUrl"]
+    bucket = "nobody-reads-this"
+    stack.client.s3.create_bucket(Bucket=bucket)
+    client = TranscriptionClient(queue_url, bucket, endpoint_url=r.endpoint_url, region="us-east-1")
+    env = stack.env | {"WHISPER_QUEUE_URL": queue_url, "WHISPER_RESULTS_BUCKET": bucket}
+
     with pytest.raises(JobValidationError) as caught:
-        stack.client.submit(audio="ftp://host/a.mp3", formats=["doc"], beam_size=11)
+        client.submit(audio="ftp://host/a.mp3", formats=["doc"], beam_size=11)
     assert {e["field"] for e in caught.value.errors} == {"audio", "formats.0", "beam_size"}
     with pytest.raises(JobValidationError, match="job_id"):
-        stack.client.upload_and_submit(JFK, job_id="not a valid id")
+        client.upload_and_submit(JFK, job_id="not a valid id")
     with pytest.raises(JobValidationError, match=r"invalid job id '\.\./secrets'"):
-        stack.client.status("../secrets")
-    listing = stack.client.s3.list_objects_v2(Bucket=stack.resources.bucket, Prefix="audio/not")
-    assert listing.get("KeyCount", 0) == 0
-
-    done = cli("submit", str(JFK), "--format", "srt,doc", env=stack.env)
+        client.status("../secrets")
+    done = cli("submit", str(JFK), "--format", "srt,doc", env=env)
     assert done.returncode == 2
     assert "formats.1" in done.stderr
-    missing = cli("submit", "no-such-file.flac", env=stack.env)
+    missing = cli("submit", "no-such-file.flac", env=env)
     assert missing.returncode == 2
     assert "no-such-file.flac is not a file" in missing.stderr
+
+    assert client.s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    attributes = client.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 # ------------------------------------------------------------------------------------- status, fetch
@@ -226,8 +247,9 @@ def test_python_client_follows_and_fetches_a_finished_job(stack: Stack, finished
     assert "-->" in path.read_text()
     with pytest.raises(JobNotFound, match="no vtt transcript; it produced json, srt, txt"):
         client.download(finished_job, "vtt", tmp_path)
-    assert client.status("never-submitted").state == "queued"
-    with pytest.raises(JobNotFound, match="no result yet"):
+    with pytest.raises(JobNotFound, match="never-submitted was never submitted"):
+        client.status("never-submitted")
+    with pytest.raises(JobNotFound, match=r"no result yet \(state: never submitted\)"):
         client.transcript("never-submitted")
 
 
@@ -250,7 +272,7 @@ def test_status_and_fetch_commands_on_a_finished_job(stack: Stack, finished_job:
 
     unknown = cli("fetch", "never-submitted", env=stack.env)
     assert unknown.returncode == 3
-    assert "never-submitted has no result yet (state: queued)" in unknown.stderr
+    assert "never-submitted has no result yet (state: never submitted)" in unknown.stderr
 
 
 def test_status_merges_worker_progress_with_the_result(stack: Stack) -> None:

@@ -74,6 +74,10 @@ def test_a_poison_job_fails_alone_while_the_jobs_in_its_pass_complete(model_dir:
     assert all(isinstance(r, str) and PHRASE in r for r in results[:3]), results
     assert isinstance(results[3], EngineFailed) and "poison" in str(results[3])
     assert PHRASE in _text(engine, jfk)  # and the engine goes on
+    passes = [p for backend in engine.faulty_backends for p in backend.passes]
+    # The poison shared a pass with good audio (the case this is about), and only passes holding it failed.
+    assert any(rows > 1 and fault == "poison" for rows, fault in passes), passes
+    assert {fault for _, fault in passes} <= {"poison", None}
 
 
 def test_a_pass_that_fails_once_fails_no_job(model_dir: Path) -> None:
@@ -84,7 +88,10 @@ def test_a_pass_that_fails_once_fails_no_job(model_dir: Path) -> None:
     jfk = load_jfk()
     results = _together(*(lambda: _text(engine, jfk) for _ in range(3)))
     assert all(isinstance(r, str) and PHRASE in r for r in results), results
-    assert backends[0].calls > 1  # the failed pass was decoded again, part by part
+    passes = backends[0].passes
+    [failed] = [i for i, (_, fault) in enumerate(passes) if fault == "scheduled"]
+    assert passes[failed][0] > 1, passes  # the fault hit a pass of several rows
+    assert any(rows == 1 for rows, _ in passes[failed + 1 :]), passes  # which was then decoded part by part
 
 
 class _Fatal(BaseException):

@@ -109,7 +109,9 @@ def test_repeated_fast_failures_start_a_cool_down_that_says_why() -> None:
 
 def test_jobs_that_failed_while_starting_count_as_fast() -> None:
     never_started = [failed(m, ran_minutes=None, reason="ResourceInitializationError: secret") for m in (1, 2, 3)]
-    assert backoff(never_started, NOW) is not None
+    hold = backoff(never_started, NOW)
+    assert hold is not None and hold.cooling_down and hold.fast_failures == 3
+    assert "ResourceInitializationError: secret" in hold.reason
 
 
 def test_slow_failures_old_failures_and_capacity_cancellations_do_not_count() -> None:

@@ -180,18 +180,17 @@ def test_kill_9_mid_transcription_loses_nothing_and_transcribes_once(
 ) -> None:
     timeout = 10  # the smallest WHISPER_VISIBILITY_TIMEOUT the worker accepts
     backend = aws(timeout)
-    backend.send("speech", backend.upload(clips["double"], "audio/double.wav"))
+    backend.send("speech", backend.upload(clips["double"], "audio/double.wav"), progress_callback=True)
     first = spawn(backend.local, visibility_timeout=timeout)
 
-    backend.wait_started("speech")
-    time.sleep(2)  # into the transcription: the model loads in about a second, the 22 s clip takes several more
-    assert completed_lines([first], "speech") == []
+    backend.wait_progress("speech", "transcribing")  # killed inside the transcription, whatever the machine's speed
     first.send(signal.SIGKILL)
     assert first.wait(timeout=10) == -signal.SIGKILL
+    assert completed_lines([first], "speech") == []
     killed = time.monotonic()
     assert backend.counts() == (0, 1)  # still invisible: nobody released it
 
-    second = spawn(backend.local, visibility_timeout=timeout, max_idle_seconds=8)
+    second = spawn(backend.local, visibility_timeout=timeout, max_idle_seconds=timeout + 5)  # outlasts its lease
     second.wait_for_line(lambda r: r.get("message") == "job completed" and r.get("job_id") == "speech", timeout=120)
     assert time.monotonic() - killed > 3  # it came back when its visibility ran out, not at once
     assert second.wait(timeout=30) == 0

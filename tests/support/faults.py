@@ -43,6 +43,7 @@ class FaultyBackend:
         self._lock = threading.Lock()
         self.calls = 0
         self.several = 0  # passes of more than one decoder row
+        self.passes: list[tuple[int, str | None]] = []  # (decoder rows, the fault injected or None), in order
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -52,10 +53,13 @@ class FaultyBackend:
             self.calls += 1
             self.several += rows > 1
             due = rows > 1 and self.several == self._fail_on_call
+        poisoned = bool(((np.abs(windows - POISON_LEVEL) < 1e-3).sum(axis=1) >= POISON_SAMPLES).any())
+        fault = "scheduled" if due else "poison" if poisoned else None
+        with self._lock:
+            self.passes.append((rows, fault))
         if due:
             raise InjectedFault(f"injected fault on forward pass {self.calls}")
-        poisoned = (np.abs(windows - POISON_LEVEL) < 1e-3).sum(axis=1) >= POISON_SAMPLES
-        if poisoned.any():
+        if poisoned:
             raise InjectedFault("injected fault: poison audio in the batch")
 
     def generate(self, windows: np.ndarray, tokenizer: Any, shared: Any = None) -> Any:
@@ -71,7 +75,14 @@ class FaultyBackend:
 def faulty(engine: Any, fail_on_call: int | None = None) -> Any:
     """The batched ``engine`` with every backend it loads wrapped in ``FaultyBackend``."""
     load = engine._backend_for
-    engine._backend_for = lambda name: FaultyBackend(load(name), fail_on_call=fail_on_call)
+    engine.faulty_backends = []  # what each test can look at afterwards: which passes ran and which failed
+
+    def wrap(name: str) -> FaultyBackend:
+        backend = FaultyBackend(load(name), fail_on_call=fail_on_call)
+        engine.faulty_backends.append(backend)
+        return backend
+
+    engine._backend_for = wrap
     return engine
 
 

@@ -95,8 +95,8 @@ class Backend:
         self.s3.put_object(Bucket=self.r.bucket, Key=key, Body=path.read_bytes())
         return f"s3://{self.r.bucket}/{key}"
 
-    def send(self, job_id: str, audio: str) -> None:
-        body = {"job_id": job_id, "audio": audio, "model": TEST_MODEL, "callback_url": self.receiver.url}
+    def send(self, job_id: str, audio: str, **fields: Any) -> None:
+        body = {"job_id": job_id, "audio": audio, "model": TEST_MODEL, "callback_url": self.receiver.url, **fields}
         self.sqs.send_message(QueueUrl=self.r.queue_url, MessageBody=json.dumps(body))
 
     def counts(self, url: str | None = None) -> tuple[int, int]:
@@ -122,8 +122,28 @@ class Backend:
         return [
             c
             for c in self.receiver.received
-            if c.signature_valid and c.payload and c.payload.get("job_id") == job_id and c.payload["status"] == status
+            if c.signature_valid
+            and c.payload
+            and c.payload.get("job_id") == job_id
+            and c.payload.get("status") == status
         ]
+
+    def wait_progress(self, job_id: str, state: str, timeout: float = 60) -> None:
+        """Block until the job's signed progress callback says it entered ``state`` (the job asked for them)."""
+
+        def arrived() -> bool:
+            return any(
+                c.signature_valid
+                and c.payload
+                and c.payload.get("job_id") == job_id
+                and c.payload.get("state") == state
+                for c in self.receiver.received
+            )
+
+        deadline = time.monotonic() + timeout
+        while not arrived():
+            assert time.monotonic() < deadline, f"no {state!r} progress callback for {job_id} within {timeout}s"
+            time.sleep(0.02)
 
     def wait_started(self, job_id: str, timeout: float = 60) -> None:
         """Block until a worker is working on ``job_id``.
