@@ -266,9 +266,8 @@ def _long_recording() -> np.ndarray:
 
 
 def jfk_path() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("worker") / "data" / "jfk.flac"))
+    # The lossless recording the tests use; the package's own sample is a small Opus copy for the demo and smoke.
+    return ROOT / "tests" / "data" / "jfk.flac"
 
 
 def build_default(root: Path = DEFAULT_DIR, *, log: Callable[[str], None] = print) -> Corpus:

@@ -50,7 +50,7 @@ from bench import conversations, references
 from bench.diarization_report import ATTRIBUTIONS, BOUNDS, Diarized, Scored, format_report, groups
 from bench.diarization_scores import COLLAR, cp_wer, der, exclusive, speaker_texts, wer
 from bench.references import Recording
-from bench.run import DEFAULT_MODEL_DIR, MODEL, cpu_model, model_files
+from bench.run import DEFAULT_MODEL_DIR, MODEL, cpu_model, cpu_record, model_files
 from worker.diarization.turns import SpeakerBounds, Turn
 
 PACKAGES = (
@@ -254,6 +254,7 @@ def machine(device: str) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     out: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_record()["flags"],
         "cores": cores,
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -67,6 +67,9 @@ SOURCES: tuple[Source, ...] = (
         "real recorded speech: meetings, and conversations joined from single-speaker clips",
     ),
     Source("gpu-h200-synthetic", "GPU throughput"),
+    Source("cpu-dev-precision", "CPU precision: fp32 and bf16", "real recorded speech"),
+    Source("cpu-dev-joined-precision", "CPU precision on one long recording", "real recorded speech"),
+    Source("cpu-non-speech", "CPU: recordings without speech, with and without voice activity detection"),
 )
 
 
@@ -102,6 +105,8 @@ def shape_of(data: dict[str, Any]) -> str | None:
         return "run"
     if "totals" in data and "recordings" in data:
         return "diarization"
+    if "non_speech" in data:
+        return "non_speech"
     return None
 
 
@@ -208,6 +213,9 @@ def render_run(source: Source, path: str, data: dict[str, Any]) -> str:
     summaries = summaries_of(data)
     lines = _header(source, path, data)
     lines.append(f"- machine: {data.get('machine', 'not recorded')}")
+    if flags := (data.get("cpu") or {}).get("flags"):  # the instructions bf16 and int8 speed depends on
+        present = ", ".join(f"`{flag}`" for flag, there in flags.items() if there)
+        lines.append(f"- CPU flags: {present or 'none'} (of {', '.join(f'`{flag}`' for flag in flags)})")
     if data.get("versions"):
         lines.append(f"- versions: {_versions(data['versions'])}")
     lines.append(f"- model: `{data.get('model', MODEL)}`")
@@ -296,7 +304,56 @@ def render_diarization(source: Source, path: str, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"run": render_run, "diarization": render_diarization}
+def render_non_speech(source: Source, path: str, data: dict[str, Any]) -> str:
+    """``bench.non_speech_run``'s tiers: words written on each non-speech kind, an hour of silence, the stability
+    of speech with long gaps, and the real clips with detection on and off."""
+    cpu = data.get("cpu") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (data.get("versions") or {}).items())
+    lines = _header(source, path, data)
+    lines += [
+        f"- machine: {cpu.get('model', 'not recorded')} ({', '.join(cpu.get('flags') or []) or 'no listed flags'})",
+        f"- model: `{data.get('model', MODEL)}`, engine `{data.get('engine', '?')}`; {versions}",
+        f"- corpus: {data.get('corpus', 'generated non-speech (bench.non_speech)')}",
+        *_footer(data),
+        "",
+        "| recording | seconds | words, engine with VAD | words, engine without | words, `transcribe()` |",
+        "|---|---|---|---|---|",
+    ]
+    for row in data["non_speech"]:
+        cells = [row["kind"], f"{row['seconds']:.0f}"]
+        cells += [str(row[k]["words"]) for k in ("engine_vad", "engine", "reference")]
+        lines.append(f"| {' | '.join(cells)} |")
+    hour = data.get("silent_hour") or {}
+    gaps = data.get("speech_with_gaps") or {}
+    corpus = data.get("dev_corpus") or {}
+    lines += [
+        "",
+        "Words: tokens with a letter or digit (the lone full stops Whisper writes for noise are not counted).",
+    ]
+    if hour:
+        lines.append(
+            f"An hour of digital silence with VAD: {hour['work_seconds']:.1f} s of work, {hour['words']} words."
+        )
+    for label, title in (("vad", "with VAD"), ("no_vad", "without VAD")):
+        if label in gaps:
+            runs = gaps[label]
+            lines.append(
+                f"Speech with {gaps['gap_seconds']:.0f}-s gaps ({gaps['seconds']:.0f} s), {title}: "
+                f"{runs['distinct_transcripts']} distinct transcript(s) in 6 runs (3 alone, 3 beside other jobs); "
+                f"words {', '.join(str(n) for n in runs['words'])}."
+            )
+    if corpus:
+        cells = []
+        for label in ("vad", "vad_again", "no_vad", "no_vad_again"):
+            if label in corpus:
+                run = corpus[label]
+                wer = "-" if run["wer"] is None else f"{100 * run['wer']:.1f}"
+                cells.append(f"{label.replace('_', ' ')}: WER {wer}, {run['work_seconds']:.1f} s")
+        lines.append(f"Real clips ({corpus['clips']}, {corpus['seconds']:.0f} s): {'; '.join(cells)}.")
+    return "\n".join(lines)
+
+
+RENDERERS = {"run": render_run, "diarization": render_diarization, "non_speech": render_non_speech}
 
 
 def _published(results: Path) -> list[tuple[Source, str, dict[str, Any]]]:

@@ -6,6 +6,7 @@
     python -m bench.run --systems engine,worker --concurrency 4 --engine batched
     python -m bench.run --systems worker --diarize --corpus ~/talks   # worker with and without diarization
     python -m bench.run --corpus ~/clips --joined            # the clips as one long recording, pauses between
+    python -m bench.run --corpus ~/clips --precision fp32,bf16   # engine and worker in each CPU precision
 
 Systems: ``reference`` (openai-whisper's transcribe, file after file), ``reference-nocudnn`` (the same with
 cuDNN attention off; cuda only), ``faster-whisper`` and ``faster-whisper-batched`` (CTranslate2, int8 on CPU,
@@ -42,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "tiny.en"
 DEFAULT_MODEL_DIR = ROOT / ".cache" / "bench-models"
 NEEDS_CHECKPOINT = frozenset({"reference", "reference-nocudnn", "engine", "worker", "worker-diarize"})
+PRECISIONS = ("auto", "fp32", "bf16")
+# The systems that WHISPER_CPU_PRECISION changes; the others run once whatever --precision lists.
+WITH_PRECISION = frozenset({"engine", "worker", "worker-diarize", "worker-latency", "worker-one-by-one"})
 
 
 def default_systems(device: str) -> list[str]:
@@ -81,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the corpus's files joined, with pauses, into one long recording (its reference theirs in order)",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="WHISPER_CPU_PRECISION for the engine and worker systems, a comma list of auto, fp32, bf16; with more "
+        "than one, each of those systems runs once per precision, named e.g. engine-bf16 (default: auto)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="converted checkpoints' cache")
     parser.add_argument(
@@ -98,7 +108,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{', '.join(sorted(CUDA_ONLY & set(args.systems)))} needs --device cuda")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    args.precision = [p.strip().lower() for p in args.precision.split(",") if p.strip()] or ["auto"]
+    if bad := [p for p in args.precision if p not in PRECISIONS]:
+        parser.error(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISIONS)}")
     return args
+
+
+def runs_of(systems: list[str], precisions: list[str]) -> list[tuple[str, str, str | None]]:
+    """(name in the table, system, precision) for each process to run: a system that precision changes once per
+    precision (named ``system-precision`` when there are several), the others once."""
+    runs: list[tuple[str, str, str | None]] = []
+    for system in systems:
+        if system not in WITH_PRECISION:
+            runs.append((system, system, None))
+        elif len(precisions) == 1:
+            runs.append((system, system, precisions[0]))
+        else:
+            runs += [(f"{system}-{precision}", system, precision) for precision in precisions]
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -112,6 +139,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_record() -> dict[str, Any]:
+    """The CPU's model and the flags that decide Whisper's speed on it (bf16 and int8 matrix instructions)."""
+    from worker.engine.device import cpu_info
+
+    info = cpu_info()
+    return {"model": info.model if info.model != "unknown" else cpu_model(), "flags": info.speed_flags()}
 
 
 def _version(package: str) -> str:
@@ -187,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summaries: list[Summary] = []
     outcomes: list[dict[str, Any]] = []
+    runs = runs_of(args.systems, args.precision)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        for n, system in enumerate(args.systems, start=1):
+        for n, (name, system, precision) in enumerate(runs, start=1):
             spec = Spec(
                 system=system,
                 items=[{k: v for k, v in item.items() if k != "text"} for item in items],
@@ -201,14 +237,17 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency or (64 if args.device == "cuda" else 16),
                 engine=args.engine,
                 timeout=600 + 5 * audio_seconds,
+                precision=precision,
             )
             # Other work on the machine skews every number: the load average says whether there was any.
-            print(f"[{n}/{len(args.systems)}] {system} ... (load average {os.getloadavg()[0]:.2f})", flush=True)
+            print(f"[{n}/{len(runs)}] {name} ... (load average {os.getloadavg()[0]:.2f})", flush=True)
             started = time.perf_counter()
-            outcome, rss_mb = run_system(spec, Path(tmp))
-            print(f"[{n}/{len(args.systems)}] {system}: {outcome['status']} in {time.perf_counter() - started:.0f} s")
+            workdir = Path(tmp) / name  # a folder per run: a system run twice never reads the last one's result
+            workdir.mkdir()
+            outcome, rss_mb = run_system(spec, workdir)
+            print(f"[{n}/{len(runs)}] {name}: {outcome['status']} in {time.perf_counter() - started:.0f} s")
             outcomes.append(outcome)
-            summaries.append(summarise(system, items, outcome, rss_mb))
+            summaries.append(summarise(name, items, outcome, rss_mb))
     add_ratios(summaries)
     corpus_line = f"{corpus.describe()}" + (f", each item x{args.repeat}" if args.repeat > 1 else "")
     if args.joined:
@@ -242,7 +281,9 @@ def run_metadata(args: argparse.Namespace, argv: list[str] | None) -> dict[str, 
             "repeat": args.repeat,
             "concurrency": args.concurrency or (64 if args.device == "cuda" else 16),
             "engine": args.engine,
+            "precision": ",".join(args.precision),
         },
+        "cpu": cpu_record(),
     }
 
 

@@ -62,6 +62,7 @@ class Spec:
     diarize: bool = False  # the worker: "diarize": true in every message, the warm-up's too
     aws_latency_ms: float = 0.0  # the worker: added to each of its S3 and SQS requests
     one_by_one: bool = False  # the worker: each message sent once the one before has its result
+    precision: str | None = None  # WHISPER_CPU_PRECISION for the engine and the worker; None: the worker's default
 
     @classmethod
     def read(cls, path: Path) -> Spec:
@@ -167,6 +168,7 @@ def reference(spec: Spec, *, cudnn_sdp: bool = True) -> Outcome:
 
     out = measure(spec, load, one)
     out.device_name = _torch_device_name(spec.device)
+    out.extra["precision"] = "fp16" if fp16 else "fp32"
     if spec.device == "cuda":
         out.extra["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
@@ -214,6 +216,7 @@ def engine(spec: Spec) -> Outcome:
         "model_dir": Path(spec.model_dir) if spec.model_dir else None,
         "engine": spec.engine,
         "concurrency": spec.concurrency,
+        "cpu_precision": spec.precision,
     }
     known = {f.name for f in dataclasses.fields(Settings)}
     settings = Settings(**{k: v for k, v in wanted.items() if k in known and v is not None})
@@ -246,9 +249,17 @@ def engine(spec: Spec) -> Outcome:
     out = measure(spec, load, one, many)
     out.device_name = _torch_device_name(spec.device)
     out.extra["transcribe_many"] = bool(batched)
+    out.extra["precision"] = _precision(settings.cpu_precision, spec.device)
     if counters:
         out.extra["engine"] = counters
     return out
+
+
+def _precision(setting: str, device: str) -> str:
+    """What the engine computes in for ``WHISPER_CPU_PRECISION=setting`` on this machine."""
+    from worker.engine.device import choose_precision
+
+    return choose_precision(setting, device).name
 
 
 def _cores() -> int:

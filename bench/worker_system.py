@@ -199,6 +199,8 @@ def _worker_settings(spec: Spec) -> dict[str, object]:
         settings["concurrency"] = spec.concurrency
     if spec.engine is not None:
         settings["engine"] = spec.engine
+    if spec.precision is not None:
+        settings["cpu_precision"] = spec.precision
     return settings
 
 
@@ -289,6 +291,7 @@ def run_worker(spec: Spec) -> Outcome:
             **({"one_by_one": True, "latency_seconds": latency_summary(latencies)} if spec.one_by_one else {}),
             "per_job": per_job_costs(log_path, set(job_ids), requests),
             "engine": engine_counters(log_path),
+            "precision": started_precision(log_path),
             "cpu_seconds": cpu,
             **({"diarize": True, "speakers_found": speakers} if spec.diarize else {}),
         },
@@ -346,6 +349,16 @@ def engine_counters(log_path: Path) -> dict[str, float]:
             if record.get("message") == "worker stopped":
                 counters = record.get("engine") or {}
     return counters
+
+
+def started_precision(log_path: Path) -> str | None:
+    """The precision the worker's ``worker started`` line says it computes in."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("message") == "worker started":
+                return record.get("precision")
+    return None
 
 
 def per_job_costs(log_path: Path, job_ids: set[str], requests: dict[str, int]) -> dict[str, Any]:

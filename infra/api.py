@@ -128,7 +128,8 @@ class SubmitApi(Construct):
             log_retention=log_retention,
             timeout=Duration.seconds(10),
         )
-        self.status_role, self.status_function = status.role, status.function
+        self.status_role, self.status_function, self.status_log_group = status.role, status.function, status.log_group
+        self.access_logs = access_logs
         jobs.add_resource("{job_id}").add_method(
             "GET",
             apigw.LambdaIntegration(self.status_function),

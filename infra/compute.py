@@ -51,14 +51,31 @@ HTTPS = ec2.Port.tcp(443)
 # agent's stop timeout is what Batch allows between SIGTERM and SIGKILL; the worker's grace stays inside it.
 INTERRUPTION_WATCH = Path(__file__).resolve().parent / "host" / "interruption-watch.sh"
 WATCH_SERVICE = "whisper-batch-interruption-watch"
+# Containers may not reach the instance metadata service (host/block-imds.sh): the rule goes in at boot and again
+# whenever Docker (re)starts, through a drop-in on docker.service.
+BLOCK_IMDS = Path(__file__).resolve().parent / "host" / "block-imds.sh"
+BLOCK_IMDS_COMMAND = "whisper-batch-block-imds"
 
 
 def instance_setup_script() -> str:
-    """The user data part that configures the ECS agent and installs the interruption watcher."""
+    """The user data part that configures the ECS agent, keeps containers off the instance metadata service and
+    installs the interruption watcher."""
     watcher = INTERRUPTION_WATCH.read_text()
+    block_imds = BLOCK_IMDS.read_text()
     return f"""#!/bin/bash
 echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config
 echo ECS_CONTAINER_STOP_TIMEOUT={BATCH_STOP_GRACE_SECONDS}s >> /etc/ecs/ecs.config
+echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config
+cat > /usr/local/bin/{BLOCK_IMDS_COMMAND} <<'BLOCKIMDS'
+{block_imds.rstrip()}
+BLOCKIMDS
+chmod 755 /usr/local/bin/{BLOCK_IMDS_COMMAND}
+mkdir -p /etc/systemd/system/docker.service.d
+cat > /etc/systemd/system/docker.service.d/{BLOCK_IMDS_COMMAND}.conf <<'DROPIN'
+[Service]
+ExecStartPost=/usr/local/bin/{BLOCK_IMDS_COMMAND}
+DROPIN
+/usr/local/bin/{BLOCK_IMDS_COMMAND}
 cat > /usr/local/bin/{WATCH_SERVICE} <<'WATCHER'
 {watcher.rstrip()}
 WATCHER
@@ -110,7 +127,9 @@ class Compute(Construct):
         environment: Mapping[str, str],
         webhook_secret: secretsmanager.ISecret | None,
         log_retention: logs.RetentionDays,
+        image: ecs.ContainerImage | None = None,
     ) -> None:
+        """``image``: the worker image built elsewhere (infra/image_build.py); None builds it here as a CDK asset."""
         super().__init__(scope, id)
         self.vpc = self._vpc(config, log_retention)
         subnets = ec2.SubnetSelection(subnet_type=_worker_subnet_type(config))
@@ -122,7 +141,7 @@ class Compute(Construct):
             allow_all_outbound=False,
         )
         self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), HTTPS, "AWS APIs, ECR, audio URLs and callbacks; DNS and IMDS are not filtered"
+            ec2.Peer.any_ipv4(), HTTPS, "AWS APIs, ECR, audio URLs and callbacks; DNS is not filtered"
         )
         self.endpoint_security_group: ec2.SecurityGroup | None = None  # set with privateEndpoints
         self.endpoints = (
@@ -179,13 +198,7 @@ class Compute(Construct):
         self.container = batch.EcsEc2ContainerDefinition(
             self,
             "WorkerContainer",
-            image=ecs.ContainerImage.from_asset(
-                str(REPO_ROOT),
-                file="Dockerfile",  # its ENTRYPOINT is `whisper-worker run`: the job adds no command
-                platform=ecr_assets.Platform.LINUX_AMD64,
-                build_args={"MODELS": " ".join(config.models)},  # official checkpoints baked into the image
-                exclude=list(BUILD_CONTEXT_EXCLUDES),
-            ),
+            image=image or _asset_image(config),
             cpu=config.job_vcpus,
             memory=Size.mebibytes(config.job_memory_mib),
             gpu=None if config.cpu_only else 1,
@@ -286,6 +299,17 @@ class Compute(Construct):
                 )
             ],
         )
+
+
+def _asset_image(config: InfraConfig) -> ecs.ContainerImage:
+    """Built by the deploying machine's Docker and pushed to the CDK bootstrap repository."""
+    return ecs.ContainerImage.from_asset(
+        str(REPO_ROOT),
+        file="Dockerfile",  # its ENTRYPOINT is `whisper-worker run`: the job adds no command
+        platform=ecr_assets.Platform.LINUX_AMD64,
+        build_args={"MODELS": " ".join(config.models)},  # official checkpoints baked into the image
+        exclude=list(BUILD_CONTEXT_EXCLUDES),
+    )
 
 
 def _worker_subnet_type(config: InfraConfig) -> ec2.SubnetType:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from worker import limits
 from worker.aws import SQS_MAX_RECEIVE_COUNT, SQS_MAX_RETENTION_DAYS, SQS_MAX_VISIBILITY_SECONDS
 
 # AWS limits, named once.
@@ -27,26 +28,21 @@ INTERRUPTION_NOTICE_DIR: Final = "/run/whisper-batch"
 INTERRUPTION_NOTICE_FILE: Final = f"{INTERRUPTION_NOTICE_DIR}/interruption.json"
 # The worker stops receiving at WHISPER_MAX_RUNTIME_SECONDS = job timeout - these two, so it leaves on its own
 # (exit 0, nothing lost) rather than being killed by Batch mid-job.
-WORKER_FINISH_SECONDS: Final = (
-    600  # = RUNTIME_FINISH_SECONDS in worker/service/runner.py (not imported: it pulls in torch)
-)
+WORKER_FINISH_SECONDS: Final = int(limits.RUNTIME_FINISH_SECONDS)
 WORKER_EXIT_MARGIN_SECONDS: Final = 300  # after that window: shutdown, releasing what is left, process exit
 WORKER_RUNTIME_HEADROOM_SECONDS: Final = WORKER_FINISH_SECONDS + WORKER_EXIT_MARGIN_SECONDS
 S3_MIN_IA_TRANSITION_DAYS: Final = 30  # S3 refuses STANDARD_IA transitions earlier than this
 MIB: Final = 1024**2
 GIB: Final = 1024**3
-# Decoded audio per worker, mirroring worker/audio/budget.py's default_budget_seconds (not imported: it pulls in
-# numpy and the decoder; tests/test_infra_config.py checks that the numbers agree). Decoded audio is float32 at
-# 16 kHz, 64 kB a second, counted twice (the decoder's chunks and the joined array or the mel coexist at the peak);
-# the model, PyTorch and the Python runtime keep 2.5 GiB; decoded audio gets half of the rest, working buffers the
-# other half.
-AUDIO_SAMPLE_RATE: Final = 16_000
-WORKER_BYTES_PER_AUDIO_SECOND: Final = 2 * 4 * AUDIO_SAMPLE_RATE
-WORKER_RUNTIME_RESERVE_BYTES: Final = int(2.5 * GIB)
-WORKER_AUDIO_SHARE: Final = 0.5
-WORKER_MIN_DECODED_SECONDS: Final = 600  # the worker never budgets less, so a job must have memory for at least this
-# = Settings.max_audio_seconds in worker/service/settings.py: the longest file a worker accepts by default.
-WORKER_MAX_AUDIO_SECONDS: Final = 6 * 3600
+# Decoded audio per worker, as worker/audio/budget.py's default_budget_seconds computes it, from the numbers it uses
+# (worker/limits.py, which says why each is so); the worker never budgets less than the minimum, so a job must have
+# memory for at least that much.
+AUDIO_SAMPLE_RATE: Final = limits.SAMPLE_RATE
+WORKER_BYTES_PER_AUDIO_SECOND: Final = limits.BUDGET_BYTES_PER_SECOND
+WORKER_RUNTIME_RESERVE_BYTES: Final = limits.RUNTIME_RESERVE_BYTES
+WORKER_AUDIO_SHARE: Final = limits.AUDIO_SHARE
+WORKER_MIN_DECODED_SECONDS: Final = int(limits.MINIMUM_DECODED_SECONDS)
+WORKER_MAX_AUDIO_SECONDS: Final = int(limits.MAX_AUDIO_SECONDS)  # the longest file a worker accepts by default
 # Messages in progress per worker: enough that each can hold a half-hour recording's decoded audio without waiting
 # for the budget (a message waiting on the budget is one another worker could be running), at most 16. Fewer leave
 # the batched engine short of work: the jobs a pass finishes come back only while the next pass runs, so the
@@ -56,9 +52,11 @@ CONCURRENCY_AUDIO_SECONDS: Final = 1800
 MAX_WORKER_CONCURRENCY: Final = 16
 # Explicit single-GPU sizes: a family name lets Batch launch any size of it (up to 48xlarge with 8 GPUs, billed
 # whole while one 1-GPU job runs on it). Each fits jobVcpus=4 and jobMemoryMiB=14336 with the ECS agent's share.
-# CPU trial: m6i/m7i.xlarge have the same 4 vCPUs as c6i/c7i.xlarge but 16 GiB, which a 14 GiB job needs.
+# CPU trial: Sapphire Rapids sizes (m7i, c7i), whose AMX multiplies bf16 in hardware: Whisper's encoder ran 3x
+# faster there in bf16 than in fp32 (docs/performance.md); m6i/c6i (Ice Lake) have no bf16. m7i.xlarge has 4 vCPUs
+# and 16 GiB, which a 14 GiB job needs; c7i.xlarge has only 8 GiB, so c7i's size is the 2xlarge (8 vCPUs, 16 GiB).
 DEFAULT_GPU_INSTANCE_TYPES: Final = ("g4dn.xlarge", "g5.xlarge", "g6.xlarge")
-DEFAULT_CPU_INSTANCE_TYPES: Final = ("m6i.xlarge", "m7i.xlarge")
+DEFAULT_CPU_INSTANCE_TYPES: Final = ("m7i.xlarge", "c7i.2xlarge")
 INSTANCE_TYPE_PATTERN: Final = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
 # Context keys that were replaced: naming one fails with a pointer to its successor.
 RENAMED_KEYS: Final = {
@@ -67,6 +65,8 @@ RENAMED_KEYS: Final = {
 }
 # The scaler runs one round at a time (infra/scaler.py); preflight checks the account can reserve it.
 SCALER_RESERVED_CONCURRENCY: Final = 1
+HOSTNAME_PATTERN: Final = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+SNS_TOPIC_ARN_PATTERN: Final = r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}"
 KMS_KEY_ARN_PATTERN: Final = r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-)?[0-9a-f-]{32,36}"
 # CloudWatch Logs accepts only these retention periods (days), named as aws_logs.RetentionDays members.
 CLOUDWATCH_RETENTION: Final = {
@@ -108,10 +108,10 @@ class InfraConfig:
     stack_name: str = DEFAULT_STACK_NAME
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     retain_data: bool = True
-    lifecycle: tuple[LifecycleRule, ...] = (
-        LifecycleRule(AUDIO_PREFIX, expire_after_days=30),
-        LifecycleRule(RESULTS_PREFIX, infrequent_access_after_days=90),
-    )
+    audio_expire_days: int = 7
+    results_expire_days: int = 30  # 0: keep results until deleted
+    noncurrent_expire_days: int = 7
+    lifecycle: tuple[LifecycleRule, ...] = ()  # other prefixes; audio/ and results/ have their own keys
     visibility_timeout_seconds: int = 300
     max_receive_count: int = 8
     queue_retention_days: int = 4
@@ -142,6 +142,9 @@ class InfraConfig:
     extra_audio_buckets: tuple[str, ...] = ()
     kms_key_arns: tuple[str, ...] = ()
     alarm_email: str | None = None
+    alarm_topic_arn: str | None = None
+    alarms: str = "notify"  # "none": the operator chose to deploy with no one told of alarms
+    worker_hours_alarm: int = 12
     oldest_message_alarm_minutes: int = 30
     log_retention_days: int = 30
     api: bool = True
@@ -149,6 +152,22 @@ class InfraConfig:
     api_rate_limit: int = 10
     api_burst_limit: int = 20
     api_quota_per_day: int | None = None
+    api_callback_hosts: tuple[str, ...] = ()
+    api_key_acknowledged: bool = False
+    image_build: str = "local"  # "codebuild": built in the account, no Docker on the deploying machine
+    keep_images: int = 5
+
+    @property
+    def bucket_lifecycle(self) -> tuple[LifecycleRule, ...]:
+        """Every prefix's rule: uploads and results expire by their own keys, then the ``lifecycle`` extras."""
+        rules = [LifecycleRule(AUDIO_PREFIX, expire_after_days=self.audio_expire_days)]
+        if self.results_expire_days:
+            rules.append(LifecycleRule(RESULTS_PREFIX, expire_after_days=self.results_expire_days))
+        return (*rules, *self.lifecycle)
+
+    @property
+    def alarms_reach_someone(self) -> bool:
+        return bool(self.alarm_email or self.alarm_topic_arn)
 
     @property
     def instance_types(self) -> tuple[str, ...]:
@@ -191,6 +210,9 @@ class InfraConfig:
             stack_name=_str(get, "stackName", d.stack_name, pattern=r"[A-Za-z][A-Za-z0-9-]{0,127}"),
             metrics_namespace=_str(get, "metricsNamespace", d.metrics_namespace, pattern=r"[A-Za-z0-9_./#:-]{1,255}"),
             retain_data=_choice(get, "removalPolicy", "retain", ("retain", "destroy")) == "retain",
+            audio_expire_days=_int(get, "audioExpireDays", d.audio_expire_days, 1, 100_000),
+            results_expire_days=_int(get, "resultsExpireDays", d.results_expire_days, 0, 100_000),
+            noncurrent_expire_days=_int(get, "noncurrentVersionExpireDays", d.noncurrent_expire_days, 1, 100_000),
             lifecycle=_lifecycle(get("lifecycle"), d.lifecycle),
             visibility_timeout_seconds=_int(
                 get, "visibilityTimeoutSeconds", d.visibility_timeout_seconds, 30, SQS_MAX_VISIBILITY_SECONDS
@@ -226,6 +248,9 @@ class InfraConfig:
             extra_audio_buckets=_names(get, "extraAudioBuckets", d.extra_audio_buckets),
             kms_key_arns=_names(get, "kmsKeyArns", d.kms_key_arns, pattern=KMS_KEY_ARN_PATTERN),
             alarm_email=_optional_str(get, "alarmEmail", pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+            alarm_topic_arn=_optional_str(get, "alarmTopicArn", pattern=SNS_TOPIC_ARN_PATTERN),
+            alarms=_alarms(get, "alarms", d.alarms),
+            worker_hours_alarm=_int(get, "workerHoursAlarm", d.worker_hours_alarm, 1, 168),
             oldest_message_alarm_minutes=_int(
                 get, "oldestMessageAlarmMinutes", d.oldest_message_alarm_minutes, 1, 20160
             ),
@@ -235,6 +260,10 @@ class InfraConfig:
             api_rate_limit=_int(get, "apiRateLimit", d.api_rate_limit, 1, 10_000),
             api_burst_limit=_int(get, "apiBurstLimit", d.api_burst_limit, 1, 5_000),
             api_quota_per_day=_optional_int(get, "apiQuotaPerDay", 1),
+            api_callback_hosts=_names(get, "apiCallbackHosts", d.api_callback_hosts, pattern=HOSTNAME_PATTERN),
+            api_key_acknowledged=_bool(get, "apiKeyAcknowledged", d.api_key_acknowledged),
+            image_build=_choice(get, "imageBuild", d.image_build, ("local", "codebuild")),
+            keep_images=_int(get, "keepImages", d.keep_images, 1, 1000),
         )
         config.validate()
         return config
@@ -275,6 +304,14 @@ class InfraConfig:
             raise ConfigError(f"logRetentionDays must be one of {sorted(CLOUDWATCH_RETENTION)}")
         if self.api_burst_limit < self.api_rate_limit:
             raise ConfigError("apiBurstLimit must be at least apiRateLimit")
+        if self.api and self.api_auth == "apiKey" and not self.api_key_acknowledged:
+            hosts = "only the hosts in apiCallbackHosts" if self.api_callback_hosts else "any public https host"
+            raise ConfigError(
+                "apiAuth=apiKey: the stack has one API key, shared by every caller, so GET /jobs/{job_id} answers "
+                "any job to whoever holds it (API Gateway cannot tell callers' jobs apart), and callbacks may go to "
+                f"{hosts}. Use apiAuth=iam for callers that must not see each other's jobs, or accept this with "
+                "-c apiKeyAcknowledged=true (and limit callbacks with -c apiCallbackHosts=hooks.example.com)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -347,6 +384,16 @@ def _choice(get: ContextGetter, key: str, default: str, choices: tuple[str, ...]
     return value
 
 
+def _alarms(get: ContextGetter, key: str, default: str) -> str:
+    """``notify`` or ``none``, read as words: the generic readers take ``none`` for an unset value."""
+    value = _raw(get, key)
+    if value is None:
+        return default
+    if value not in ("notify", "none"):
+        raise ConfigError(f"context {key} must be notify or none, got {value!r}")
+    return str(value)
+
+
 def _json(key: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
@@ -395,11 +442,12 @@ def _min_audio_bytes() -> int:
     return int(WORKER_MIN_DECODED_SECONDS * WORKER_BYTES_PER_AUDIO_SECOND / WORKER_AUDIO_SHARE)
 
 
+OWN_KEY_PREFIXES: Final = {AUDIO_PREFIX: "audioExpireDays", RESULTS_PREFIX: "resultsExpireDays"}
 _LIFECYCLE_KEYS: Final = {"expireAfterDays", "infrequentAccessAfterDays"}
 
 
 def _lifecycle(value: Any, default: tuple[LifecycleRule, ...]) -> tuple[LifecycleRule, ...]:
-    """``{"audio/": {"expireAfterDays": 30}, "results/": {"infrequentAccessAfterDays": 90}}``."""
+    """``{"exports/": {"expireAfterDays": 90}, "archive/": {"infrequentAccessAfterDays": 30}}``."""
     if value is None:
         return default
     value = json.loads(value) if isinstance(value, str) else value
@@ -407,6 +455,11 @@ def _lifecycle(value: Any, default: tuple[LifecycleRule, ...]) -> tuple[Lifecycl
         raise ConfigError("context lifecycle must map a key prefix to its rule")
     rules = []
     for prefix, rule in value.items():
+        if prefix in OWN_KEY_PREFIXES:
+            raise ConfigError(
+                f"context lifecycle[{prefix!r}]: {prefix} has its own key, {OWN_KEY_PREFIXES[prefix]}; "
+                "lifecycle is for other prefixes"
+            )
         if not isinstance(rule, dict) or set(rule) - _LIFECYCLE_KEYS:
             raise ConfigError(f"context lifecycle[{prefix!r}] may only set {sorted(_LIFECYCLE_KEYS)}")
         expire = rule.get("expireAfterDays")
@@ -447,8 +500,8 @@ CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
     ),
     "cpuOnly": ContextKey("no GPU: CPU sizes, `WHISPER_DEVICE=cpu`, `tiny`/`base` models only", "cpu_only"),
     "cpuInstanceTypes": ContextKey(
-        "the CPU sizes `cpuOnly` uses. `m6i`/`m7i.xlarge` have the 4 vCPUs of `c6i`/`c7i.xlarge` but 16 GiB, which "
-        "the default 14 GiB job needs",
+        "the CPU sizes `cpuOnly` uses: Sapphire Rapids (`m7i`, `c7i`), whose AMX runs the worker's bf16 encoder "
+        "(`WHISPER_CPU_PRECISION`); sizes with 16 GiB, which the default 14 GiB job needs",
         "cpu_instance_types",
     ),
     "spot": ContextKey("spot (`SPOT_PRICE_CAPACITY_OPTIMIZED`) or on-demand (`BEST_FIT_PROGRESSIVE`)", "spot"),
@@ -462,6 +515,16 @@ CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
         "job_memory_mib",
     ),
     "models": ContextKey("checkpoints baked into the image (`MODELS` build arg)", "models"),
+    "imageBuild": ContextKey(
+        "`local`: `make deploy` builds the worker image with the local Docker (a CDK asset); `codebuild`: CodeBuild "
+        "builds it in the account from the repository uploaded to S3, into the stack's own ECR repository, tagged "
+        "by content hash, and the deploy waits for it (no Docker needed)",
+        "image_build",
+    ),
+    "keepImages": ContextKey(
+        "with `imageBuild=codebuild`: the repository keeps this many newest images (an ECR lifecycle rule)",
+        "keep_images",
+    ),
     "defaultModel": ContextKey("`WHISPER_DEFAULT_MODEL`", "default_model"),
     "modelDownload": ContextKey("`WHISPER_MODEL_DOWNLOAD`", "model_download"),
     "maxWorkers": ContextKey("scaler: at most this many worker jobs", "max_workers"),
@@ -486,7 +549,22 @@ CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
     "vpcId": ContextKey("use an existing VPC (its private subnets); unset: a new one", "vpc_id"),
     "natGateways": ContextKey("NAT gateways of a new VPC; `0` puts workers in public subnets", "nat_gateways"),
     "maxAzs": ContextKey("availability zones of a new VPC", "max_azs"),
-    "lifecycle": ContextKey("per-prefix expiry and Standard-IA transition", "lifecycle"),
+    "audioExpireDays": ContextKey(
+        "uploads under `audio/` are deleted this many days after upload", "audio_expire_days"
+    ),
+    "resultsExpireDays": ContextKey(
+        "transcripts and `result.json` under `results/` are deleted this many days after they were written; `0` "
+        "keeps them",
+        "results_expire_days",
+    ),
+    "noncurrentVersionExpireDays": ContextKey(
+        "the bucket is versioned: an overwritten or deleted object's old version is kept this many days, then deleted",
+        "noncurrent_expire_days",
+    ),
+    "lifecycle": ContextKey(
+        "expiry and Standard-IA transition for other prefixes (`audio/` and `results/` have their own keys)",
+        "lifecycle",
+    ),
     "removalPolicy": ContextKey(
         "`destroy` deletes the bucket with the stack (only when empty)",
         default=f"`{'retain' if InfraConfig().retain_data else 'destroy'}`",
@@ -513,6 +591,19 @@ CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
         "private_endpoints",
     ),
     "alarmEmail": ContextKey("email subscription to the alarm topic", "alarm_email"),
+    "alarmTopicArn": ContextKey(
+        "an existing SNS topic (paging, chat) that every alarm notifies as well as the stack's own topic",
+        "alarm_topic_arn",
+    ),
+    "alarms": ContextKey(
+        "`notify`: `make deploy` refuses to deploy unless `alarmEmail` or `alarmTopicArn` is set; `none` deploys "
+        "with alarms that notify no one (a trial)",
+        "alarms",
+    ),
+    "workerHoursAlarm": ContextKey(
+        "the `WorkersRunningLong` cost guard: workers have run without a break for this many hours",
+        "worker_hours_alarm",
+    ),
     "oldestMessageAlarmMinutes": ContextKey("age alarm threshold", "oldest_message_alarm_minutes"),
     "metricsNamespace": ContextKey("`WHISPER_METRICS_NAMESPACE` and the dashboard's", "metrics_namespace"),
     "logRetentionDays": ContextKey("retention of all log groups", "log_retention_days"),
@@ -521,4 +612,15 @@ CONTEXT_KEYS: Final[dict[str, ContextKey]] = {
     "apiRateLimit": ContextKey("stage throttling: requests per second", "api_rate_limit"),
     "apiBurstLimit": ContextKey("stage throttling: burst", "api_burst_limit"),
     "apiQuotaPerDay": ContextKey("daily quota for the API key", "api_quota_per_day"),
+    "apiCallbackHosts": ContextKey(
+        "lower-case host names that `callback_url` of a job sent through the HTTPS API may name "
+        "(`https://HOST[:port]/...`); anything else is refused with 400 before it reaches the queue. Empty: any URL "
+        "the contract accepts",
+        "api_callback_hosts",
+    ),
+    "apiKeyAcknowledged": ContextKey(
+        "`apiAuth=apiKey` is refused without it: one key is shared by every caller, so any key holder can read any "
+        "job's result by its id, and callbacks go wherever `apiCallbackHosts` allows",
+        "api_key_acknowledged",
+    ),
 }

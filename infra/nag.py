@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Stack
 from aws_cdk import aws_s3 as s3
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import IConstruct
 
 from infra.config import AUDIO_PREFIX, RESULTS_PREFIX
@@ -71,6 +71,57 @@ def suppress(stack: WhisperBatchStack) -> None:
     )
     if stack.api:
         _suppress_api(stack, bucket)
+    if stack.image_build:
+        _suppress_image_build(stack)
+
+
+LAMBDA_BASIC_POLICY = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+def _suppress_image_build(stack: WhisperBatchStack) -> None:
+    build = stack.image_build
+    assert build is not None
+    project = stack.resolve(stack.get_logical_id(build.project.node.default_child))
+    _add(
+        build.project,
+        "AwsSolutions-IAM5",
+        "What CodeBuild's own grants need: reading the source asset (s3:GetObject*, GetBucket*, List* on the CDK "
+        "asset bucket), its log streams and report groups (named by the project, suffixes unknown at deploy), the "
+        "artifact key's data-key actions, and ecr:GetAuthorizationToken, which has no resource-level permissions.",
+        [
+            "Action::s3:GetBucket*",
+            "Action::s3:GetObject*",
+            "Action::s3:List*",
+            "Action::kms:GenerateDataKey*",
+            "Action::kms:ReEncrypt*",
+            "Resource::*",
+            RegexAppliesTo(regex="/^Resource::arn:<AWS::Partition>:s3:::.*$/g"),
+            f"Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/<{project}>-*",
+            f"Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/<{project}>:*",
+        ],
+    )
+    provider = build.node.find_child("Provider")
+    _add(
+        provider,
+        "AwsSolutions-IAM4",
+        "CDK's custom-resource Provider framework gives its own short-lived Lambdas the AWS-maintained basic "
+        "execution policy (their logs only); our start and check handlers have their own roles.",
+        [LAMBDA_BASIC_POLICY],
+    )
+    _add(
+        provider,
+        "AwsSolutions-IAM5",
+        "The Provider framework invokes the start and check handlers and its own functions by ARN with any "
+        "version or alias (<arn>:*), as CDK generates it.",
+        [RegexAppliesTo(regex="/^Resource::<ImageBuild.*\\.Arn>:\\*$/g")],
+    )
+    for rule in ("AwsSolutions-SF1", "AwsSolutions-SF2"):
+        _add(
+            provider,
+            rule,
+            "The Provider framework's waiter state machine only polls the image build's check handler during a "
+            "deploy; that handler logs each poll, and the build logs to its own log group.",
+        )
 
 
 def _suppress_api(stack: WhisperBatchStack, bucket: str) -> None:

@@ -113,7 +113,10 @@ def check(
     report = Report()
     client = client or session.client
     _check_node(report, run)
-    _check_docker(report, run)
+    if context.get("imageBuild") == "codebuild":
+        report.notes.append("imageBuild=codebuild: the worker image is built by CodeBuild in the account, not here.")
+    else:
+        _check_docker(report, run)
     account = _check_credentials(report, session, client)
     if account is None:
         return report
@@ -123,6 +126,7 @@ def check(
     _check_secret(report, client, region, context, env, config)
     if config is None:
         return report
+    _check_alarm_destination(report, config)
     _check_instance_types(report, client("ec2"), region, config)
     _check_vcpu_quotas(report, client("service-quotas"), region, config)
     _check_scaler_concurrency(report, client("lambda"), region)
@@ -139,6 +143,23 @@ def _config(report: Report, context: Mapping[str, Any], env: Mapping[str, str]) 
     except ConfigError as exc:
         report.problems.append(f"Context: {exc}.")
         return None
+
+
+def _check_alarm_destination(report: Report, config: InfraConfig) -> None:
+    """Alarms nobody receives are no alarms: a destination, or an explicit ``alarms=none``."""
+    if config.alarms_reach_someone:
+        return
+    if config.alarms == "none":
+        report.warnings.append(
+            "alarms=none: the alarms are created but notify no one (no alarmEmail, no alarmTopicArn). "
+            "Fine for a trial; subscribe someone before real traffic."
+        )
+        return
+    report.problems.append(
+        "No one would hear the alarms: set -c alarmEmail=you@example.com (an email subscription, confirmed from "
+        "the first message) or -c alarmTopicArn=arn:aws:sns:REGION:ACCOUNT:TOPIC (an existing topic: paging, chat), "
+        "or say -c alarms=none to deploy without notifications on purpose."
+    )
 
 
 def _check_node(report: Report, run: Runner) -> None:

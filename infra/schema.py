@@ -10,6 +10,8 @@ build instead of passing silently.
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any, Final
 
 DRAFT4: Final = "http://json-schema.org/draft-04/schema#"
@@ -74,3 +76,20 @@ def _convert(node: dict[str, Any], where: str) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def restrict_callback_hosts(schema: dict[str, Any], hosts: tuple[str, ...]) -> dict[str, Any]:
+    """The schema with ``callback_url`` limited to ``https://`` URLs on ``hosts`` (an optional port, then a path,
+    query or the end: ``https://ok.example@evil.example`` and ``https://ok.example.evil.example`` do not match).
+    No hosts: the schema unchanged."""
+    if not hosts:
+        return schema
+    names = "|".join(re.escape(host) for host in hosts)
+    pattern = f"^https://({names})(:[0-9]{{1,5}})?([/?#]|$)"
+    restricted = copy.deepcopy(schema)
+    callback = restricted["properties"]["callback_url"]
+    strings = [branch for branch in callback.get("anyOf", [callback]) if branch.get("type") == "string"]
+    if len(strings) != 1:
+        raise UnsupportedSchemaError("callback_url has no single string form to restrict")
+    strings[0]["pattern"] = pattern
+    return restricted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Annotations, Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -10,7 +11,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.api import SubmitApi
-from infra.compute import Compute
+from infra.compute import BUILD_CONTEXT_EXCLUDES, REPO_ROOT, Compute
 from infra.config import (
     AUDIO_PREFIX,
     BATCH_STOP_GRACE_SECONDS,
@@ -22,13 +23,20 @@ from infra.config import (
     InfraConfig,
 )
 from infra.functions_code import functions_code
+from infra.image_build import ImageBuild
 from infra.monitoring import Monitoring
 from infra.queues import JobQueues
 from infra.scaler import LEASE_KEY, LEASE_SECONDS, Scaler
-from infra.schema import to_draft4
+from infra.schema import restrict_callback_hosts, to_draft4
 from infra.settle import DLQ_VISIBILITY, DeadLetterSettler
 from infra.storage import Storage
 
+# The image's build context is the .dockerignore allow-list; the CodeBuild source asset follows it too.
+DOCKERIGNORE = tuple(
+    line.strip()
+    for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 SHUTDOWN_GRACE_SECONDS = BATCH_STOP_GRACE_SECONDS - 20  # finish or release the jobs in hand before SIGKILL
 STATUS_DOCUMENTS = ("result.json", "status.json")
 # kms:Decrypt on the customer keys in kmsKeyArns, only as used through these services: the worker reads SSE-KMS
@@ -44,7 +52,13 @@ class WhisperBatchStack(Stack):
         )
         self.config = config
         retention = logs.RetentionDays[CLOUDWATCH_RETENTION[config.log_retention_days]]
-        self.storage = Storage(self, "Storage", lifecycle=config.lifecycle, retain=config.retain_data)
+        self.storage = Storage(
+            self,
+            "Storage",
+            lifecycle=config.bucket_lifecycle,
+            noncurrent_expire_days=config.noncurrent_expire_days,
+            retain=config.retain_data,
+        )
         self.queues = JobQueues(
             self,
             "Queues",
@@ -54,6 +68,21 @@ class WhisperBatchStack(Stack):
             dead_letter_visibility=DLQ_VISIBILITY,
         )
         webhook_secret = self._webhook_secret()
+        code = functions_code()
+        self.image_build = (
+            ImageBuild(
+                self,
+                "ImageBuild",
+                source_path=str(REPO_ROOT),
+                exclude=[*BUILD_CONTEXT_EXCLUDES, *DOCKERIGNORE],
+                models=config.models,
+                keep_images=config.keep_images,
+                code=code,
+                log_retention=retention,
+            )
+            if config.image_build == "codebuild"
+            else None
+        )
         self.compute = Compute(
             self,
             "Compute",
@@ -61,8 +90,14 @@ class WhisperBatchStack(Stack):
             environment=self._worker_environment(),
             webhook_secret=webhook_secret,
             log_retention=retention,
+            image=(
+                ecs.ContainerImage.from_ecr_repository(self.image_build.repository, self.image_build.tag)
+                if self.image_build
+                else None
+            ),
         )
-        code = functions_code()
+        if self.image_build:  # the deploy finishes only once the image the job definition names exists
+            self.compute.job_definition.node.add_dependency(self.image_build.build)
         self.scaler = Scaler(
             self,
             "Scaler",
@@ -107,9 +142,14 @@ class WhisperBatchStack(Stack):
             job_queue_arn=self.compute.job_queue.job_queue_arn,
             namespace=config.metrics_namespace,
             oldest_message_threshold=Duration.minutes(config.oldest_message_alarm_minutes),
+            worker_log_group=self.compute.log_group,
+            worker_hours_alarm=config.worker_hours_alarm,
             alarm_email=config.alarm_email,
+            alarm_topic_arn=config.alarm_topic_arn,
         )
         self.api = self._api(code, retention) if config.api else None
+        if self.api:
+            self.monitoring.watch_api(self.api.api, self.api.status_function)
         self._grant(webhook_secret)
         self._grant_keys(webhook_secret is not None)
         self._warn_about_long_audio()
@@ -159,7 +199,7 @@ class WhisperBatchStack(Stack):
             self,
             "Api",
             queue=self.queues.jobs,
-            message_schema=to_draft4(json_schema()),
+            message_schema=restrict_callback_hosts(to_draft4(json_schema()), config.api_callback_hosts),
             code=code,
             status_environment={
                 "RESULTS_BUCKET": self.storage.bucket.bucket_name,
@@ -254,8 +294,18 @@ class WhisperBatchStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="audio/ and results/")
         CfnOutput(self, "JobQueueArn", value=self.compute.job_queue.job_queue_arn, description="Batch job queue")
         CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url, description="CloudWatch dashboard")
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Every alarm goes here")
+        log_groups = {
+            "WorkerLogGroup": (self.compute.log_group, "Workers' JSON logs (one stream per worker job)"),
+            "ScalerLogGroup": (self.scaler.log_group, "The scaler's decisions and back-off"),
+            "SettleLogGroup": (self.settler.log_group, "The settle Lambda (dead letters)"),
+        }
         if self.api:
             CfnOutput(self, "ApiUrl", value=self.api.url, description="POST jobs, GET jobs/{job_id}")
+            log_groups["StatusLogGroup"] = (self.api.status_log_group, "GET /jobs/{job_id}")
+            log_groups["ApiAccessLogGroup"] = (self.api.access_logs, "The HTTPS API's access log")
+        for key, (group, description) in log_groups.items():
+            CfnOutput(self, key, value=group.log_group_name, description=description)
 
 
 def _allow(role: iam.IRole, actions: list[str], *resources: str) -> None:

@@ -1,4 +1,10 @@
-"""The bucket for ``audio/`` uploads and ``results/``, plus the bucket its access logs go to."""
+"""The bucket for ``audio/`` uploads and ``results/``, plus the bucket its access logs go to.
+
+Nothing is kept by default for ever: uploads and results expire by prefix (``audioExpireDays``,
+``resultsExpireDays``), and the bucket is versioned, so an object overwritten or deleted by mistake can be
+restored for ``noncurrentVersionExpireDays`` and then goes too. No Standard-IA transition for results: transcripts
+are mostly under 128 KB, which S3 neither transitions by default nor bills below in Standard-IA.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,15 @@ ACCESS_LOG_EXPIRY_DAYS = 90
 class Storage(Construct):
     """Private, encrypted, SSL-only; lifecycle rules per key prefix; retained on stack deletion by default."""
 
-    def __init__(self, scope: Construct, id: str, *, lifecycle: tuple[LifecycleRule, ...], retain: bool = True) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        lifecycle: tuple[LifecycleRule, ...],
+        noncurrent_expire_days: int,
+        retain: bool = True,
+    ) -> None:
         super().__init__(scope, id)
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         common = {
@@ -36,7 +50,15 @@ class Storage(Construct):
             "Bucket",
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="bucket/",
+            versioned=True,
             lifecycle_rules=[
+                # Old versions (overwritten result.json, the scaler's lease each minute, deleted claims) and the
+                # delete markers left once they are gone.
+                s3.LifecycleRule(
+                    id="noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(noncurrent_expire_days),
+                    expired_object_delete_marker=True,
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
                     abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_AFTER_DAYS),

@@ -95,6 +95,7 @@ def example_message() -> dict[str, Any]:
         callback_shape="v1",
         progress_callback=True,
         metadata={"userId": "u-9", "meetingId": 4711},
+        subtitles={"max_line_width": 37, "speaker_labels": "changes"},
     )
     return job.model_dump(mode="json")
 
@@ -119,6 +120,8 @@ def _schema_type(prop: dict[str, Any]) -> str:
         return " \\| ".join(_code(item) for item in prop["enum"])
     if prop.get("type") == "array":
         return f"array of {_schema_type(prop.get('items', {}))}"
+    if "$ref" in prop:
+        return f"object ({prop['$ref'].rsplit('/', 1)[-1]}, its fields below)"
     return str(prop.get("type", "any"))
 
 
@@ -171,10 +174,18 @@ def job_message_page(schema: dict[str, Any] | None = None) -> str:
                 if "default" in prop
                 else JobRequest.model_fields[name].get_default(call_default_factory=True)
             )
+            if hasattr(default, "model_dump"):  # an object field: its own fields' defaults follow
+                default = default.model_dump(mode="json")
             out.append(f"- **default**: {_code(default)}\n")
         for constraint in _constraints(prop):
             out.append(f"- {constraint}\n")
         out.append(f"\n{_prose(prop.get('description', ''))}\n\n")
+        if "$ref" in prop:
+            nested = schema["$defs"][prop["$ref"].rsplit("/", 1)[-1]]
+            for field, sub in nested["properties"].items():
+                facts = [_schema_type(sub), f"default {_code(sub.get('default'))}", *_constraints(sub)]
+                out.append(f"- `{name}.{field}` ({'; '.join(facts)}): {_prose(sub.get('description', ''))}\n")
+            out.append("\n")
     if schema.get("dependentSchemas"):
         keys = ", ".join(f"`{key}`" for key in schema["dependentSchemas"])
         out.append(

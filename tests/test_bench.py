@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -307,6 +308,61 @@ def test_cli_systems(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             run.parse_args(bad)
     assert "needs --device cuda" in capsys.readouterr().err
+
+
+def test_each_precision_runs_the_systems_it_changes_side_by_side() -> None:
+    args = run.parse_args(["--systems", "reference,engine,worker", "--precision", "fp32, bf16"])
+    assert run.runs_of(args.systems, args.precision) == [
+        ("reference", "reference", None),
+        ("engine-fp32", "engine", "fp32"),
+        ("engine-bf16", "engine", "bf16"),
+        ("worker-fp32", "worker", "fp32"),
+        ("worker-bf16", "worker", "bf16"),
+    ]
+    assert run.runs_of(["engine"], ["auto"]) == [("engine", "engine", "auto")]  # one precision: the usual names
+    with pytest.raises(SystemExit):
+        run.parse_args(["--precision", "fp16"])
+
+
+def test_results_record_the_cpu_and_its_bf16_flags() -> None:
+    from worker.engine.device import cpu_info
+
+    info = run.run_metadata(run.parse_args(["--precision", "fp32,bf16"]), [])
+    assert info["settings"]["precision"] == "fp32,bf16"
+    here = cpu_info()
+    assert info["cpu"] == {"model": here.model, "flags": here.speed_flags()}
+    assert set(info["cpu"]["flags"]) == {"amx_bf16", "amx_tile", "avx512_bf16", "avx512_vnni"}
+
+
+@pytest.mark.parametrize("engine", ["ctranslate2", "batched"])
+def test_the_engine_profile_splits_a_pass_of_any_corpus_in_each_precision(
+    engine: str, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import engine_profile
+    from tests.support.conversation import DATA, PROMPTS
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    for name, text in PROMPTS.items():  # real speech with its references, as bench.run takes a corpus
+        shutil.copyfile(DATA / f"{name}.flac", root / f"{name}.flac")
+        (root / f"{name}.txt").write_text(text)
+    monkeypatch.setenv("WHISPER_MODEL_DIR", str(model_dir))
+    out = tmp_path / "profile.json"
+    args = ["--corpus", str(root), "--engine", engine, "--passes", "1", "--json", str(out)]
+    assert engine_profile.main(args) == 0
+    body = json.loads(out.read_text())
+    assert body["corpus"].endswith("(4 clips, 0 long; 25.2 s of audio)") and set(body["cpu"]["flags"]) == {
+        "amx_bf16",
+        "amx_tile",
+        "avx512_bf16",
+        "avx512_vnni",
+    }
+    assert [run["precision"] for run in body["runs"]] == ["fp32", "bf16"]
+    for timed in body["runs"]:
+        one = timed["pass"]
+        assert one["rows"] == 4 and one["windows"] >= 1  # a row per clip, packed into shared windows
+        assert one["seconds"]["mel"] > 0 and one["seconds"]["encoder"] > 0 and one["seconds"]["decoder"] > 0
+        assert one["decoder_steps"] > 10 and timed["corpus"]["realtime"] > 0
 
 
 def test_missing_package_is_not_installed_not_a_crash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

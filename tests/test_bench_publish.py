@@ -183,7 +183,8 @@ def test_run_json_records_what_publish_states() -> None:
     assert info["command"] == ["python", "-m", "bench.run", *argv]
     assert info["versions"]["python"] and "torch" in info["versions"]
     assert info["date"] and info["model"] == "tiny.en"
-    assert info["settings"] == {"device": "cpu", "repeat": 1, "concurrency": 16, "engine": None}
+    settings = {"device": "cpu", "repeat": 1, "concurrency": 16, "engine": None, "precision": "auto"}
+    assert info["settings"] == settings
     assert info["corpus_source"].startswith("built-in: synthetic")
 
 

@@ -29,6 +29,7 @@ from worker.audio.wav import write_wav
 from worker.client import (
     ConfigurationError,
     JobNotFound,
+    JobStatus,
     JobValidationError,
     TranscriptionClient,
     WaitTimeout,
@@ -59,10 +60,17 @@ class Stack:
         self.client.s3.upload_file(str(path), self.resources.bucket, key)
         return f"s3://{self.resources.bucket}/{key}"
 
+    def _status(self, job_id: str) -> JobStatus:
+        """A job sent straight to SQS has no queued marker: unknown, as far as status() can tell, until it starts."""
+        try:
+            return self.client.status(job_id)
+        except JobNotFound:
+            return JobStatus(job_id, "unknown")
+
     def wait_until(self, job_id: str, state: str) -> None:
         """Poll until the job reaches ``state`` (an old result of the same id may be there meanwhile)."""
         deadline = time.monotonic() + JOB_TIMEOUT
-        while (current := self.client.status(job_id)).state != state or not current.done:
+        while (current := self._status(job_id)).state != state or not current.done:
             assert self.worker.poll() is None, "worker died:\n" + self.worker_log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"{job_id} still {current.state}"
             time.sleep(0.5)

@@ -588,6 +588,8 @@ def test_json_schema() -> None:
         "speakers",
         "min_speakers",
         "max_speakers",
+        "vad",
+        "subtitles",
         "callback_url",
         "callback_shape",
         "progress_callback",

@@ -86,7 +86,8 @@ def test_legacy_camel_case_message_is_served(harness: Harness) -> None:
     stats = harness.run_worker()
     assert stats.completed == 1
     srt = harness.object("results/legacy-42/transcript.srt")["Body"].read().decode()
-    assert "ask not what your country can do for you" in srt.lower()
+    said = " ".join(line for line in srt.lower().splitlines() if line and "-->" not in line and not line.isdigit())
+    assert "ask not what your country can do for you" in said  # cues break lines: read them as a viewer does
     assert [key for key in harness.object_keys() if not key.endswith("/status.json")] == [
         "results/legacy-42/result.json",
         "results/legacy-42/transcript.srt",

@@ -15,15 +15,17 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from worker.errors import FetchTooSlow
 from worker.local.moto_server import LocalAws
 from worker.service.errors import AudioNotFound, AudioTooLarge, BlockedUrl, EmptyAudio, FetchUnavailable
-from worker.service.fetch import fetched
+from worker.service.fetch import fetch_deadline, fetched
 from worker.service.netguard import check_url, is_public_address
 
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB, every byte value
 CAP = 4096
 STALL = 3.0  # seconds the slow handlers sleep; far above TIMEOUT
 TIMEOUT = 0.5
+DRIP_BYTES = 100
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +185,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(STALL)
                 self.wfile.write(PAYLOAD[100:])
+            elif route == "/drip":
+                # Each byte comes well within the read timeout; the whole body never comes in time.
+                self.send_response(200)
+                self.send_header("Content-Length", str(DRIP_BYTES))
+                self.end_headers()
+                for _ in range(DRIP_BYTES):
+                    self.wfile.write(b"d")
+                    self.wfile.flush()
+                    time.sleep(1)
             elif route == "/truncated":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(PAYLOAD)))
@@ -278,6 +289,25 @@ def test_http_stall_times_out(http_base: str, private_tmp: Path, route: str) -> 
         pytest.fail("must not yield")
     assert time.monotonic() - started < STALL - 0.5
     assert leftovers(private_tmp) == []
+
+
+def test_a_trickling_source_fails_at_the_overall_deadline(http_base: str, private_tmp: Path) -> None:
+    """One byte a second never trips the 3-s read timeout; the deadline for 20 s of audio (3 + 20 x 0.05 s) stops
+    it, with its own code, and the partial file is gone."""
+    assert fetch_deadline(20, 3.0) == pytest.approx(4.0)
+    url = f"{http_base}/drip"
+    fetching = fetched(
+        url, s3=None, max_bytes=CAP, timeout=3.0, allow_http=True, allow_private=True, max_audio_seconds=20
+    )
+    with pytest.raises(FetchTooSlow) as caught, fetching:
+        pytest.fail("must not yield")
+    assert caught.value.code == "fetch_too_slow" and caught.value.permanent
+    assert "did not arrive within 4 s" in str(caught.value) and "bytes came" in str(caught.value)
+    assert leftovers(private_tmp) == []
+
+
+def test_the_default_deadline_follows_the_longest_accepted_audio() -> None:
+    assert fetch_deadline(6 * 3600, 30.0) == pytest.approx(30 + 1080)
 
 
 def test_http_temp_file_removed_when_the_block_raises(http_base: str, private_tmp: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from infra.config import (
     LifecycleRule,
 )
 
-CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+ROOT = Path(__file__).resolve().parent.parent
+CDK_JSON = ROOT / "cdk.json"
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:whisper-batch/webhook-AbC123"
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -44,9 +47,12 @@ def test_defaults() -> None:
     assert c.stack_name == "WhisperBatch" and c.metrics_namespace == "WhisperBatch"
     assert c.retain_data and c.spot and c.api and c.api_auth == "iam"
     assert c.instance_types == ("g4dn.xlarge", "g5.xlarge", "g6.xlarge")  # single-GPU sizes, not families
-    assert c.cpu_instance_types == ("m6i.xlarge", "m7i.xlarge")  # 4 vCPUs and 16 GiB: a 14 GiB job fits
+    # AMX for the bf16 encoder, and 16 GiB: a 14 GiB job fits
+    assert c.cpu_instance_types == ("m7i.xlarge", "c7i.2xlarge")
     assert not c.private_endpoints and c.kms_key_arns == () and c.workers_have_internet
-    assert c.lifecycle == (LifecycleRule("audio/", expire_after_days=30), LifecycleRule("results/", None, 90))
+    assert c.bucket_lifecycle == (LifecycleRule("audio/", expire_after_days=7), LifecycleRule("results/", 30))
+    assert c.lifecycle == () and c.noncurrent_expire_days == 7
+    assert c.alarms == "notify" and not c.alarms_reach_someone
     assert c.webhook_secret_arn is None
 
 
@@ -59,15 +65,25 @@ def test_command_line_strings_are_coerced() -> None:
         gpuInstanceTypes='["g5.xlarge"]',
         kmsKeyArns=KEY_ARN,
         privateEndpoints="true",
-        lifecycle='{"audio/": {"expireAfterDays": 7}}',
+        lifecycle='{"exports/": {"expireAfterDays": 7}}',
+        resultsExpireDays="0",
+        alarms="none",
         removalPolicy="destroy",
         webhookSecretName="null",
     )
     assert c.cpu_only and not c.spot and c.max_workers == 3
     assert c.instance_types == ("c7i.2xlarge", "m7i.xlarge") and c.gpu_instance_types == ("g5.xlarge",)
     assert c.kms_key_arns == (KEY_ARN,) and c.private_endpoints
-    assert c.lifecycle == (LifecycleRule("audio/", expire_after_days=7),)
+    assert c.lifecycle == (LifecycleRule("exports/", expire_after_days=7),)
+    assert c.bucket_lifecycle == (LifecycleRule("audio/", expire_after_days=7), *c.lifecycle)  # results kept
+    assert c.alarms == "none"
     assert not c.retain_data and c.webhook_secret_name is None
+
+
+def test_api_key_mode_is_taken_once_acknowledged() -> None:
+    c = config(apiAuth="apiKey", apiKeyAcknowledged="true", apiCallbackHosts="hooks.example.com")
+    assert c.api_auth == "apiKey" and c.api_callback_hosts == ("hooks.example.com",)
+    assert config(apiAuth="apiKey", api="false").api_auth == "apiKey"  # no API, nothing to acknowledge
 
 
 def test_webhook_secret_arn_from_context_or_environment() -> None:
@@ -88,8 +104,16 @@ def test_webhook_secret_arn_from_context_or_environment() -> None:
         ({"webhookSecretArn": "whisper-batch/webhook"}, "webhookSecretArn"),  # a name, not the complete ARN
         ({"webhookSecretArn": SECRET_ARN[:-7]}, "webhookSecretArn"),  # partial ARN: Batch rejects it
         ({"alarmEmail": "ops"}, "alarmEmail"),
-        ({"lifecycle": {"audio/": {"expireAfterDays": 0}}}, "expireAfterDays"),
-        ({"lifecycle": {"audio/": {"infrequentAccessAfterDays": 10}}}, "infrequentAccessAfterDays"),
+        ({"lifecycle": {"x/": {"expireAfterDays": 0}}}, "expireAfterDays"),
+        ({"lifecycle": {"x/": {"infrequentAccessAfterDays": 10}}}, "infrequentAccessAfterDays"),
+        ({"lifecycle": {"results/": {"expireAfterDays": 10}}}, "results/ has its own key, resultsExpireDays"),
+        ({"audioExpireDays": "0"}, "audioExpireDays"),
+        ({"resultsExpireDays": "-1"}, "resultsExpireDays"),
+        ({"alarms": "off"}, "alarms must be notify or none"),
+        ({"apiAuth": "apiKey"}, "one API key, shared by every caller.*apiKeyAcknowledged=true"),
+        ({"apiCallbackHosts": "https://hooks.example.com"}, "apiCallbackHosts"),
+        ({"apiCallbackHosts": "Hooks.Example.com"}, "apiCallbackHosts"),
+        ({"alarmTopicArn": "pager"}, "alarmTopicArn"),
         ({"lifecycle": {"audio/": {"glacier": 10}}}, "lifecycle"),
         ({"lifecycle": {"audio/": {}}}, "lifecycle"),
         ({"lifecycle": {"x/": {"expireAfterDays": 40, "infrequentAccessAfterDays": 60}}}, "infrequentAccessAfterDays"),
@@ -127,10 +151,16 @@ def test_worker_runtime_leaves_the_finishing_window_and_a_margin_before_the_job_
     assert config(jobTimeoutHours="1").worker_max_runtime_seconds == 45 * 60
 
 
-def test_finishing_window_mirrors_the_worker() -> None:
-    from worker.service.runner import RUNTIME_FINISH_SECONDS  # torch-dependent: fine in tests, never in infra
+def test_finishing_window_is_the_workers() -> None:
+    from worker.service.runner import RUNTIME_FINISH_SECONDS
 
     assert WORKER_FINISH_SECONDS == RUNTIME_FINISH_SECONDS
+
+
+def test_the_stack_reads_the_workers_numbers_without_loading_torch_or_numpy() -> None:
+    probe = "import sys, infra.config; print(sorted({'torch', 'numpy', 'whisper'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_job_timeout_too_short_for_any_runtime_is_refused() -> None:
@@ -177,7 +207,7 @@ def test_worker_limits_follow_job_memory(memory_mib: int, decoded: int, concurre
     assert WORKER_RUNTIME_RESERVE_BYTES + decoded * WORKER_BYTES_PER_AUDIO_SECOND <= memory_mib * MIB
 
 
-def test_budget_constants_mirror_the_worker() -> None:
+def test_budget_constants_are_the_workers() -> None:
     from worker.audio import (
         SAMPLE_RATE,  # numpy and the decoder: fine in tests, never in infra
         budget,

@@ -21,7 +21,7 @@ from moto import mock_aws
 from infra import preflight
 
 REGION = "eu-west-1"
-CONTEXT = {"webhookSecretName": "whisper-batch/webhook"}
+CONTEXT = {"webhookSecretName": "whisper-batch/webhook", "alarmEmail": "ops@example.com"}
 GPU_TYPES = ("g4dn.xlarge", "g5.xlarge", "g6.xlarge")
 # vCPUs, MiB, GPUs: as EC2 describes them
 INSTANCE_TYPES = {
@@ -31,6 +31,7 @@ INSTANCE_TYPES = {
     "g5.2xlarge": (8, 32768, 1),
     "m6i.xlarge": (4, 16384, 0),
     "m7i.xlarge": (4, 16384, 0),
+    "c7i.2xlarge": (8, 16384, 0),
     "c6i.xlarge": (4, 8192, 0),
     "c7i.large": (2, 4096, 0),
     "p3.2xlarge": (8, 62464, 1),
@@ -245,9 +246,38 @@ def test_context_reads_cdk_json_and_command_line_overrides(tmp_path: Path) -> No
 
 def test_the_repository_cdk_json_passes_with_a_ready_account(session: Any) -> None:
     ready(session)
-    context = preflight.context_from([])
+    context = preflight.context_from(["-c", "alarmEmail=ops@example.com"])
     report = preflight.check(session, context, {}, tools(), clients(session))
     assert report.problems == [] and report.warnings == []
+
+
+def test_codebuild_image_builds_need_no_local_docker(session: Any) -> None:
+    ready(session)
+    no_docker = tools(docker=False)
+    report = preflight.check(session, {**CONTEXT, "imageBuild": "codebuild"}, {}, no_docker, clients(session))
+    assert report.problems == []
+    assert any("built by CodeBuild" in note for note in report.notes)
+    local = preflight.check(session, CONTEXT, {}, no_docker, clients(session))
+    assert "Docker is not running" in text(local.problems)
+
+
+def test_alarms_that_reach_no_one_stop_the_deploy(session: Any) -> None:
+    ready(session)
+    said = text(check(session, {"alarmEmail": None}).problems)
+    assert "No one would hear the alarms" in said
+    assert "-c alarmEmail=" in said and "-c alarmTopicArn=" in said and "-c alarms=none" in said
+    # the repository's cdk.json names no destination: it is refused as it stands
+    assert "No one would hear the alarms" in text(check(session, preflight.context_from([])).problems)
+
+
+def test_an_alarm_topic_or_an_explicit_none_lets_the_deploy_go(session: Any) -> None:
+    ready(session)
+    topic = {"alarmEmail": None, "alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:pager"}
+    report = check(session, topic)
+    assert report.problems == [] and report.warnings == []
+    report = check(session, {"alarmEmail": None, "alarms": "none"})
+    assert report.problems == []
+    assert any("alarms=none" in warning and "notify no one" in warning for warning in report.warnings)
 
 
 def test_outputs_are_printed_by_key(tmp_path: Path) -> None:

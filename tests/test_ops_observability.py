@@ -25,6 +25,7 @@ import pytest
 from tests.support.samples import JFK, TEST_MODEL
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
+from worker.engine.device import choose_precision
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver, ReceivedCallback
 
@@ -160,6 +161,10 @@ def test_every_stdout_line_is_json_and_job_lines_carry_the_job_keys(run: WorkerR
     for message in ("worker started", "idle limit reached; stopping", "worker stopped"):
         for line in (r for r in run.logs if r.get("message") == message):
             assert not {"job_id", "message_id", "receive_count", "model"} & set(line), line
+    # the start line says which precision the engine's encoder computes in, and why
+    [started] = [r for r in run.logs if r.get("message") == "worker started"]
+    here = choose_precision("auto", "cpu")
+    assert (started["precision"], started["precision_reason"]) == (here.name, here.reason)
     # the last line counts the engine's forward passes: one window each here (batch_windows=1), two for 33 s
     [stopped] = [r for r in run.logs if r.get("message") == "worker stopped"]
     assert stopped["engine"]["passes"] >= 2 and stopped["engine"]["windows"] == stopped["engine"]["passes"]

@@ -14,22 +14,24 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "reference" not in p.parts)]
 DOCUMENTED = "\n".join(page.read_text() for page in PAGES)
 
+CLIENT_NAMES = (
+    "TranscriptionClient",
+    "JobStatus",
+    "TranscriptionError",
+    "ConfigurationError",
+    "JobValidationError",
+    "JobNotFound",
+    "JobFailed",
+    "WaitTimeout",
+    "EstimateError",
+    "ServiceError",
+    "CostEstimate",
+    "DeadLetter",
+    "new_job_id",
+)
 PUBLIC: dict[str, tuple[str, ...]] = {
-    "worker.client": (
-        "TranscriptionClient",
-        "JobStatus",
-        "TranscriptionError",
-        "ConfigurationError",
-        "JobValidationError",
-        "JobNotFound",
-        "JobFailed",
-        "WaitTimeout",
-        "EstimateError",
-        "ServiceError",
-        "CostEstimate",
-        "DeadLetter",
-        "new_job_id",
-    ),
+    "whisper_batch": CLIENT_NAMES,  # the client's import name
+    "worker.client": CLIENT_NAMES,  # where it lives, and the path earlier code imports
     "worker.contract": (
         "JobRequest",
         "parse_message",
@@ -52,9 +54,19 @@ def test_public_name_imports(module: str, name: str) -> None:
     assert hasattr(importlib.import_module(module), name)
 
 
+def test_the_clients_import_name_and_its_old_path_give_the_same_objects() -> None:
+    import whisper_batch
+    from worker import client
+
+    assert sorted(whisper_batch.__all__) == sorted(client.__all__)
+    assert all(getattr(whisper_batch, name) is getattr(client, name) for name in client.__all__)
+    with pytest.raises(AttributeError):
+        whisper_batch.NoSuchThing  # noqa: B018
+
+
 def test_every_documented_import_is_public() -> None:
     assert {"README.md", "python.md", "message-flow.md"} <= {page.name for page in PAGES}
-    imports = re.findall(r"^from (worker[\w.]*) import ([\w, ]+)$", DOCUMENTED, re.M)
+    imports = re.findall(r"^from ((?:worker|whisper_batch)[\w.]*) import ([\w, ]+)$", DOCUMENTED, re.M)
     assert imports, "README and the Python guide show how to import the client"
     for module, names in imports:
         for name in (n.strip() for n in names.split(",")):

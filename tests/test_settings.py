@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.service.settings import Settings, SettingsError
+from worker.service.settings import ENVIRONMENT, Settings, SettingsError
 
 
 def test_defaults_are_production_safe() -> None:
@@ -77,3 +77,67 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
     with pytest.raises(SettingsError, match=message) as error:
         Settings.from_env({name: value})
     assert name in str(error.value)
+
+
+# One value for every variable ``Settings.from_env`` reads, each unlike its default (and valid alone).
+SAMPLE_VALUES = {
+    "WHISPER_QUEUE_URL": "https://sqs/q",
+    "WHISPER_RESULTS_BUCKET": "b",
+    "WHISPER_RESULTS_PREFIX": "out",
+    "WHISPER_DLQ_URL": "https://sqs/dlq",
+    "WHISPER_WEBHOOK_SECRET": "whsec_abc",
+    "WHISPER_DEFAULT_MODEL": "tiny.en",
+    "WHISPER_MODEL_DIR": "/models",
+    "WHISPER_MODEL_DOWNLOAD": "true",
+    "WHISPER_MODEL_SOURCES": "custom=/m/custom.pt",
+    "WHISPER_MODEL_MIRROR": "https://mirror.example.com/whisper",
+    "WHISPER_PRELOAD_MODEL": "false",
+    "WHISPER_DEVICE": "cpu",
+    "WHISPER_CPU_PRECISION": "fp32",
+    "WHISPER_VISIBILITY_TIMEOUT": "900",
+    "WHISPER_WAIT_SECONDS": "5",
+    "WHISPER_RECEIVE_BATCH": "4",
+    "WHISPER_CONCURRENCY": "3",
+    "WHISPER_ENGINE": "reference",
+    "WHISPER_BATCH_WINDOWS": "16",
+    "WHISPER_RETRY_BASE_SECONDS": "5",
+    "WHISPER_MAX_AUDIO_BYTES": "1000",
+    "WHISPER_MAX_AUDIO_SECONDS": "60",
+    "WHISPER_FETCH_TIMEOUT": "3.5",
+    "WHISPER_ALLOW_HTTP": "true",
+    "WHISPER_ALLOW_PRIVATE_URLS": "true",
+    "WHISPER_CALLBACK_ATTEMPTS": "2",
+    "WHISPER_CALLBACK_TIMEOUT": "4",
+    "WHISPER_MAX_JOBS": "7",
+    "WHISPER_MAX_IDLE_SECONDS": "30",
+    "WHISPER_SHUTDOWN_GRACE_SECONDS": "10",
+    "WHISPER_INTERRUPTION_FILE": "/run/whisper-batch/interruption.json",
+    "WHISPER_MAX_RUNTIME_SECONDS": "3600",
+    "WHISPER_MAX_DECODED_SECONDS": "7200",
+    "WHISPER_JOB_DEADLINE_BASE_SECONDS": "120",
+    "WHISPER_JOB_DEADLINE_FACTOR": "2",
+    "WHISPER_DIARIZATION_MODEL": "pyannote",
+    "WHISPER_DECODER_ISOLATION": "false",
+    "WHISPER_DECODER_MEMORY_MB": "2048",
+    "WHISPER_DECODER_TIMEOUT_SECONDS": "30",
+    "WHISPER_DECODER_TIMEOUT_FACTOR": "0.1",
+    "WHISPER_METRICS_NAMESPACE": "Elsewhere",
+    "WHISPER_PROGRESS_INTERVAL_SECONDS": "2",
+    "AWS_REGION": "eu-west-1",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+}
+SETTINGS_VARIABLES = {name for name, var in ENVIRONMENT.items() if var.field is not None}
+
+
+def test_every_settings_variable_has_a_sample_here() -> None:
+    # A variable added to ENVIRONMENT without one here fails: the next test would silently skip it.
+    assert set(SAMPLE_VALUES) == SETTINGS_VARIABLES
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS_VARIABLES))
+def test_each_variable_alone_sets_its_field(name: str) -> None:
+    field = ENVIRONMENT[name].field
+    assert field is not None
+    default, set_ = Settings.from_env({}), Settings.from_env({name: SAMPLE_VALUES[name]})
+    assert getattr(set_, field) != getattr(default, field), f"{name}={SAMPLE_VALUES[name]} left {field} at its default"

@@ -8,6 +8,7 @@
     │   ├── AudioNotFound         audio_not_found     object or URL answers "not found" / "forbidden"
     │   ├── EmptyAudio            empty_audio         zero bytes
     │   ├── AudioTooLarge         audio_too_large     more bytes than the download cap
+    │   ├── FetchTooSlow          fetch_too_slow      the download outran its overall deadline (a trickling source)
     │   ├── AudioTooLong          audio_too_long      longer than the duration cap
     │   ├── UndecodableAudio      undecodable_audio   no audio stream PyAV can decode
     │   ├── DecoderCrashed        decoder_crashed     the decoder's process died on the file twice (signal or exit code)
@@ -48,6 +49,7 @@ __all__ = [
     "EmptyAudio",
     "EngineFailed",
     "EngineTimeout",
+    "FetchTooSlow",
     "FetchUnavailable",
     "InvalidMessage",
     "JobError",
@@ -120,6 +122,14 @@ class EmptyAudio(PermanentError):
 class AudioTooLarge(PermanentError):
     code = "audio_too_large"
     when = "the audio has more bytes than `WHISPER_MAX_AUDIO_BYTES`"
+
+
+class FetchTooSlow(PermanentError):
+    code = "fetch_too_slow"
+    when = (
+        "the audio did not arrive within the whole download's deadline (`WHISPER_FETCH_TIMEOUT` plus 0.05 s per "
+        "second of `WHISPER_MAX_AUDIO_SECONDS`): the source trickles; each read alone did not time out"
+    )
 
 
 class AudioTooLong(PermanentError):

@@ -41,3 +41,4 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     task: str = "transcribe"
     speakers: dict[str, float] | None = None  # label -> talk seconds, when diarized (empty: nobody spoke)
+    speech_seconds: float | None = None  # speech the voice activity detector found; None when it did not run

@@ -5,11 +5,11 @@
     child.py    the child process's entry point: a memory limit, one request at a time, samples out via shared memory
     budget.py   the decoded-audio budget all messages in progress share
     wav.py      16-bit mono WAV files, for tests, the soak and the benchmark
+    speech.py   where a recording speaks (Silero VAD), as sample ranges on its own timeline
 
 The constants below are Whisper's input format, used by every stage that handles samples.
 """
 
-from typing import Final
+from worker.limits import DECODED_BYTES_PER_SECOND, SAMPLE_RATE
 
-SAMPLE_RATE: Final = 16_000  # Whisper's input rate, samples per second
-DECODED_BYTES_PER_SECOND: Final = SAMPLE_RATE * 4  # float32 mono
+__all__ = ["DECODED_BYTES_PER_SECOND", "SAMPLE_RATE"]

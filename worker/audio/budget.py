@@ -25,7 +25,7 @@ from types import TracebackType
 
 import numpy as np
 
-from worker.audio import DECODED_BYTES_PER_SECOND
+from worker import limits
 from worker.audio.decode import Decoder, InProcessDecoder
 from worker.errors import AudioTooLong, ResourceExhausted
 from worker.ops.logs import logger
@@ -36,12 +36,11 @@ CGROUP_V1_LIMIT = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
 MEMINFO = Path("/proc/meminfo")
 # cgroup v1 writes "no limit" as a page-rounded 2**63; anything past this is no limit in practice.
 UNLIMITED_BYTES = 2**60
-# The model, PyTorch and the Python runtime; the rest of memory is shared by decoded audio and working buffers.
-RUNTIME_RESERVE_BYTES = int(2.5 * GIB)
-AUDIO_SHARE = 0.5
-# float32 samples, counted twice: the decoder's chunks and the joined array (or the mel) coexist at the peak.
-BYTES_PER_SECOND = 2 * DECODED_BYTES_PER_SECOND
-MINIMUM_SECONDS = 600.0
+# The budget's sizes are shared with the stack, which sizes jobs by them (worker/limits.py says why each is so).
+RUNTIME_RESERVE_BYTES = limits.RUNTIME_RESERVE_BYTES
+AUDIO_SHARE = limits.AUDIO_SHARE
+BYTES_PER_SECOND = limits.BUDGET_BYTES_PER_SECOND
+MINIMUM_SECONDS = limits.MINIMUM_DECODED_SECONDS
 # Container headers round durations (and some are a frame or two short): reserve this much above an estimate.
 HEADER_TOLERANCE_SECONDS = 1.0
 # How often a waiter with ``should_stop`` looks at it.

@@ -6,6 +6,7 @@ Needs only the bare install (boto3, pydantic, rich).
     cli.py           the CLI's backend commands: submit, status, fetch, estimate, dlq
     pricing.py       what a transcription costs, from measured throughput and instance prices
     deadletters.py   reading, inspecting and redriving the dead-letter queue (and the settled-letters queue)
+    smoke.py         ``whisper-worker smoke``: a deployment proved end to end, through the queue and the HTTPS API
     settle.py        settling a dead letter: final result.json, failure callback, on to the settled letters;
                      standard library and boto3 only, run by the settle Lambda and ``whisper-worker dlq settle``
 """

@@ -1,4 +1,4 @@
-"""``whisper-worker submit | status | fetch | estimate | dlq``: the backend's client on the command line.
+"""``whisper-worker submit | status | fetch | estimate | dlq | smoke``: the backend's client on the command line.
 
 Data goes to stdout (a job id, the transcript, file paths, listings) so commands compose in scripts; progress
 bars and diagnostics go to stderr. Exit status: 0 done, 1 the job failed, 2 bad arguments or configuration,
@@ -113,6 +113,55 @@ def add_client_commands(commands: Any) -> None:
     settle.add_argument("--limit", type=int, help="at most this many (default: every one)")
     settle.add_argument("--json", action="store_true", help="print JSON lines, one per message")
     settle.set_defaults(handler=_guarded(_dlq_settle))
+    _add_smoke_command(commands, connection)
+
+
+def _add_smoke_command(commands: Any, connection: argparse.ArgumentParser) -> None:
+    smoke = commands.add_parser(
+        "smoke",
+        parents=[connection],
+        help="prove a deployment works: the bundled sample through the queue (and the HTTPS API), every format checked",
+    )
+    smoke.add_argument("--api-url", help="the HTTPS API's URL (default: the stack's ApiUrl output, if any)")
+    smoke.add_argument("--api-key", help="API key for an apiAuth=apiKey stack (default: sign with SigV4)")
+    smoke.add_argument("--no-api", action="store_true", help="test the queue only, even if the stack has an API")
+    smoke.add_argument(
+        "--callback-url", help="a receiver you run: the job asks for a callback and result.json must say delivered"
+    )
+    smoke.add_argument("--model", help="Whisper model (default: the worker's WHISPER_DEFAULT_MODEL)")
+    smoke.add_argument(
+        "--timeout", type=_duration, default=1800.0, help="per job, e.g. 30m (default: 30m, room for a cold start)"
+    )
+    smoke.add_argument("--instance", default="g5.xlarge", help="instance type to price the run at (default: g5.xlarge)")
+    smoke.add_argument("--spot", action="store_true", help="price at spot rather than on-demand")
+    smoke.set_defaults(handler=_guarded(_smoke))
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from worker.client import TranscriptionClient
+    from worker.client.smoke import ApiTarget, Step, cost_lines, run_smoke
+
+    outputs: dict[str, str] = {}
+    if args.stack:
+        endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        outputs = TranscriptionClient.from_stack(args.stack, region=args.region, endpoint_url=endpoint).stack_outputs
+    client = _client(args)
+    api_url = None if args.no_api else (args.api_url or outputs.get("ApiUrl"))
+    api = ApiTarget(api_url, args.api_key or None) if api_url else None
+
+    def say(step: Step) -> None:
+        mark = "ok  " if step.ok else "FAIL"
+        print(f"{mark} {step.name:<16} {step.seconds:6.1f} s  {step.detail}", flush=True)
+
+    report = run_smoke(client, api=api, callback_url=args.callback_url, model=args.model, timeout=args.timeout, say=say)
+    for line in cost_lines(report, args.instance, args.spot):
+        print(line)
+    failed = report.failed_step
+    if failed is not None:
+        _err(f"smoke test failed at {failed.name!r}: {failed.detail}")
+        return EXIT_FAILED
+    print("smoke test passed" + ("" if api else " (queue only: no HTTPS API)"))
+    return 0
 
 
 def _connection_parser() -> argparse.ArgumentParser:

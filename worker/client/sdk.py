@@ -6,7 +6,9 @@
     text = client.transcript(job_id)["text"]
 
 Jobs are validated with the worker's own contract (``worker.contract``) before anything is uploaded or sent, so a
-job the worker would reject fails here, at once, with the offending field named. Everything the client raises is
+job the worker would reject fails here, at once, with the offending field named. Submitting also writes a small
+marker, ``results/<job_id>/queued.json`` (one more S3 request per job), so ``status()`` tells a queued job from one
+never submitted (JobNotFound); the Node.js client does the same. Everything the client raises is
 a ``TranscriptionError`` (see ``worker.client.errors``). This module must stay light: a backend installs it next
 to its web app, so it never imports torch, whisper, numpy or the worker's pipeline (a test checks).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import mimetypes
 import os
 import re
@@ -22,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -52,6 +55,8 @@ TERMINAL_STATES: Final = ("completed", "failed")
 
 _SQS_HOST_RE: Final = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 _UNSAFE_KEY_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_log = logging.getLogger(__name__)
+QUEUED_MARKER: Final = "queued.json"  # written by submit() beside the worker's status.json and result.json
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,21 @@ class TranscriptionClient:
             params |= {"MessageGroupId": request.job_id, "MessageDeduplicationId": uuid.uuid4().hex}
         with _aws(f"sending job {request.job_id}"):
             self.sqs.send_message(**params)
+        self._mark_queued(request.job_id)
         return request.job_id
+
+    def _mark_queued(self, job_id: str) -> None:
+        """``results/<job_id>/queued.json`` once the message is sent, so status() knows the job before a worker
+        starts it. The job is on its way whatever happens here: a failure is logged, not raised (a retried submit
+        would send it twice)."""
+        body = json.dumps({"job_id": job_id, "state": "queued", "queued_at": datetime.now(UTC).isoformat()})
+        key = f"{self.results_prefix}{job_id}/{QUEUED_MARKER}"
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            _log.warning(
+                "job %s was sent, but recording it as queued (s3://%s/%s) failed: %s", job_id, self.bucket, key, exc
+            )
 
     def validate(self, job: JobRequest | Mapping[str, Any] | None = None, /, **fields: Any) -> JobRequest:
         """The job as the worker will read it, or JobValidationError naming every offending field."""
@@ -257,7 +276,8 @@ class TranscriptionClient:
         """Upload a local audio file under ``audio/<job_id>/`` in the bucket, then submit it; returns the job id.
 
         ``options`` are the job's other fields (``model``, ``formats``, ``language``, ``diarize``, ``speakers``,
-        ``min_speakers``, ``max_speakers``, ``callback_url``, ...). The job is validated before the upload starts.
+        ``min_speakers``, ``max_speakers``, ``subtitles``, ``vad``, ``callback_url``, ...). The job is validated before
+        the upload starts.
         ``progress`` is called with each chunk's byte count.
         """
         source = Path(path)
@@ -282,8 +302,9 @@ class TranscriptionClient:
     def status(self, job_id: str) -> JobStatus:
         """The job's state from ``status.json`` (worker progress) and ``result.json`` (the outcome).
 
-        A job with neither is ``queued``: the client cannot tell a queued job from an unknown id. A progress
-        report newer than the result (the same job id submitted again) wins over the old result.
+        A job with neither is ``queued`` when submit() left its ``queued.json`` marker, else JobNotFound: never
+        submitted (a mistyped id), or sent by a client that leaves no marker. A progress report newer than the
+        result (the same job id submitted again) wins over the old result.
         """
         result = self._result_or_none(job_id)
         progress = self._get_json(job_id, "status.json")
@@ -299,6 +320,8 @@ class TranscriptionClient:
             percent = progress.get("percent")
             percent = float(percent) if isinstance(percent, int | float) else None
             return JobStatus(job_id, state, percent, progress.get("updated_at"))
+        if result is None and self._get_json(job_id, QUEUED_MARKER) is None:
+            raise JobNotFound(f"job {job_id} was never submitted (no {QUEUED_MARKER}, status.json or result.json)")
         return JobStatus(job_id, "queued")
 
     def wait(
@@ -312,7 +335,8 @@ class TranscriptionClient:
     ) -> JobStatus:
         """Poll ``status()`` with backoff until the job finishes; returns the final status, completed or failed.
 
-        Raises WaitTimeout (with the last status) after ``timeout`` seconds; ``None`` waits forever.
+        Raises WaitTimeout (with the last status) after ``timeout`` seconds; ``None`` waits forever; JobNotFound at
+        once for a job never submitted.
         ``on_update`` sees every status polled, e.g. to drive a progress bar.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -333,7 +357,11 @@ class TranscriptionClient:
         """The ``result.json`` of a finished job (completed or failed); JobNotFound while unfinished."""
         result = self._result_or_none(job_id)
         if result is None:
-            raise JobNotFound(f"job {job_id} has no result yet (state: {self.status(job_id).state})")
+            try:
+                state = self.status(job_id).state
+            except JobNotFound:
+                state = "never submitted"
+            raise JobNotFound(f"job {job_id} has no result yet (state: {state})")
         return result
 
     def _result_or_none(self, job_id: str) -> JobResult | None:
@@ -428,7 +456,8 @@ class TranscriptionClient:
         """Send dead letters back to the jobs queue: those whose job id or message id is in ``ids``, or all.
 
         Returns the letters moved, from the DLQ and the settled-letters queue; ids that matched nothing are not
-        among them. Each goes back as a new message with its original body, so it gets a fresh set of receives.
+        among them. Each goes back as a new message with its original body, so it gets a fresh set of receives,
+        and is recorded as queued as submit() records a job.
         """
         wanted = None if ids is None else set(ids)
         chosen: list[DeadLetter] = []
@@ -439,6 +468,9 @@ class TranscriptionClient:
                     if wanted is None or letter.job_id in wanted or letter.message_id in wanted:
                         queue.move(letter, self.queue_url)
                         chosen.append(letter)
+        for letter in chosen:
+            if letter.job_id is not None:
+                self._mark_queued(letter.job_id)
         return chosen
 
     def settle(

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -203,6 +204,75 @@ _SPEAKER_RULES: Final[dict[str, Any]] = {
 }
 
 
+SpeakerLabels = Literal["changes", "every_cue", "none"]
+
+
+class Subtitles(BaseModel):
+    """How SRT and WebVTT cues are cut and timed (broadcast-style defaults); JSON, TSV and TXT ignore it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Subtitles")
+
+    style: Literal["readable", "segments"] = Field(
+        default="readable",
+        description=(
+            "readable: cues built from word timings to the limits below; segments: one cue per Whisper segment, "
+            "exactly as earlier versions wrote them (the other subtitle options are then ignored)."
+        ),
+    )
+    max_line_width: StrictInt = Field(default=42, ge=10, le=200, description="Most characters on one line.")
+    max_line_count: StrictInt = Field(default=2, ge=1, le=4, description="Most lines in one cue.")
+    min_duration: StrictFloat = Field(
+        default=1.0, ge=0.0, le=10.0, description="Shortest time a cue stays on screen, seconds."
+    )
+    max_duration: StrictFloat = Field(
+        default=7.0, ge=1.0, le=30.0, description="Longest time a cue stays on screen, seconds."
+    )
+    max_chars_per_second: StrictFloat = Field(
+        default=20.0,
+        gt=0.0,
+        le=100.0,
+        description="Reading speed, characters a second: a cue stays on screen (into the pause after it) that long.",
+    )
+    min_gap: StrictFloat = Field(default=0.08, ge=0.0, le=1.0, description="Least time between two cues, seconds.")
+    speaker_labels: SpeakerLabels | None = Field(
+        default=None,
+        description=(
+            "Visible speaker names in diarized subtitles: changes (a cue where the speaker changes), every_cue, or "
+            "none. null: every_cue in SRT, which has no markup for voices, so the text is the only place a player "
+            "shows who speaks; none in WebVTT, whose voice spans (<v SPEAKER_00>) name the speaker of every cue."
+        ),
+    )
+    highlight_words: StrictBool = Field(
+        default=False,
+        description="Underline each word while it is spoken (karaoke style): one cue per word in SRT and WebVTT.",
+    )
+
+    @model_validator(mode="after")
+    def _durations(self) -> Subtitles:
+        if self.min_duration > self.max_duration:
+            raise ValueError("min_duration must not exceed max_duration")
+        return self
+
+
+class Vad(BaseModel):
+    """Voice activity detection's tunables; omitted fields take their defaults (faster-whisper's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Vad")
+
+    threshold: StrictFloat = Field(
+        default=0.5, gt=0.0, lt=1.0, description="Speech probability from which a 32 ms chunk counts as speech."
+    )
+    min_speech_ms: StrictInt = Field(
+        default=250, ge=0, le=10_000, description="Shorter bursts of speech are ignored, milliseconds."
+    )
+    min_silence_ms: StrictInt = Field(
+        default=2000, ge=0, le=60_000, description="A pause this long ends a stretch of speech, milliseconds."
+    )
+    speech_pad_ms: StrictInt = Field(
+        default=400, ge=0, le=5_000, description="Audio kept on each side of every stretch of speech, milliseconds."
+    )
+
+
 class JobRequest(BaseModel):
     """One transcription job: the JSON body of an SQS message (contract version 1)."""
 
@@ -284,6 +354,21 @@ class JobRequest(BaseModel):
     max_speakers: StrictInt | None = _speaker_count(
         f"Most speakers to label, 1-{MAX_SPEAKERS}, at least min_speakers; needs diarize: true. More voices "
         "than this are merged into the closest labels."
+    )
+    vad: StrictBool | Vad = Field(
+        default=True,
+        description=(
+            "Voice activity detection: only stretches where someone speaks are transcribed, so silence, noise, hum "
+            "and music give no invented words, and result.json reports the seconds of speech found. true (the "
+            "default) or an object of tunables turns it on; false transcribes every second of the audio."
+        ),
+    )
+    subtitles: Subtitles = Field(
+        default_factory=Subtitles,
+        description=(
+            "How SRT and WebVTT cues are cut and timed; omitted fields take their defaults. Readable subtitles "
+            "need word timings, which the worker computes for them whatever word_timestamps says."
+        ),
     )
     callback_url: StrictStr | None = Field(
         default=None,

@@ -47,6 +47,8 @@ RESULT_FIELDS: Final = {
     "attempt": "the SQS receive count of that receive",
     "finished_at": "when it finished, ISO 8601 UTC",
     "text_preview": "the transcript's first characters; only when known",
+    "speech_seconds": "seconds of speech that voice activity detection found (0: a recording without speech, "
+    "transcribed as empty); only when `vad` was on",
     "speakers": 'diarized jobs: each speaker\'s talk time, `[{"speaker": "SPEAKER_00", "seconds": 12.345}, ...]` in '
     "order of first appearance; only when diarized",
     "callback": "once a callback was tried: `delivered`, `attempts` and the last `error`",
@@ -94,6 +96,7 @@ class JobResult:
     attempt: int | None = None
     finished_at: str | None = None
     text_preview: str | None = None
+    speech_seconds: float | None = None  # what voice activity detection found; None when it was off
     speakers: list[dict[str, Any]] | None = None  # diarized jobs: [{"speaker": "SPEAKER_00", "seconds": 12.3}]
     callback: CallbackRecord | None = None
     version: int = RESULT_VERSION
@@ -103,13 +106,14 @@ class JobResult:
         return self.status == "completed"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document; ``text_preview``, ``speakers`` and ``callback`` only when they are known."""
+        """The JSON document; ``text_preview``, ``speech_seconds``, ``speakers`` and ``callback`` only when they are
+        known."""
         data: dict[str, Any] = {"version": self.version}
         for item in fields(self):
             if item.name == "version":
                 continue
             value = getattr(self, item.name)
-            if item.name in ("text_preview", "speakers", "callback") and value is None:
+            if item.name in ("text_preview", "speech_seconds", "speakers", "callback") and value is None:
                 continue
             if isinstance(value, ErrorInfo | CallbackRecord):
                 value = {f.name: getattr(value, f.name) for f in fields(value)}

@@ -1,12 +1,14 @@
 """Whisper: decoded audio and options in, a Transcript out. Every engine implements ``Engine``.
 
 options.py             TranscribeOptions, and the check that a model can serve them
-device.py              choosing the device, and refusing one that cannot run
+device.py              choosing the device, refusing one that cannot run, and the precision a CPU computes in
 reference.py           ReferenceEngine: openai-whisper's transcribe() file after file, every option
 reference_progress.py  percent done from transcribe(), and its model lock taken per window
 batched.py             BatchedEngine: windows of many jobs in one forward pass, split back per job
 windows.py             cutting audio at pauses into windows, packing short pieces together
 splitback.py           giving each packed piece its text back, and the accuracy checks
+gating.py              voice activity gating: which stretches to decode, times back on the recording's timeline
+isolate.py             decoding each piece of a shared window on its own, from one run of the encoder
 backends.py            where forward passes run: openai-whisper's torch model or CTranslate2
 greedy.py              token generation for a batch of windows, with timestamps
 transcript.py          the old path of Transcript, Segment, Word: re-exports ``worker.transcript``, the leaf

@@ -30,13 +30,24 @@ import torch
 from whisper.tokenizer import Tokenizer
 
 from worker.audio import SAMPLE_RATE
+from worker.audio.speech import Speech
 from worker.engine import PercentHook
 from worker.engine.backends import Backend
+from worker.engine.gating import seed_of, speech_of, speech_of_each
 from worker.engine.greedy import Generated
 from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference import ReferenceEngine
-from worker.engine.splitback import TEMPERATURES, PieceText, Split, acceptable, compression_ratio, silent
-from worker.engine.windows import Piece, Window, pack, pieces_of
+from worker.engine.splitback import (
+    LOGPROB_LIMIT,
+    NO_SPEECH_LIMIT,
+    TEMPERATURES,
+    PieceText,
+    Split,
+    acceptable,
+    compression_ratio,
+    silent,
+)
+from worker.engine.windows import WINDOW_SAMPLES, Piece, Window, pack, pieces_of
 from worker.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
 from worker.ops.logs import logger
 from worker.transcript import Segment, Transcript
@@ -77,6 +88,7 @@ class _Request:
     audios: list[np.ndarray]
     options: TranscribeOptions
     hooks: list[PercentHook | None]
+    speech: list[Speech | None]  # per audio: where it speaks, or None to decode all of it
     future: Future = field(default_factory=Future)
     transcripts: list[Transcript | None] = field(default_factory=list)
     left: int = 0
@@ -92,6 +104,7 @@ class _Job:
     pieces: set[Piece] = field(default_factory=set)  # not decoded yet
     texts: dict[Piece, PieceText] = field(default_factory=dict)
     done_samples: int = 0
+    total_samples: int = 1  # of the pieces planned: the speech found, or the whole audio
 
 
 @dataclass
@@ -155,7 +168,9 @@ class BatchedEngine:
     ) -> Transcript:
         if not self.batchable(options):
             return self.reference.transcribe(model_name, audio, options, progress=progress, cancel=cancel)
-        return self._submit(_Request(model_name, [audio], options, [progress]), cancel)[0]
+        # the detector runs here, in the caller's thread: the model thread only decodes
+        speech = [speech_of(audio, options)]
+        return self._submit(_Request(model_name, [audio], options, [progress], speech), cancel)[0]
 
     def transcribe_many(
         self, model_name: str, audios: list[np.ndarray], options: TranscribeOptions
@@ -163,7 +178,8 @@ class BatchedEngine:
         """Transcribe several audios in one batch; for callers that already hold many (benchmarks, backfills)."""
         if not self.batchable(options):
             return [self.reference.transcribe(model_name, audio, options) for audio in audios]
-        return self._submit(_Request(model_name, list(audios), options, [None] * len(audios)))
+        speech = speech_of_each(list(audios), options)
+        return self._submit(_Request(model_name, list(audios), options, [None] * len(audios), speech))
 
     @staticmethod
     def batchable(options: TranscribeOptions) -> bool:
@@ -291,7 +307,10 @@ class BatchedEngine:
             backend = self._backend(request.model)
             check_options(request.model, backend.multilingual, backend.num_languages, request.options)
             languages = self._languages(backend, request)
-            planned = [(lang, pieces_of(-1, audio)) for audio, lang in zip(request.audios, languages, strict=True)]
+            planned = [
+                (lang, _planned(audio, speech))
+                for audio, speech, lang in zip(request.audios, request.speech, languages, strict=True)
+            ]
         except Exception as exc:
             _settle_future(request.future, error=_engine_error(exc))
             return
@@ -301,6 +320,7 @@ class BatchedEngine:
             self._jobs[job_id] = job
             pieces = [Piece(job_id, p.start, p.end) for p in pieces]
             job.pieces.update(pieces)
+            job.total_samples = max(1, sum(p.samples for p in pieces))
             self._lanes[(request.model, language, request.options.task)].fresh.extend(pieces)
             if not pieces:
                 self._finish(job_id)
@@ -310,10 +330,19 @@ class BatchedEngine:
             return ["en"] * len(request.audios)
         if request.options.language:
             return [request.options.language] * len(request.audios)
-        firsts = [a[: int(28 * SAMPLE_RATE)] for a in request.audios]
-        return backend.detect_language(
+        # the first 28 s of speech (with detection on, from where it starts); a recording without any is "en"
+        heard = [i for i, speech in enumerate(request.speech) if speech is None or speech.regions]
+        found = ["en"] * len(request.audios)
+        if not heard:
+            return found
+        starts = [s.regions[0][0] if (s := request.speech[i]) is not None else 0 for i in heard]
+        firsts = [request.audios[i][at : at + int(28 * SAMPLE_RATE)] for i, at in zip(heard, starts, strict=True)]
+        detected = backend.detect_language(
             np.stack([Window([(Piece(i, 0, f.size), 0)]).audio(firsts) for i, f in enumerate(firsts)])
         )
+        for i, language in zip(heard, detected, strict=True):
+            found[i] = language
+        return found
 
     def _pass(self, key: Key) -> None:
         """One forward pass for ``key``: the oldest unfinished tasks first, then new pieces packed into windows.
@@ -371,7 +400,10 @@ class BatchedEngine:
                 rows = backend.generate(batch, tokenizer, shared if any(shared) else None)
                 results = _per_window(tasks, rows)
             else:
-                results = backend.generate_sampled(batch, tokenizer, TEMPERATURES[step - 1])
+                # drawn from the windows' own audio: the same windows sample the same text, whatever job or run
+                # (on backends that take a seed: torch does, CTranslate2 cannot be seeded per call)
+                seed = seed_of(batch, step)
+                results = backend.generate_sampled(batch, tokenizer, TEMPERATURES[step - 1], seed)
         except Exception as exc:
             # One window or piece may be the cause (or the batch was too big): each alone finds out which jobs the
             # failure belongs to, and the others go on.
@@ -394,6 +426,7 @@ class BatchedEngine:
                     self._fail_tasks([unit], _engine_error(alone))
             return
         self.stats.count(passes=1, windows=len(tasks), sampled_windows=len(tasks) if step else 0)
+        doubtful: list[tuple[_Task, Generated]] = []
         for task, decoded in zip(tasks, results, strict=True):
             if isinstance(decoded, list):
                 self._settle_pieces(task.window, decoded, tokenizer, lane)
@@ -407,19 +440,59 @@ class BatchedEngine:
             except Exception as exc:
                 self._unsettled(task.window.placements[0][0].job, exc, "engine could not settle a window")
                 continue
+            if step == 0 and decoded.avg_logprob < LOGPROB_LIMIT:
+                doubtful.append((task, decoded))
+                continue
             lane.tasks.append(_Task(task.window, step + 1))
+        if doubtful:
+            self._judge_as_heard(backend, tokenizer, lane, doubtful)
+
+    def _judge_as_heard(
+        self, backend: Backend, tokenizer: Tokenizer, lane: _Lane, doubtful: list[tuple[_Task, Generated]]
+    ) -> None:
+        """Whisper's no-speech rule for pieces whose greedy text is improbable, judged on the window
+        ``transcribe()`` would have seen: the recording's next 30 s from the piece's start. A piece's own window
+        ends in silence after it (``windows``), and that silence reads to Whisper as a sound stopping: on noise,
+        hum or music the no-speech probability falls below the rule's bar (chords: 0.31 against 0.70), and the
+        temperature ladder then samples words out of the noise. Those judged silent settle as silence; the rest go
+        up the ladder."""
+        audios = {job_id: job.request.audios[job.index] for job_id, job in self._jobs.items()}
+        natural = np.zeros((len(doubtful), WINDOW_SAMPLES), dtype=np.float32)
+        for row, (task, _) in enumerate(doubtful):
+            piece = task.window.placements[0][0]
+            audio = audios.get(piece.job)
+            if audio is not None:
+                seen = audio[piece.start : piece.start + WINDOW_SAMPLES]
+                natural[row, : seen.size] = seen
+        try:
+            judged = backend.generate(natural, tokenizer)
+        except Exception:  # a second opinion only: without it, the ladder decides as before
+            logger.warning("engine could not judge doubtful windows", extra={"engine": self.name}, exc_info=True)
+            judged = [Generated([], 0.0, 0.0)] * len(doubtful)
+        self.stats.count(judged_windows=len(doubtful))
+        for (task, decoded), seen in zip(doubtful, judged, strict=True):
+            if seen.no_speech_prob > NO_SPEECH_LIMIT:
+                quiet = Generated(decoded.tokens, decoded.avg_logprob, seen.no_speech_prob, decoded.temperature)
+                try:
+                    self._settle(*task.window.placements[0], quiet, tokenizer, lane)
+                except Exception as exc:
+                    self._unsettled(task.window.placements[0][0].job, exc, "engine could not settle a window")
+            else:
+                lane.tasks.append(_Task(task.window, 1))
 
     def _settle_pieces(self, window: Window, rows: list[Generated], tokenizer: Tokenizer, lane: _Lane) -> None:
         """A shared window decoded a row per piece: each piece is settled as if it had been alone in the window.
-        A row that hears nothing is not trusted (a silent job is rare; alone it costs one window): it is decoded
-        again alone. A row that reads wrong goes on alone up the temperature ladder, as it would have alone."""
+        A row that says no speech (Whisper's rule, ``silent``) settles its piece as silence, as the piece alone
+        would have been: asking again alone would give the noise more draws at words. A row that reads nothing and
+        yet not silence is not trusted: it is decoded again alone. A row that reads wrong goes on alone up the
+        temperature ladder, as it would have alone."""
         for (piece, offset), decoded in zip(window.placements, rows, strict=True):
             if piece.job not in self._jobs:
                 continue
             try:
                 text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
-                heard = bool(text.strip()) and not silent(decoded)
-                if heard and acceptable(decoded, text):
+                heard = bool(text.strip())
+                if silent(decoded) or (heard and acceptable(decoded, text)):
                     self._settle(piece, offset, decoded, tokenizer, lane)
                     continue
             except Exception as exc:
@@ -453,8 +526,7 @@ class BatchedEngine:
             job.pieces.add(rest)
             lane.fresh.insert(0, rest)  # packed like new pieces, ahead of them: it belongs to older work
             self.stats.count(pieces_again=1)
-        audio = job.request.audios[job.index]
-        _report(job.request.hooks[job.index], min(100.0, 100.0 * job.done_samples / max(1, audio.size)))
+        _report(job.request.hooks[job.index], min(100.0, 100.0 * job.done_samples / job.total_samples))
         if not job.pieces:
             self._finish(piece.job)
 
@@ -469,7 +541,11 @@ class BatchedEngine:
         request = job.request
         audio = request.audios[job.index]
         ordered = sorted(job.texts.items(), key=lambda item: item[0].start)
-        request.transcripts[job.index] = _assemble(audio, ordered, job.language, request.options)
+        transcript = _assemble(audio, ordered, job.language, request.options)
+        speech = request.speech[job.index]
+        if speech is not None:
+            transcript.speech_seconds = speech.seconds
+        request.transcripts[job.index] = transcript
         request.left -= 1
         if request.left == 0:
             _settle_future(request.future, result=request.transcripts)
@@ -486,6 +562,17 @@ class BatchedEngine:
         job = self._jobs.pop(job_id, None)
         if job is not None:
             _settle_future(job.request.future, error=exc)
+
+
+def _planned(audio: np.ndarray, speech: Speech | None) -> list[Piece]:
+    """The pieces to decode: all of ``audio``, or each speech region cut at its pauses; offsets in ``audio``."""
+    if speech is None:
+        return pieces_of(-1, audio)
+    return [
+        Piece(-1, start + p.start, start + p.end)
+        for start, end in speech.regions
+        for p in pieces_of(-1, audio[start:end])
+    ]
 
 
 def _apart(task: _Task) -> bool:

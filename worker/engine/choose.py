@@ -15,6 +15,7 @@ from whisper.model import AudioEncoder
 from worker.engine import Engine
 from worker.engine.backends import CPU_BATCH_WINDOWS, Backend, Ct2Backend, TorchBackend, configure_cuda
 from worker.engine.batched import BatchedEngine
+from worker.engine.device import Precision
 from worker.engine.reference import ReferenceEngine
 from worker.errors import SettingsError
 from worker.models.cache import ModelCache, ct2_directory
@@ -41,8 +42,12 @@ def make_engine(
     *,
     deadline_base_seconds: float = 600.0,
     deadline_factor: float = 4.0,
+    precision: Precision | None = None,
 ) -> Engine:
+    """``precision`` (``device.choose_precision``): bf16 runs the batched engine's torch encoder in bf16 on CPU;
+    ``transcribe()`` stays fp32."""
     device = models.device
+    bf16 = precision is not None and precision.bf16
     chosen = resolve_engine(name, device)
     if device.startswith("cuda"):
         configure_cuda()
@@ -65,10 +70,10 @@ def make_engine(
                 def encoder(name: str = model_name) -> AudioEncoder:
                     return models.get(name, report=False).encoder
 
-                backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS, encoder)
+                backend = Ct2Backend(directory, kind, size or CPU_BATCH_WINDOWS, encoder, bf16)
                 models.report_load(model_name, time.monotonic() - started, device)
                 return backend
-        return TorchBackend(models.get(model_name), size)
+        return TorchBackend(models.get(model_name), size, bf16)
 
     return BatchedEngine(
         reference,

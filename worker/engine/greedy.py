@@ -134,12 +134,14 @@ def generate_greedy(
     precision: float = 0.02,
     features: torch.Tensor | None = None,
     starts: list[int] | None = None,
+    generator: torch.Generator | None = None,
 ) -> list[Generated]:
     """Decoding with timestamps of a batch of log-Mel windows ``[batch, n_mels, 3000]``: greedy at temperature
     0, else one sample per row from the filtered distribution.
 
     ``features`` replaces the encoder's output for ``mel``; ``starts`` gives each row a timestamp token that opens
-    its first segment (a piece placed later in its window), returned as the row's first token."""
+    its first segment (a piece placed later in its window), returned as the row's first token; ``generator`` draws
+    the samples at a raised temperature."""
     if features is not None:
         audio_features = features
     else:
@@ -168,7 +170,7 @@ def generate_greedy(
                 no_speech = logits[:, sot_index].softmax(dim=-1)[:, tokenizer.no_speech]
             logits = rules.apply(logits[:, -1], step)
             if temperature > 0:
-                chosen = torch.multinomial((logits / temperature).softmax(dim=-1), 1).squeeze(1)
+                chosen = torch.multinomial((logits / temperature).softmax(dim=-1), 1, generator=generator).squeeze(1)
             else:
                 chosen = logits.argmax(dim=-1)
             logprob = F.log_softmax(logits, dim=-1).gather(1, chosen.unsqueeze(1)).squeeze(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.audio.speech import VadOptions
 from worker.contract.languages import known_by, language_code
 from worker.errors import InvalidMessage
 
@@ -20,6 +21,7 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     word_timestamps: bool = False
     beam_size: int | None = None
+    vad: VadOptions | None = None  # None: every second is decoded
 
 
 def check_options(model_name: str, multilingual: bool, num_languages: int, options: TranscribeOptions) -> None:

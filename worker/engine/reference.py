@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from worker.audio import SAMPLE_RATE
+from worker.audio.speech import joined
 from worker.engine import PercentHook
+from worker.engine.gating import on_timeline, seed_of, silent_transcript, speech_of
 from worker.engine.options import Cancelled, TranscribeOptions, check_options
 from worker.engine.reference_progress import transcribe as transcribe_with_progress
 from worker.errors import ResourceExhausted
@@ -57,7 +60,27 @@ class ReferenceEngine:
         cancel: threading.Event | None = None,
     ) -> Transcript:
         """``progress(percent)`` is called as each 30-second window completes (see ``transcribe_progress``); a set
-        ``cancel`` stops the job at the next window."""
+        ``cancel`` stops the job at the next window. With ``options.vad`` only the speech is decoded, joined end to
+        end, and the transcript's times are put back on the recording's timeline."""
+        speech = speech_of(audio, options)
+        if speech is None:
+            return self._transcribe(model_name, audio, options, progress, cancel)
+        if not speech.regions:
+            self.check(model_name, options)
+            return silent_transcript(audio, options, speech)
+        inner = self._transcribe(
+            model_name, joined(audio, speech.regions), replace(options, vad=None), progress, cancel
+        )
+        return on_timeline(inner, speech, round(audio.size / SAMPLE_RATE, 3))
+
+    def _transcribe(
+        self,
+        model_name: str,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: PercentHook | None,
+        cancel: threading.Event | None,
+    ) -> Transcript:
         progress = _cancellable(progress, cancel)
         model = self.models.get(model_name)
         check_options(model_name, model.is_multilingual, model.num_languages, options)
@@ -72,6 +95,9 @@ class ReferenceEngine:
         if options.beam_size:
             kwargs.update(beam_size=options.beam_size, best_of=options.beam_size)
         try:
+            # temperature fallbacks sample from torch's global generator: seeded from the audio, the same input
+            # gives the same words (while no other job samples at the same moment)
+            torch.manual_seed(seed_of(audio))
             result = transcribe_with_progress(model, audio, progress, lock=inference_lock(model), **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()

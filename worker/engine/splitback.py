@@ -73,8 +73,10 @@ def compression_ratio(text: str) -> float:
 
 
 def acceptable(decoded: Generated, text: str) -> bool:
-    if silent(decoded):
-        return True  # transcribe() drops silence, and so do we
+    """Whether the decoding stands, as in ``transcribe()``: one that hears no speech is never sampled again (were it
+    sampled, some draw would read words into the noise); it is then kept or dropped by ``silent``."""
+    if decoded.no_speech_prob > NO_SPEECH_LIMIT:
+        return True
     return compression_ratio(text) <= COMPRESSION_RATIO_LIMIT and decoded.avg_logprob >= LOGPROB_LIMIT
 
 
@@ -110,7 +112,10 @@ class Split:
         self.samples = samples
 
     def run(self) -> tuple[PieceText, list[Piece]]:
-        """The piece's text, and the rests of it to decode again (none, one, or a skipped stretch's two halves)."""
+        """The piece's text, and the rests of it to decode again (none, one, or a skipped stretch's two halves).
+        A decoding that hears no speech (``silent``) speaks for the whole piece: no text, nothing decoded again."""
+        if silent(self.decoded):
+            return PieceText(), []
         piece = self.piece
         lo = self.offset / SAMPLE_RATE
         hi = lo + piece.samples / SAMPLE_RATE

@@ -23,7 +23,7 @@ DEMO_MODEL = "tiny.en"
 
 
 def sample_audio() -> Path:
-    return Path(str(resources.files("worker") / "data" / "jfk.flac"))
+    return Path(str(resources.files("worker") / "data" / "jfk.opus"))
 
 
 def _job_id(path: Path, index: int) -> str:

@@ -85,8 +85,22 @@ def check_device(settings: Settings) -> Check:
             )
             detail = f"cuda: {props.name}, {gib:.1f} GiB (torch {torch.__version__}, CUDA {torch.version.cuda})"
         else:
-            data.update(device="cpu", cpu_count=os.cpu_count())
-            detail = f"cpu: {os.cpu_count()} cores, no CUDA device (torch {torch.__version__})"
+            from worker.engine.device import choose_precision, cpu_info
+
+            info = cpu_info()
+            precision = choose_precision(settings.cpu_precision, "cpu", info)
+            data.update(
+                device="cpu",
+                cpu_count=os.cpu_count(),
+                cpu_model=info.model,
+                cpu_flags=info.speed_flags(),
+                precision=precision.name,
+                precision_reason=precision.reason,
+            )
+            detail = (
+                f"cpu: {info.model}, {os.cpu_count()} cores, no CUDA device (torch {torch.__version__}); "
+                f"{precision.name} ({precision.reason})"
+            )
         if settings.device.startswith("cuda") and not cuda:
             return False, f"WHISPER_DEVICE={settings.device} but {detail}", data
         return True, detail, data

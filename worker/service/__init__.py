@@ -9,7 +9,10 @@ sqs.py        the jobs queue: receive, heartbeat, delete, dead-letter
 claim.py      a leased claim per job in S3, so two workers never transcribe one job at once
 fetch.py      audio from S3 or https, size-capped; netguard.py keeps URLs on public addresses
 render.py     transcripts as json, srt, vtt, txt, tsv
+subtitles.py  readable subtitle cues: wrapped lines, sane durations, reading speed, one speaker a cue
+subtitles.py  readable subtitle cues from word timings: wrapped, one speaker each, timed for reading
 store.py      results in S3 with their content types
 callback.py   signed callbacks (Standard Webhooks), retried with backoff
 progress.py   status.json and progress events while a job runs
+interruption.py  spot interruption notices: which jobs end in time, and handing back the rest
 """

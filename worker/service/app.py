@@ -6,7 +6,7 @@ from worker import aws
 from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
 from worker.engine.choose import make_engine
-from worker.engine.device import pick_device, require_usable_device
+from worker.engine.device import choose_precision, pick_device, require_usable_device
 from worker.models.cache import ModelCache
 from worker.ops.metrics import JobMetrics
 from worker.service.callback import CallbackPolicy, CallbackSender
@@ -48,6 +48,7 @@ def build_engine(settings: Settings, s3: object = None, metrics: JobMetrics | No
         settings.batch_windows,
         deadline_base_seconds=settings.job_deadline_base_seconds,
         deadline_factor=settings.job_deadline_factor,
+        precision=choose_precision(settings.cpu_precision, device),
     )
 
 

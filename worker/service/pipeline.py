@@ -26,6 +26,7 @@ from worker.diarization import Diarizer, SpeakerBounds, Turn
 from worker.diarization.attribute import attribute
 from worker.diarization.choose import DiarizerFactory
 from worker.engine import Engine
+from worker.engine.gating import vad_options
 from worker.engine.options import Cancelled, TranscribeOptions
 from worker.errors import BlockedUrl, DiarizationFailed, InvalidMessage, JobError, TransientError
 from worker.ops.logs import logger
@@ -34,10 +35,11 @@ from worker.service.claim import CLAIM_FILE, ClaimHeld, ClaimStore, owner_name, 
 from worker.service.fetch import fetched
 from worker.service.netguard import check_url
 from worker.service.progress import STATUS_FILE, ProgressReporter
-from worker.service.render import render, speaker_summary
+from worker.service.render import SUBTITLE_FORMATS, needs_words, render, speaker_summary, without_words
 from worker.service.settings import Settings
 from worker.service.sqs import QueueMessage
 from worker.service.store import ResultStore
+from worker.transcript import Transcript
 from worker.webhooks import result_event_id
 
 Verdict = Literal["completed", "duplicate", "failed", "retry", "busy"]
@@ -289,19 +291,42 @@ class JobProcessor:
         progress: ProgressReporter,
         laps: Laps,
     ) -> JobResult:
-        s = self.settings
-        if request.audio.startswith("http://") and not s.allow_http:
+        """The job's stages in order: check what can fail before any work, hear the audio, write the results."""
+        options = self._options_checked(request, model)
+        transcript = self._hear(request, model, options, message, progress, laps)
+        self._commit(message)  # from here the job finishes here: a shutdown no longer hands it back
+        return self._store_outputs(request, transcript, model, message, fingerprint, started, progress, laps)
+
+    def _options_checked(self, request: JobRequest, model: str) -> TranscribeOptions:
+        """The engine's options for ``request``, refused before any fetch when the URL policy, the model or the
+        diarizer cannot serve them."""
+        if request.audio.startswith("http://") and not self.settings.allow_http:
             raise BlockedUrl("audio URL must use https")
         options = TranscribeOptions(
             language=request.language,
             task=request.task,
             initial_prompt=request.initial_prompt,
-            word_timestamps=request.word_timestamps,
+            # word-by-word highlighting in subtitles needs word timings; JSON shows them only when asked for
+            word_timestamps=request.word_timestamps or needs_words(request.formats, request.subtitles),
             beam_size=request.beam_size,
+            vad=vad_options(request.vad),
         )
-        self.engine.check(model, options)  # a model that cannot serve these options fails before any fetch
+        self.engine.check(model, options)
         if request.diarize:
-            self._diarizer()  # likewise a diarizer that does not load
+            self._diarizer()  # a diarizer that does not load fails the job here too
+        return options
+
+    def _hear(
+        self,
+        request: JobRequest,
+        model: str,
+        options: TranscribeOptions,
+        message: QueueMessage,
+        progress: ProgressReporter,
+        laps: Laps,
+    ) -> Transcript:
+        """Fetch, decode within the audio budget, transcribe, and (beside the engine) diarize."""
+        s = self.settings
         progress.state("fetching")
         decoded: Reservation | None = None
         diarizing: concurrent.futures.Future[list[Turn]] | None = None
@@ -313,6 +338,7 @@ class JobProcessor:
                 timeout=s.fetch_timeout,
                 allow_http=s.allow_http,
                 allow_private=s.allow_private_urls,
+                max_audio_seconds=s.max_audio_seconds,
             ) as path:
                 laps.mark("fetch")
                 progress.state("decoding")  # also while waiting for budget: progress has no "queued" state
@@ -331,14 +357,31 @@ class JobProcessor:
             if diarizing is not None:
                 transcript = attribute(transcript, self._turns(diarizing, len(audio) / SAMPLE_RATE))
                 laps.mark("diarize")  # what diarization added after the engine was done
+            return transcript
         finally:
             if diarizing is not None:  # its thread reads the samples until it returns, even for a failed job
                 concurrent.futures.wait([diarizing], timeout=self._deadline(len(audio) / SAMPLE_RATE))
             if decoded is not None:  # the engine is done with the samples, whatever it returned
                 decoded.release()
-        self._commit(message)  # from here the job finishes here: a shutdown no longer hands it back
+
+    def _store_outputs(
+        self,
+        request: JobRequest,
+        transcript: Transcript,
+        model: str,
+        message: QueueMessage,
+        fingerprint: str,
+        started: float,
+        progress: ProgressReporter,
+        laps: Laps,
+    ) -> JobResult:
+        """Render every format, store each, then result.json, and log the completion with the stage timings."""
         progress.state("storing")
-        rendered = {fmt: render(transcript, fmt) for fmt in request.formats}
+        bare = transcript if request.word_timestamps else without_words(transcript)
+        rendered = {
+            fmt: render(transcript if fmt in SUBTITLE_FORMATS else bare, fmt, request.subtitles)
+            for fmt in request.formats
+        }
         laps.mark("render")
         keys = {fmt: self.store.put_transcript(request.job_id, fmt, text) for fmt, text in rendered.items()}
         result = replace(
@@ -346,6 +389,7 @@ class JobProcessor:
             language=transcript.language,
             duration_seconds=transcript.duration,
             text_preview=transcript.text[:200],
+            speech_seconds=transcript.speech_seconds,
             speakers=speaker_summary(transcript),
         )
         # result.json goes last: its presence with status "completed" means every transcript is in place.

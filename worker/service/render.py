@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from worker.contract import OUTPUT_FORMATS
+from worker.contract import OUTPUT_FORMATS, Subtitles
+from worker.service.subtitles import Cue, build_cues
 from worker.transcript import Segment, Transcript, Word
 
 Renderer = Callable[[Transcript], str]
+SUBTITLE_FORMATS = frozenset({"srt", "vtt"})  # the formats ``Subtitles`` shapes
 
 
 def _ms(seconds: float) -> int:
@@ -85,6 +88,54 @@ def render_vtt(transcript: Transcript) -> str:
     return "WEBVTT\n\n" + "\n".join(_cues(transcript, decimal=".", numbered=False, html=True))
 
 
+def _cue_text(cue: Cue, *, html: bool, underline: int | None = None) -> str:
+    """The cue's lines; ``underline`` is the index (among the cue's words) of the word to emphasise."""
+    label = f"{cue.label} " if cue.label else ""
+    lines, index = [], 0
+    for number, line in enumerate(cue.lines):
+        words = []
+        for token in line:
+            text = token.text
+            if html:  # WebVTT cue text is markup; SRT players read only a few tags, "&" and "<" stay literal
+                text = text.replace("&", "&amp;").replace("<", "&lt;")
+            words.append(f"<u>{text}</u>" if index == underline else text)
+            index += 1
+        lines.append((label if number == 0 and not cue.label_alone else "") + " ".join(words))
+    if cue.label and cue.label_alone:
+        lines.insert(0, cue.label)
+    text = "\n".join(lines)
+    if html and cue.speaker is not None:  # the voice span names every cue's speaker, visible label or not
+        text = f"<v {cue.speaker}>{text}"
+    return text
+
+
+def _frames(cue: Cue, highlight: bool) -> list[tuple[float, float, int | None]]:
+    """(start, end, underlined word) for each cue shown: one per word while it is spoken when highlighting."""
+    if not highlight:
+        return [(cue.start, cue.end, None)]
+    frames = []
+    for index, token in enumerate(cue.tokens):
+        start = cue.start if index == 0 else min(max(token.start, frames[-1][0]), cue.end)
+        if index:
+            frames[-1] = (frames[-1][0], start, frames[-1][2])
+        frames.append((start, cue.end, index))
+    return [frame for frame in frames if frame[1] > frame[0]]
+
+
+def readable_cues(transcript: Transcript, options: Subtitles, *, vtt: bool) -> list[str]:
+    """Cues built by ``worker.service.subtitles``; SRT defaults to a visible speaker on every cue (it has no voice
+    markup), WebVTT to none (its voice spans name them)."""
+    labels = options.speaker_labels or ("none" if vtt else "every_cue")
+    decimal = "." if vtt else ","
+    out: list[str] = []
+    for cue in build_cues(transcript, options, labels):
+        for start, end, underline in _frames(cue, options.highlight_words):
+            timing = f"{timestamp(start, decimal)} --> {timestamp(end, decimal)}"
+            text = _cue_text(cue, html=vtt, underline=underline)
+            out.append(f"{timing}\n{text}\n" if vtt else f"{len(out) + 1}\n{timing}\n{text}\n")
+    return out
+
+
 def render_txt(transcript: Transcript) -> str:
     """Plain text, one line per non-empty segment; ``[SPEAKER_00]`` where a speaker's turn begins."""
     return "".join(f"{text}\n" for _, text in _turns(transcript))
@@ -145,7 +196,7 @@ def speaker_summary(transcript: Transcript) -> list[dict[str, Any]] | None:
 
 def render_json(transcript: Transcript) -> str:
     """OpenAI ``verbose_json``-compatible; ``words`` only when word timestamps were asked for, ``speaker`` and
-    ``speakers`` only when diarized."""
+    ``speakers`` only when diarized, ``speech_seconds`` only when voice activity detection ran."""
     diarized = transcript.speakers is not None
     doc: dict[str, Any] = {
         "task": transcript.task,
@@ -154,6 +205,8 @@ def render_json(transcript: Transcript) -> str:
         "text": transcript.text,
         "segments": [_segment(seg, diarized) for seg in transcript.segments],
     }
+    if transcript.speech_seconds is not None:  # voice activity detection ran: the speech it found
+        doc["speech_seconds"] = _sec(transcript.speech_seconds)
     if diarized:
         doc["speakers"] = speaker_summary(transcript)
     if any(seg.words for seg in transcript.segments):
@@ -181,9 +234,32 @@ CONTENT_TYPES: dict[str, str] = {
 assert set(RENDERERS) == set(CONTENT_TYPES) == set(OUTPUT_FORMATS), "a format without a renderer"
 
 
-def render(transcript: Transcript, fmt: str) -> str:
-    """Render ``transcript`` as ``fmt``; ValueError, not KeyError, so callers treat it as bad input."""
+DEFAULT_SUBTITLES = Subtitles()
+
+
+def needs_words(formats: list[str], subtitles: Subtitles) -> bool:
+    """Whether the job's subtitles need word timings the engine must then compute: only word-by-word highlighting.
+
+    Readable cues are cut from word timings when the transcript has them (the job asked for ``word_timestamps``);
+    otherwise each segment's words share its time by length. Computing them for every subtitle job would move it
+    off the batched engine onto openai-whisper's transcribe() with its alignment pass, about 5x the CPU time."""
+    return subtitles.style == "readable" and subtitles.highlight_words and not SUBTITLE_FORMATS.isdisjoint(formats)
+
+
+def without_words(transcript: Transcript) -> Transcript:
+    """The transcript as a job that did not ask for word timings gets it in JSON, TSV and TXT."""
+    return replace(transcript, segments=[replace(seg, words=None) for seg in transcript.segments])
+
+
+def render(transcript: Transcript, fmt: str, subtitles: Subtitles = DEFAULT_SUBTITLES) -> str:
+    """Render ``transcript`` as ``fmt``; ValueError, not KeyError, so callers treat it as bad input.
+
+    SRT and WebVTT follow ``subtitles``: readable cues from word timings, or with ``style="segments"`` the table's
+    one cue per segment."""
     renderer = RENDERERS.get(fmt)
     if renderer is None:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(OUTPUT_FORMATS)}")
+    if fmt in SUBTITLE_FORMATS and subtitles.style == "readable":
+        cues = readable_cues(transcript, subtitles, vtt=fmt == "vtt")
+        return "WEBVTT\n\n" + "\n".join(cues) if fmt == "vtt" else "\n".join(cues)
     return renderer(transcript)

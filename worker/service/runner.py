@@ -34,6 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker import limits
 from worker.aws import SQS_MAX_BATCH, SQS_MAX_VISIBILITY_SECONDS
 from worker.contract import best_effort_ids
 from worker.errors import WorkerUnfit
@@ -53,7 +54,7 @@ WATCH_SECONDS = 0.2
 SETTLE_WAIT_SECONDS = 2.0
 # At WHISPER_MAX_RUNTIME_SECONDS the jobs in progress get this long to finish before they are released; the stack
 # sets the runtime limit this much and more below the Batch job's timeout.
-RUNTIME_FINISH_SECONDS = 600.0
+RUNTIME_FINISH_SECONDS = limits.RUNTIME_FINISH_SECONDS
 # Of the time a spot notice leaves, this much is kept for storing results, sending callbacks and exiting.
 INTERRUPTION_MARGIN_SECONDS = 25.0
 # A message received this often is a suspect even without a claim left behind (its holders may have died before
@@ -158,6 +159,9 @@ class Worker:
         if s.preload_model:
             self._preload(s.default_model)
         self._started_at = time.monotonic()
+        from worker.engine.device import choose_precision, pick_device  # torch: loaded by now for the engine
+
+        precision = choose_precision(s.cpu_precision, pick_device(s.device))
         logger.info(
             "worker started",
             extra={
@@ -165,6 +169,8 @@ class Worker:
                 "preload": s.preload_model,
                 "max_receive": info.max_receive_count,
                 "concurrency": s.concurrency,
+                "precision": precision.name,
+                "precision_reason": precision.reason,
             },
         )
         with Heartbeat(self.queue, s.visibility_timeout) as heartbeat, self._watch_notices():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from worker import limits
 from worker.aws import SQS_MAX_BATCH, SQS_MAX_WAIT_SECONDS
 from worker.errors import SettingsError  # defined in the leaf, where worker.engine.choose imports it too
 
@@ -62,6 +63,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``, the first the default; read without importing the engine (and torch)."""
+    value = (_get(env, name, choices[0]) or choices[0]).lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _model_sources(raw: str | None) -> dict[str, str]:
     """``name=source,name=source`` where a source is a .pt path, an s3:// .pt, a CTranslate2 dir or pkg:NAME."""
     sources: dict[str, str] = {}
@@ -89,6 +98,8 @@ class Settings:
     model_download: bool = False
     model_sources: Mapping[str, str] = field(default_factory=dict)
     device: str = "auto"
+    # "auto": bf16 where the CPU multiplies bf16 natively, else fp32 (see worker/engine/device.py).
+    cpu_precision: str = "auto"
     wait_seconds: int = SQS_MAX_WAIT_SECONDS
     # One at a time by default: a worker that dies charges a receive to every message it holds, and enough of
     # those send never-attempted messages to the DLQ. Raise it only where workers rarely die.
@@ -96,7 +107,7 @@ class Settings:
     visibility_timeout: int = 300
     retry_base_seconds: int = 30
     max_audio_bytes: int = 2 * 1024**3
-    max_audio_seconds: float = 6 * 3600.0
+    max_audio_seconds: float = limits.MAX_AUDIO_SECONDS
     fetch_timeout: float = 30.0
     allow_http: bool = False
     allow_private_urls: bool = False
@@ -160,12 +171,13 @@ class Settings:
             model_download=_bool(env, "WHISPER_MODEL_DOWNLOAD", False),
             model_sources=_model_sources(_get(env, "WHISPER_MODEL_SOURCES")),
             device=(_get(env, "WHISPER_DEVICE", "auto") or "auto").lower(),
+            cpu_precision=_choice(env, "WHISPER_CPU_PRECISION", ("auto", "fp32", "bf16")),
             wait_seconds=min(_int(env, "WHISPER_WAIT_SECONDS", SQS_MAX_WAIT_SECONDS), SQS_MAX_WAIT_SECONDS),
             receive_batch=min(_int(env, "WHISPER_RECEIVE_BATCH", 1, minimum=1), SQS_MAX_BATCH),
             visibility_timeout=_int(env, "WHISPER_VISIBILITY_TIMEOUT", 300, minimum=10),
             retry_base_seconds=_int(env, "WHISPER_RETRY_BASE_SECONDS", 30),
             max_audio_bytes=_int(env, "WHISPER_MAX_AUDIO_BYTES", 2 * 1024**3, minimum=1),
-            max_audio_seconds=_float(env, "WHISPER_MAX_AUDIO_SECONDS", 6 * 3600.0),
+            max_audio_seconds=_float(env, "WHISPER_MAX_AUDIO_SECONDS", limits.MAX_AUDIO_SECONDS),
             fetch_timeout=_float(env, "WHISPER_FETCH_TIMEOUT", 30.0),
             allow_http=_bool(env, "WHISPER_ALLOW_HTTP", False),
             allow_private_urls=_bool(env, "WHISPER_ALLOW_PRIVATE_URLS", False),
@@ -255,6 +267,15 @@ ENVIRONMENT: Final[dict[str, EnvVar]] = {
         "preload_model",
     ),
     "WHISPER_DEVICE": EnvVar("`auto` (CUDA when present), `cuda`, `cpu`", "device"),
+    "WHISPER_CPU_PRECISION": EnvVar(
+        "what the batched engine's Whisper encoder computes in on CPU: `bf16` (a copy of its weights converted once; "
+        "LayerNorms stay fp32, attention's softmax accumulates in fp32, and the decoder, whose small steps bf16 "
+        "slowed, stays fp32 with its log-probabilities), `fp32`, or `auto`: bf16 where the CPU multiplies bf16 "
+        "natively (`/proc/cpuinfo` flags `amx_bf16` or `avx512_bf16`: Intel Sapphire Rapids on, AMD Zen 4 on), fp32 "
+        "elsewhere. `transcribe()` and GPUs are unaffected; `whisper-worker health` and the `worker started` log line "
+        "say which runs and why",
+        "cpu_precision",
+    ),
     "WHISPER_VISIBILITY_TIMEOUT": EnvVar(
         "seconds (at least 10) a received message stays invisible; renewed by the heartbeat, and the lease of the "
         "job's claim",

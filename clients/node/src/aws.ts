@@ -5,17 +5,34 @@
 
 import { GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 
-import { ServiceError } from "./errors.js";
+import { Aborted, ServiceError } from "./errors.js";
 
 export const SQS_MAX_BATCH = 10; // messages per ReceiveMessage, entries per *Batch call
 
+/** The SDK's logger interface (`console` fits); the client also reports its own warnings through it. */
+export interface Logger {
+  debug(...content: unknown[]): void;
+  info(...content: unknown[]): void;
+  warn(...content: unknown[]): void;
+  error(...content: unknown[]): void;
+}
+
+/** How the SDK retries a failed call: the SDK's own option names, passed through to every client. */
+export interface RetryOptions {
+  /** Attempts per call, the first included (default 6, as the Python client). */
+  maxAttempts?: number | undefined;
+  /** "standard" (default) or "adaptive" (client-side rate limiting on throttling). */
+  retryMode?: "standard" | "adaptive" | undefined;
+}
+
 /** What every SDK client of this package is built with. */
-export interface AwsOptions {
+export interface AwsOptions extends RetryOptions {
   region?: string | undefined;
   /** moto, LocalStack, MinIO: S3 then uses path-style addressing. */
-  endpointUrl?: string | undefined;
+  endpoint?: string | undefined;
   /** Anything the SDK takes as `credentials`; the SDK's default chain when absent. */
   credentials?: unknown;
+  logger?: Logger | undefined;
 }
 
 // Standard retries, six attempts, as the Python client: a SendMessage retried this way may deliver a job twice,
@@ -23,41 +40,68 @@ export interface AwsOptions {
 export const MAX_ATTEMPTS = 6;
 
 export function clientConfig(options: AwsOptions): Record<string, unknown> {
-  const config: Record<string, unknown> = { maxAttempts: MAX_ATTEMPTS, retryMode: "standard" };
+  const config: Record<string, unknown> = {
+    maxAttempts: options.maxAttempts ?? MAX_ATTEMPTS,
+    retryMode: options.retryMode ?? "standard",
+  };
   if (options.region) config.region = options.region;
-  if (options.endpointUrl) config.endpoint = options.endpointUrl;
+  if (options.endpoint) config.endpoint = options.endpoint;
   if (options.credentials !== undefined) config.credentials = options.credentials;
+  if (options.logger !== undefined) config.logger = options.logger;
   return config;
 }
 
-/** The AWS error code of a failed call (`NoSuchKey`, `QueueDoesNotExist`, `AccessDenied`, ...), or "". */
+/**
+ * The AWS error code of a failed call (`NoSuchKey`, `QueueDoesNotExist`, `AccessDenied`, ...), or "" when AWS did
+ * not answer: the SDK puts `$metadata` on network errors too (a refused connection is named "Error"), so only an
+ * error with an HTTP status from the service names a code.
+ */
 export function errorCode(error: unknown): string {
   if (typeof error !== "object" || error === null) return "";
-  const e = error as { Code?: unknown; name?: unknown; $metadata?: unknown; $fault?: unknown };
+  const e = error as { Code?: unknown; name?: unknown };
+  if (httpStatus(error) === undefined) return "";
   if (typeof e.Code === "string" && e.Code) return e.Code;
-  // Only the SDK's service exceptions (they carry $metadata) name an AWS code; a TypeError's name is not one.
-  if (e.$metadata !== undefined && typeof e.name === "string") return e.name;
+  if (typeof e.name === "string" && e.name !== "Error") return e.name;
   return "";
 }
 
+/** The HTTP status AWS answered with, when it answered. */
 export function httpStatus(error: unknown): number | undefined {
-  const metadata = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata;
-  return metadata?.httpStatusCode;
+  const metadata = (error as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata;
+  return typeof metadata?.httpStatusCode === "number" ? metadata.httpStatusCode : undefined;
 }
 
-/** `call`'s result, or a ServiceError saying what was being done, with AWS's code kept. */
-export async function aws<T>(action: string, call: () => Promise<T>): Promise<T> {
+/** Whether `error` is the SDK's (or the platform's) report of an aborted call. */
+export function isAbort(error: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return true;
+  return error instanceof Error && error.name === "AbortError";
+}
+
+/** The client's error for a failed AWS call: Aborted when the caller's signal fired, else ServiceError. */
+export function serviceError(action: string, error: unknown, signal?: AbortSignal): Aborted | ServiceError {
+  if (error instanceof Aborted || error instanceof ServiceError) return error;
+  if (isAbort(error, signal)) return new Aborted(`${action}: aborted`, signal?.reason ?? error);
+  const code = errorCode(error) || undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  return new ServiceError(`${action} failed: ${code && code !== message ? `${code}: ` : ""}${message}`, {
+    awsCode: code,
+    httpStatus: httpStatus(error),
+    cause: error,
+  });
+}
+
+/** `call`'s result, or a ServiceError saying what was being done, with AWS's code kept (Aborted on abort). */
+export async function aws<T>(action: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    const code = errorCode(error) || undefined;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ServiceError(`${action} failed: ${code && code !== message ? `${code}: ` : ""}${message}`, {
-      awsCode: code,
-      httpStatus: httpStatus(error),
-      cause: error,
-    });
+    throw serviceError(action, error, signal);
   }
+}
+
+/** Throws Aborted at once when `signal` has fired. */
+export function checkAborted(signal: AbortSignal | undefined, action: string): void {
+  if (signal?.aborted) throw new Aborted(`${action}: aborted`, signal.reason);
 }
 
 export interface RedrivePolicy {

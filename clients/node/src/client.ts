@@ -7,8 +7,12 @@
  *     const text = (await client.transcript(jobId)).text;
  *
  * Jobs are validated with the worker's own contract before anything is uploaded or sent, so a job the worker would
- * reject fails here, at once, naming the field. Everything thrown is a `TranscriptionError` (see errors.ts).
- * Times are in milliseconds, as everywhere in Node; sizes in bytes.
+ * reject fails here, at once, naming the field; so does a callback URL the worker would not call. Everything thrown
+ * is a `TranscriptionError` (see errors.ts). Every call takes `{ signal }` (an AbortSignal). Times are in
+ * milliseconds, as everywhere in Node; sizes in bytes.
+ *
+ * Submitting writes a small marker, `results/<job_id>/queued.json`, next to where the worker reports progress: one
+ * more S3 request per job, so that `status()` tells a queued job from one never submitted (JobNotFound).
  */
 
 import { randomUUID } from "node:crypto";
@@ -18,25 +22,44 @@ import { basename, extname, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { CloudFormationClient, DescribeStacksCommand } from "@aws-sdk/client-cloudformation";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { SQSClient, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Upload } from "@aws-sdk/lib-storage";
 
 import {
   aws,
+  checkAborted,
   clientConfig,
   deadLetterQueueUrl,
   errorCode,
   fifoParams,
+  isAbort,
   redrivePolicy,
   regionFromQueueUrl,
+  serviceError,
   type AwsOptions,
+  type Logger,
+  type RetryOptions,
 } from "./aws.js";
+import {
+  callbackPolicy,
+  callbackUrlProblem,
+  checkCallbackUrl,
+  type AllowInsecureCallbacks,
+  type CallbackPolicy,
+} from "./callbacks.js";
 import type { JobInput, JobMessage, JobResult, LegacyJob, OutputFormat } from "./contract/types.js";
 import { isJobId, JOB_ID_PATTERN, newJobId, validateJob } from "./contract/validate.js";
 import { DeadLetterQueue, type DeadLetter } from "./deadletters.js";
-import { ConfigurationError, JobFailed, JobNotFound, JobValidationError, ServiceError, WaitTimeout } from "./errors.js";
+import {
+  Aborted,
+  ConfigurationError,
+  InsecureCallbackUrl,
+  JobFailed,
+  JobNotFound,
+  JobValidationError,
+  WaitTimeout,
+} from "./errors.js";
 import { checkHealth, type HealthReport } from "./health.js";
 import { ApiClient, type ApiOptions, type Credentials } from "./https.js";
 import { estimateCost, type CostEstimate } from "./pricing.js";
@@ -44,7 +67,16 @@ import { mergeStatus, parseResult, type JobStatus } from "./status.js";
 
 export const DEFAULT_STACK_NAME = "WhisperBatch";
 
-export interface ClientOptions {
+/** What every call that talks to AWS takes. */
+export interface CallOptions {
+  /** Cancels the call: it rejects with `Aborted` (a TranscriptionError named "AbortError"). */
+  signal?: AbortSignal | undefined;
+}
+
+/** The marker a submit leaves beside the worker's documents, so a queued job is told from an unknown id. */
+export const QUEUED_MARKER = "queued.json";
+
+export interface ClientOptions extends RetryOptions {
   /** The jobs queue; not needed when jobs go through the HTTPS API (`api`). */
   queueUrl?: string | undefined;
   /** The results bucket, which also takes uploads under `audio/`. */
@@ -56,7 +88,9 @@ export interface ClientOptions {
    * `redrive()` read it after the DLQ. Without it they read the DLQ only.
    */
   settledUrl?: string | undefined;
-  /** moto, LocalStack, MinIO. */
+  /** moto, LocalStack, MinIO (the AWS SDK's name for it); S3 then uses path-style addressing. */
+  endpoint?: string | undefined;
+  /** @deprecated The former name of `endpoint`. */
   endpointUrl?: string | undefined;
   region?: string | undefined;
   credentials?: Credentials | undefined;
@@ -64,6 +98,14 @@ export interface ClientOptions {
   audioPrefix?: string | undefined;
   /** Submit (and, without a bucket, follow) jobs through the stack's HTTPS API instead of SQS and S3. */
   api?: ApiOptions | undefined;
+  /**
+   * Accept callback URLs the production worker skips: `true` for both plain `http://` and private or loopback
+   * addresses, or `{ http, privateAddresses }`. Only for a worker run with WHISPER_ALLOW_HTTP /
+   * WHISPER_ALLOW_PRIVATE_URLS (local testing); otherwise such a job is refused with InsecureCallbackUrl.
+   */
+  allowInsecureCallbacks?: AllowInsecureCallbacks | undefined;
+  /** Receives the SDK's logs and the client's own warnings (`console` fits). */
+  logger?: Logger | undefined;
 }
 
 export interface UploadProgress {
@@ -73,7 +115,7 @@ export interface UploadProgress {
   total: number | undefined;
 }
 
-export interface UploadOptions {
+export interface UploadOptions extends CallOptions {
   onProgress?: (progress: UploadProgress) => void;
   /** Names the uploaded object `audio/<job_id>/<filename>`; by default the path's base name, else "audio". */
   filename?: string;
@@ -84,7 +126,7 @@ export interface UploadOptions {
   queueSize?: number;
 }
 
-export interface WaitOptions {
+export interface WaitOptions extends CallOptions {
   /** Milliseconds before WaitTimeout (with the last status); `null` waits forever. Default one hour. */
   timeout?: number | null;
   /** Sees every status polled, e.g. to drive a progress bar. */
@@ -92,7 +134,6 @@ export interface WaitOptions {
   /** First poll interval in milliseconds (default 1000), growing 1.5× up to `maxPollInterval` (default 10000). */
   pollInterval?: number;
   maxPollInterval?: number;
-  signal?: AbortSignal;
 }
 
 /** A job for `uploadAndSubmit`: any v1 field but `audio`, which is the upload. */
@@ -138,8 +179,11 @@ export class TranscriptionClient {
   readonly settledUrl: string | undefined;
   /** All outputs of the stack, when made by fromStack. */
   stackOutputs: Record<string, string> = {};
+  /** Which callback URLs the worker is expected to call beyond its production rules (see ClientOptions). */
+  readonly callbackPolicy: Required<CallbackPolicy>;
   private dlq: string | undefined;
   private readonly awsOptions: AwsOptions;
+  private readonly logger: Logger | undefined;
 
   constructor(options: ClientOptions) {
     if (!options.queueUrl && !options.api) throw new ConfigurationError("no jobs queue URL (or API URL)");
@@ -155,10 +199,20 @@ export class TranscriptionClient {
       process.env.AWS_REGION ||
       process.env.AWS_DEFAULT_REGION ||
       (options.queueUrl && regionFromQueueUrl(options.queueUrl));
-    if (!region && options.endpointUrl) region = "us-east-1"; // a local endpoint (moto, LocalStack) takes any region
+    const endpoint = options.endpoint || options.endpointUrl || undefined;
+    if (!region && endpoint) region = "us-east-1"; // a local endpoint (moto, LocalStack) takes any region
     if (!region) throw new ConfigurationError("no AWS region: set AWS_REGION or pass region");
     this.region = region;
-    this.awsOptions = { region, endpointUrl: options.endpointUrl, credentials: options.credentials };
+    this.callbackPolicy = callbackPolicy(options.allowInsecureCallbacks);
+    this.logger = options.logger;
+    this.awsOptions = {
+      region,
+      endpoint,
+      credentials: options.credentials,
+      maxAttempts: options.maxAttempts,
+      retryMode: options.retryMode,
+      logger: options.logger,
+    };
     this.sqs = new SQSClient(clientConfig(this.awsOptions));
     this.s3 = new S3Client(s3Config(this.awsOptions));
     this.api = options.api ? new ApiClient({ credentials: options.credentials, ...options.api }, region) : undefined;
@@ -168,7 +222,8 @@ export class TranscriptionClient {
 
   /**
    * From WHISPER_QUEUE_URL, WHISPER_RESULTS_BUCKET, WHISPER_DLQ_URL, WHISPER_SETTLED_URL, AWS_ENDPOINT_URL and
-   * AWS_REGION.
+   * AWS_REGION; WHISPER_ALLOW_HTTP and WHISPER_ALLOW_PRIVATE_URLS (true/1), as the local worker is run with,
+   * set `allowInsecureCallbacks`.
    */
   static fromEnv(
     env: Record<string, string | undefined> = process.env,
@@ -185,7 +240,11 @@ export class TranscriptionClient {
     return new TranscriptionClient({
       dlqUrl: env.WHISPER_DLQ_URL || undefined,
       settledUrl: env.WHISPER_SETTLED_URL || undefined,
-      endpointUrl: env.AWS_ENDPOINT_URL || undefined,
+      endpoint: env.AWS_ENDPOINT_URL || undefined,
+      allowInsecureCallbacks: {
+        http: truthy(env.WHISPER_ALLOW_HTTP),
+        privateAddresses: truthy(env.WHISPER_ALLOW_PRIVATE_URLS),
+      },
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
       resultsPrefix: env.WHISPER_RESULTS_PREFIX || undefined,
       ...withoutUndefined(overrides),
@@ -197,29 +256,40 @@ export class TranscriptionClient {
   /**
    * From the outputs of a deployed stack (`QueueUrl`, `BucketName`, `DlqUrl`, `SettledLettersUrl`, `ApiUrl`). With
    * `api: true` (or
-   * `{apiKey}`) jobs are submitted through the stack's HTTPS API, signed with SigV4 (or with the key).
+   * `{apiKey}`) jobs are submitted through the stack's HTTPS API, signed with SigV4 (or with the key). The other
+   * options are the constructor's. The CloudFormation SDK is loaded here only, so other uses never bundle it.
    */
   static async fromStack(
     name: string = DEFAULT_STACK_NAME,
-    options: {
-      region?: string;
-      endpointUrl?: string;
-      credentials?: Credentials;
-      api?: boolean | { apiKey?: string };
-    } = {},
+    options: Omit<ClientOptions, "queueUrl" | "bucket" | "dlqUrl" | "settledUrl" | "api"> &
+      CallOptions & { api?: boolean | { apiKey?: string } } = {},
   ): Promise<TranscriptionClient> {
+    const { signal, api: apiOption, ...rest } = options;
+    const endpoint = options.endpoint || options.endpointUrl || undefined;
     const region =
       options.region ||
       process.env.AWS_REGION ||
       process.env.AWS_DEFAULT_REGION ||
-      (options.endpointUrl ? "us-east-1" : undefined);
+      (endpoint ? "us-east-1" : undefined);
     if (!region) throw new ConfigurationError("no AWS region: set AWS_REGION or pass region");
+    checkAborted(signal, `reading stack '${name}'`);
+    const { CloudFormationClient, DescribeStacksCommand } = await import("@aws-sdk/client-cloudformation");
     const cloudformation = new CloudFormationClient(
-      clientConfig({ region, endpointUrl: options.endpointUrl, credentials: options.credentials }),
+      clientConfig({
+        region,
+        endpoint,
+        credentials: options.credentials,
+        maxAttempts: options.maxAttempts,
+        retryMode: options.retryMode,
+        logger: options.logger,
+      }),
     );
     let outputs: Record<string, string>;
     try {
-      const response = await cloudformation.send(new DescribeStacksCommand({ StackName: name }));
+      const response = await cloudformation.send(
+        new DescribeStacksCommand({ StackName: name }),
+        signal ? { abortSignal: signal } : {},
+      );
       outputs = Object.fromEntries(
         (response.Stacks?.[0]?.Outputs ?? [])
           .filter((o) => o.OutputKey && o.OutputValue)
@@ -229,32 +299,29 @@ export class TranscriptionClient {
       if (errorCode(error) === "ValidationError" && String((error as Error).message).includes("does not exist")) {
         throw new ConfigurationError(`stack '${name}' does not exist in ${region}`);
       }
-      throw new ServiceError(`reading stack '${name}' failed: ${(error as Error).message}`, {
-        awsCode: errorCode(error) || undefined,
-        cause: error,
-      });
+      throw serviceError(`reading stack '${name}'`, error, signal);
     } finally {
       cloudformation.destroy();
     }
     const missing = ["QueueUrl", "BucketName"].filter((key) => !outputs[key]);
     if (missing.length > 0) throw new ConfigurationError(`stack '${name}' has no output ${missing.join(" or ")}`);
     let api: ApiOptions | undefined;
-    if (options.api) {
+    if (apiOption) {
       if (!outputs.ApiUrl)
         throw new ConfigurationError(`stack '${name}' has no output ApiUrl (deployed with api=false?)`);
       api = {
         url: outputs.ApiUrl,
-        ...(typeof options.api === "object" && options.api.apiKey ? { apiKey: options.api.apiKey } : {}),
+        ...(typeof apiOption === "object" && apiOption.apiKey ? { apiKey: apiOption.apiKey } : {}),
       };
     }
     const client = new TranscriptionClient({
+      ...rest,
       queueUrl: outputs.QueueUrl,
       bucket: outputs.BucketName,
       dlqUrl: outputs.DlqUrl,
       settledUrl: outputs.SettledLettersUrl,
-      endpointUrl: options.endpointUrl,
+      endpoint,
       region,
-      credentials: options.credentials,
       api,
     });
     client.stackOutputs = outputs;
@@ -263,32 +330,85 @@ export class TranscriptionClient {
 
   // ---------------------------------------------------------------------------------------------- submit
 
-  /** The job as the worker will read it, or JobValidationError naming every offending field. */
-  validate(job: JobInput | LegacyJob | Record<string, unknown>): JobMessage {
-    return validateJob(job);
+  /**
+   * The job as the worker will read it, or JobValidationError naming every offending field (InsecureCallbackUrl
+   * for a callback URL the worker would skip; a host name is resolved at submit, not here).
+   */
+  validate(job: JobInput | LegacyJob): JobMessage {
+    const message = validateJob(job);
+    this.checkCallbackShape(message);
+    return message;
   }
 
   /**
    * Validate the job as the worker will and send it (to the jobs queue, or the HTTPS API); its job id. Takes a v1
-   * job or the legacy camelCase shape; a job without `job_id` gets a fresh one.
+   * job or the legacy camelCase shape; a job without `job_id` gets a fresh one. Then records it as queued
+   * (`results/<job_id>/queued.json`), so `status()` knows it.
    */
-  async submit(job: JobInput | LegacyJob | Record<string, unknown>): Promise<string> {
-    const message = this.validate(job);
+  async submit(job: JobInput | LegacyJob, options: CallOptions = {}): Promise<string> {
+    return this.send(this.validate(job), options.signal);
+  }
+
+  /** Sends a validated message (submit, uploadAndSubmit, submitToCloudWorker). @internal */
+  async send(message: JobMessage, signal?: AbortSignal): Promise<string> {
+    if (message.callback_url) await checkCallbackUrl(message.callback_url, this.callbackPolicy);
+    const action = `sending job ${message.job_id}`;
+    checkAborted(signal, action);
     if (this.api !== undefined) {
-      await this.api.postJob(message);
-      return message.job_id;
+      await this.api.postJob(message, signal);
+    } else {
+      const queueUrl = this.need("queueUrl");
+      await aws(
+        action,
+        () =>
+          this.sqs.send(
+            new SendMessageCommand({
+              QueueUrl: queueUrl,
+              MessageBody: JSON.stringify(message),
+              ...fifoParams(queueUrl, message.job_id, randomUUID().replaceAll("-", "")),
+            }),
+            abortable(signal),
+          ),
+        signal,
+      );
     }
-    const queueUrl = this.need("queueUrl");
-    await aws(`sending job ${message.job_id}`, () =>
-      this.sqs.send(
-        new SendMessageCommand({
-          QueueUrl: queueUrl,
-          MessageBody: JSON.stringify(message),
-          ...fifoParams(queueUrl, message.job_id, randomUUID().replaceAll("-", "")),
-        }),
-      ),
-    );
+    if (this.bucket !== undefined) await this.markQueued(message.job_id, signal);
     return message.job_id;
+  }
+
+  /**
+   * `results/<job_id>/queued.json`, after the message is sent: a job the worker has not touched yet is then known.
+   * The job is on its way whatever happens here, so a failure is logged, not thrown (a retried submit would send it
+   * twice); status() then reports JobNotFound until the worker starts it.
+   */
+  private async markQueued(jobId: string, signal?: AbortSignal): Promise<void> {
+    const body = JSON.stringify({ job_id: jobId, state: "queued", queued_at: new Date().toISOString() });
+    try {
+      await this.s3.send(
+        new PutObjectCommand({
+          Bucket: this.need("bucket"),
+          Key: `${this.resultsPrefix}${jobId}/${QUEUED_MARKER}`,
+          Body: body,
+          ContentType: "application/json",
+        }),
+        abortable(signal),
+      );
+    } catch (error) {
+      if (isAbort(error, signal)) return; // sent already: the abort came too late to matter
+      const warn = this.logger?.warn.bind(this.logger) ?? ((...content: unknown[]) => console.warn(...content));
+      warn(
+        `@whisper-batch/client: job ${jobId} was sent, but recording it as queued failed (status() will not know it ` +
+          `until a worker starts it; does the role allow s3:PutObject on ${this.resultsPrefix}*/${QUEUED_MARKER}?):`,
+        serviceError("recording the job as queued", error).message,
+      );
+    }
+  }
+
+  /** InsecureCallbackUrl for a callback URL the worker would skip, by its literal form (no DNS here). */
+  private checkCallbackShape(message: JobMessage): void {
+    if (!message.callback_url) return;
+    const problem = callbackUrlProblem(message.callback_url, this.callbackPolicy);
+    if (problem !== undefined) throw new InsecureCallbackUrl(message.callback_url, problem);
   }
 
   /**
@@ -312,9 +432,14 @@ export class TranscriptionClient {
     const jobId = job.job_id ?? newJobId();
     const key = this.audioKey(typeof jobId === "string" ? jobId : String(jobId), filename ?? "audio");
     const message = this.validate({ ...job, job_id: jobId, audio: `s3://${bucket}/${key}` });
+    if (message.callback_url) await checkCallbackUrl(message.callback_url, this.callbackPolicy);
+    const signal = options.signal;
+    const action = `uploading ${filename ?? "audio"} to s3://${bucket}/${key}`;
+    checkAborted(signal, action);
     const body = typeof source === "string" ? createReadStream(source) : source;
     const upload = new Upload({
       client: this.s3,
+      ...(signal !== undefined ? { abortController: linkedController(signal) } : {}),
       params: {
         Bucket: bucket,
         Key: key,
@@ -327,8 +452,8 @@ export class TranscriptionClient {
     });
     const onProgress = options.onProgress;
     if (onProgress) upload.on("httpUploadProgress", (p) => onProgress({ loaded: p.loaded ?? 0, total: p.total }));
-    await aws(`uploading ${filename ?? "audio"} to s3://${bucket}/${key}`, () => upload.done());
-    return this.submit(message);
+    await aws(action, () => upload.done(), signal);
+    return this.send(message, signal);
   }
 
   /** The key an upload for `jobId` goes to: `audio/<job_id>/<filename with unsafe characters replaced>`. */
@@ -344,72 +469,93 @@ export class TranscriptionClient {
   // ---------------------------------------------------------------------------------------------- follow
 
   /**
-   * Where the job stands, from `status.json` (worker progress) and `result.json` (the outcome). A job with neither
-   * is `queued`: the client cannot tell a queued job from an unknown id. A progress report newer than the result
-   * (the same job id submitted again) wins over the old result.
+   * Where the job stands, from `status.json` (worker progress) and `result.json` (the outcome); `queued` when the
+   * worker has written neither but the submit's `queued.json` marker is there. JobNotFound when there is nothing at
+   * all: never submitted (a mistyped id), or submitted by a client that leaves no marker. A progress report newer
+   * than the result (the same job id submitted again) wins over the old result. Through the HTTPS API alone (no
+   * bucket) an unknown id still reads as `queued`.
    */
-  async status(jobId: string): Promise<JobStatus> {
+  async status(jobId: string, options: CallOptions = {}): Promise<JobStatus> {
     checkJobId(jobId);
+    const signal = options.signal;
     if (this.bucket === undefined && this.api !== undefined) {
       // The API returns result.json, or status.json while there is none: one of the two documents.
-      const document = await this.api.getJob(jobId);
+      const document = await this.api.getJob(jobId, signal);
       const isResult = document !== null && isResultDocument(document);
       return mergeStatus(jobId, isResult ? parseResult(document) : null, isResult ? null : document);
     }
     const [result, progress] = await Promise.all([
-      this.getJson(jobId, "result.json"),
-      this.getJson(jobId, "status.json"),
+      this.getJson(jobId, "result.json", signal),
+      this.getJson(jobId, "status.json", signal),
     ]);
+    if (result === null && progress === null && (await this.getJson(jobId, QUEUED_MARKER, signal)) === null) {
+      throw new JobNotFound(`job ${jobId} was never submitted (no ${QUEUED_MARKER}, status.json or result.json)`);
+    }
     return mergeStatus(jobId, result === null ? null : parseResult(result), progress);
   }
 
   /**
    * Poll `status()` with backoff until the job finishes; the final status, completed or failed (a failed job does
-   * not throw here: look at `.succeeded` and `.errorCode`). WaitTimeout, with the last status, after `timeout`.
+   * not throw here: look at `.succeeded` and `.errorCode`). WaitTimeout, with the last status, after `timeout`;
+   * JobNotFound at once for a job never submitted; Aborted when `signal` fires.
    */
   async wait(jobId: string, options: WaitOptions = {}): Promise<JobStatus> {
     const timeout = options.timeout === undefined ? 3_600_000 : options.timeout;
     const maxInterval = options.maxPollInterval ?? 10_000;
     const deadline = timeout === null ? undefined : performance.now() + timeout;
+    const signal = options.signal;
     let interval = options.pollInterval ?? 1_000;
     for (;;) {
-      options.signal?.throwIfAborted();
-      const status = await this.status(jobId);
+      checkAborted(signal, `waiting for job ${jobId}`);
+      const status = await this.status(jobId, { signal });
       options.onProgress?.(status);
       if (status.done) return status;
       const remaining = deadline === undefined ? undefined : deadline - performance.now();
       if (remaining !== undefined && remaining <= 0) {
         throw new WaitTimeout(`job ${jobId} still ${status.state} after ${(timeout as number) / 1000} s`, status);
       }
-      await sleep(
-        remaining === undefined ? interval : Math.min(interval, remaining),
-        undefined,
-        options.signal ? { signal: options.signal } : {},
-      );
+      try {
+        await sleep(
+          remaining === undefined ? interval : Math.min(interval, remaining),
+          undefined,
+          abortableTimer(signal),
+        );
+      } catch (error) {
+        throw new Aborted(`waiting for job ${jobId}: aborted`, signal?.reason ?? error);
+      }
       interval = Math.min(interval * 1.5, maxInterval);
     }
   }
 
   /** The `result.json` of a finished job (completed or failed); JobNotFound while unfinished. */
-  async result(jobId: string): Promise<JobResult> {
+  async result(jobId: string, options: CallOptions = {}): Promise<JobResult> {
     checkJobId(jobId);
+    const signal = options.signal;
     let document: Record<string, unknown> | null;
     if (this.bucket === undefined && this.api !== undefined) {
-      document = await this.api.getJob(jobId);
+      document = await this.api.getJob(jobId, signal);
       if (document !== null && !isResultDocument(document)) document = null; // status.json: no result yet
     } else {
-      document = await this.getJson(jobId, "result.json");
+      document = await this.getJson(jobId, "result.json", signal);
     }
-    if (document === null)
-      throw new JobNotFound(`job ${jobId} has no result yet (state: ${(await this.status(jobId)).state})`);
+    if (document === null) {
+      const state = await this.status(jobId, { signal }).then(
+        (status) => status.state,
+        (error: unknown) => {
+          if (error instanceof JobNotFound) return "never submitted";
+          throw error;
+        },
+      );
+      throw new JobNotFound(`job ${jobId} has no result yet (state: ${state})`);
+    }
     return parseResult(document);
   }
 
   // ----------------------------------------------------------------------------------------------- fetch
 
   /** Format → S3 key of each transcript of a completed job; JobFailed if it failed. */
-  async resultKeys(jobId: string): Promise<Record<string, string>> {
-    const result = await this.result(jobId);
+  async resultKeys(jobId: string, options: CallOptions = {}): Promise<Record<string, string>> {
+    const result = await this.result(jobId, options);
     if (result.status !== "completed") {
       throw new JobFailed(jobId, result.error?.code ?? "unknown", result.error?.message ?? "");
     }
@@ -417,28 +563,29 @@ export class TranscriptionClient {
   }
 
   /** The raw bytes of the job's `format` transcript; JobNotFound if the job did not produce that format. */
-  async readTranscript(jobId: string, format: OutputFormat | string): Promise<Buffer> {
-    const keys = await this.resultKeys(jobId);
-    const key = keys[format.toLowerCase()];
+  async readTranscript(jobId: string, format: OutputFormat, options: CallOptions = {}): Promise<Buffer> {
+    const keys = await this.resultKeys(jobId, options);
+    const wanted = String(format).toLowerCase();
+    const key = keys[wanted];
     if (key === undefined) {
       const produced = Object.keys(keys).join(", ") || "nothing";
-      throw new JobNotFound(`job ${jobId} has no ${format} transcript; it produced ${produced}`);
+      throw new JobNotFound(`job ${jobId} has no ${wanted} transcript; it produced ${produced}`);
     }
-    const body = await this.getBytes(key);
+    const body = await this.getBytes(key, options.signal);
     if (body === null) throw new JobNotFound(`s3://${this.bucket}/${key} is missing`);
     return body;
   }
 
   /** The job's json transcript (OpenAI `verbose_json` shape: `text`, `segments`, `language`, ...). */
-  async transcript(jobId: string): Promise<Transcript> {
-    return JSON.parse((await this.readTranscript(jobId, "json")).toString("utf8")) as Transcript;
+  async transcript(jobId: string, options: CallOptions = {}): Promise<Transcript> {
+    return JSON.parse((await this.readTranscript(jobId, "json", options)).toString("utf8")) as Transcript;
   }
 
   /** The plain transcript text, from the json or txt output, whichever the job produced. */
-  async text(jobId: string): Promise<string> {
-    const keys = await this.resultKeys(jobId);
-    if ("json" in keys) return String((await this.transcript(jobId)).text ?? "").trim();
-    if ("txt" in keys) return (await this.readTranscript(jobId, "txt")).toString("utf8").trim();
+  async text(jobId: string, options: CallOptions = {}): Promise<string> {
+    const keys = await this.resultKeys(jobId, options);
+    if ("json" in keys) return String((await this.transcript(jobId, options)).text ?? "").trim();
+    if ("txt" in keys) return (await this.readTranscript(jobId, "txt", options)).toString("utf8").trim();
     throw new JobNotFound(`job ${jobId} produced neither json nor txt (it produced ${Object.keys(keys).join(", ")})`);
   }
 
@@ -446,15 +593,15 @@ export class TranscriptionClient {
    * Write the job's `format` transcript to `dest`: a file, or a directory (existing, or written with a trailing
    * slash) for `<job_id>.<format>`; the current directory by default. The path written.
    */
-  async download(jobId: string, format: OutputFormat | string, dest?: string): Promise<string> {
-    const body = await this.readTranscript(jobId, format);
+  async download(jobId: string, format: OutputFormat, dest?: string, options: CallOptions = {}): Promise<string> {
+    const body = await this.readTranscript(jobId, format, options);
     let target = resolve(dest ?? ".");
     const isDir =
       dest === undefined ||
       dest.endsWith("/") ||
       dest.endsWith(sep) ||
       (await stat(target).catch(() => undefined))?.isDirectory();
-    if (isDir) target = join(target, `${jobId}.${format.toLowerCase()}`);
+    if (isDir) target = join(target, `${jobId}.${String(format).toLowerCase()}`);
     await mkdir(resolve(target, ".."), { recursive: true });
     await writeFile(target, body);
     return target;
@@ -477,13 +624,20 @@ export class TranscriptionClient {
   }
 
   /** The bucket, the jobs queue (waiting and in-flight counts) and the DLQ's depth, each checked for real. */
-  async checkHealth(): Promise<HealthReport> {
+  async checkHealth(options: CallOptions = {}): Promise<HealthReport> {
+    checkAborted(options.signal, "checking health");
     // Few retries and short timeouts: a health check must answer in seconds, not after the SDK's backoff.
     const fast = { maxAttempts: 2, requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 } };
     const sqs = new SQSClient({ ...clientConfig(this.awsOptions), ...fast });
     const s3 = new S3Client({ ...s3Config(this.awsOptions), ...fast });
+    // An abort closes the clients' sockets: the checks in flight fail at once, and the report is not returned.
+    const close = (): void => {
+      sqs.destroy();
+      s3.destroy();
+    };
+    options.signal?.addEventListener("abort", close, { once: true });
     try {
-      return await checkHealth({
+      const report = await checkHealth({
         sqs,
         s3,
         queueUrl: this.need("queueUrl"),
@@ -491,16 +645,19 @@ export class TranscriptionClient {
         resultsPrefix: this.resultsPrefix,
         dlqUrl: this.dlq,
       });
+      checkAborted(options.signal, "checking health");
+      return report;
     } finally {
-      sqs.destroy();
-      s3.destroy();
+      options.signal?.removeEventListener("abort", close);
+      close();
     }
   }
 
   // ------------------------------------------------------------------------------------------------- DLQ
 
   /** The DLQ: given, or found through the jobs queue's redrive policy. */
-  async dlqUrl(): Promise<string> {
+  async dlqUrl(options: CallOptions = {}): Promise<string> {
+    checkAborted(options.signal, "finding the DLQ");
     if (this.dlq === undefined) {
       const queueUrl = this.need("queueUrl");
       this.dlq = await aws("reading the jobs queue's redrive policy", async () =>
@@ -523,7 +680,8 @@ export class TranscriptionClient {
    * Up to `limit` messages in the DLQ and the settled-letters queue (DLQ first) with why they are there; they stay
    * where they are. A settled one says when (`settledAt`).
    */
-  async deadLetters(limit = 100): Promise<DeadLetter[]> {
+  async deadLetters(limit = 100, options: CallOptions = {}): Promise<DeadLetter[]> {
+    checkAborted(options.signal, "listing the DLQ");
     const queues = await this.letterQueues();
     return aws("listing the DLQ", async () => {
       const letters: DeadLetter[] = [];
@@ -538,10 +696,11 @@ export class TranscriptionClient {
   /**
    * Send dead letters back to the jobs queue: those whose job id or message id is in `ids`, or all when `ids` is
    * omitted, from the DLQ and the settled-letters queue. The letters moved; ids that matched nothing are not among
-   * them. Each goes back as a new message with its original body, so it gets a fresh set of receives, and leaves the
-   * queue it was in.
+   * them. Each goes back as a new message with its original body, so it gets a fresh set of receives, leaves the
+   * queue it was in, and is recorded as queued as `submit()` records a job.
    */
-  async redrive(ids?: Iterable<string>): Promise<DeadLetter[]> {
+  async redrive(ids?: Iterable<string>, options: CallOptions = {}): Promise<DeadLetter[]> {
+    checkAborted(options.signal, "redriving the DLQ");
     const wanted = ids === undefined ? undefined : new Set(ids);
     const queueUrl = this.need("queueUrl");
     const queues = await this.letterQueues();
@@ -562,6 +721,10 @@ export class TranscriptionClient {
       });
     };
     await aws("redriving the DLQ", () => drain(0));
+    // Queued again, as a submit records it, so status() knows the job until a worker starts it.
+    if (this.bucket !== undefined) {
+      for (const letter of chosen) if (letter.jobId !== null) await this.markQueued(letter.jobId);
+    }
     return chosen;
   }
 
@@ -585,8 +748,12 @@ export class TranscriptionClient {
     return value;
   }
 
-  private async getJson(jobId: string, filename: string): Promise<Record<string, unknown> | null> {
-    const body = await this.getBytes(`${this.resultsPrefix}${jobId}/${filename}`);
+  private async getJson(
+    jobId: string,
+    filename: string,
+    signal?: AbortSignal,
+  ): Promise<Record<string, unknown> | null> {
+    const body = await this.getBytes(`${this.resultsPrefix}${jobId}/${filename}`, signal);
     if (body === null) return null;
     try {
       const value: unknown = JSON.parse(body.toString("utf8"));
@@ -598,21 +765,39 @@ export class TranscriptionClient {
     }
   }
 
-  private async getBytes(key: string): Promise<Buffer | null> {
+  private async getBytes(key: string, signal?: AbortSignal): Promise<Buffer | null> {
     const bucket = this.need("bucket");
     try {
-      const response = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const response = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable(signal));
       return Buffer.from(
         await (response.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
       );
     } catch (error) {
       if (["NoSuchKey", "404", "NotFound"].includes(errorCode(error))) return null;
-      throw new ServiceError(`reading s3://${bucket}/${key} failed: ${(error as Error).message}`, {
-        awsCode: errorCode(error) || undefined,
-        cause: error,
-      });
+      throw serviceError(`reading s3://${bucket}/${key}`, error, signal);
     }
   }
+}
+
+/** The SDK's per-call options for an optional signal. */
+function abortable(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
+  return signal !== undefined ? { abortSignal: signal } : {};
+}
+
+/** An AbortController that aborts with `signal` (lib-storage's Upload takes a controller, not a signal). */
+function linkedController(signal: AbortSignal): AbortController {
+  const controller = new AbortController();
+  if (signal.aborted) controller.abort(signal.reason);
+  else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+  return controller;
+}
+
+function abortableTimer(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal !== undefined ? { signal } : {};
+}
+
+function truthy(value: string | undefined): boolean {
+  return ["1", "true", "yes", "on"].includes((value ?? "").trim().toLowerCase());
 }
 
 function checkJobId(jobId: string): void {
@@ -630,7 +815,7 @@ function isResultDocument(document: Record<string, unknown>): boolean {
 
 // moto, LocalStack and MinIO serve buckets by path, not by virtual host.
 function s3Config(options: AwsOptions): Record<string, unknown> {
-  return { ...clientConfig(options), ...(options.endpointUrl ? { forcePathStyle: true } : {}) };
+  return { ...clientConfig(options), ...(options.endpoint ? { forcePathStyle: true } : {}) };
 }
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {

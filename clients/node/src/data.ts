@@ -1,14 +1,8 @@
 /**
- * The package's two data files, read once at import: the worker's JSON Schema of the job message and the price
- * table shared with the Python client. Both are copies made by `npm run sync`; tests fail when they drift.
- * Read from disk rather than imported as JSON modules, which Node 20 still flags as experimental.
+ * The package's two data files: the worker's JSON Schema of the job message and the price table shared with the
+ * Python client. `npm run sync` copies both from the repository as JSON (tests fail when they drift) and the build
+ * turns them into the TypeScript modules imported here: no file is read at import, so a bundle carries them.
  */
 
-import { readFileSync } from "node:fs";
-
-function load(name: string): unknown {
-  return JSON.parse(readFileSync(new URL(`./data/${name}`, import.meta.url), "utf8"));
-}
-
-export const JOB_MESSAGE_SCHEMA = load("job-message.schema.json") as Record<string, unknown>;
-export const PRICES_DATA = load("prices.json");
+export { JOB_MESSAGE_SCHEMA } from "./data/job-message.schema.js";
+export { PRICES_DATA } from "./data/prices.js";

@@ -5,15 +5,18 @@
  *     TranscriptionError            base: catch this to handle everything the client throws
  *     ├── ConfigurationError        no queue URL / bucket / stack outputs: fix the setup, do not retry
  *     ├── JobValidationError        the job breaks the message contract (`.errors` names each field): fix the job
- *     ├── JobNotFound               no such job result, transcript format or dead letter (yet): check the id / wait
+ *     │   └── InsecureCallbackUrl   an http:// or private-address callback_url the worker would skip: fix the URL,
+ *     │                             or opt in (`allowInsecureCallbacks`) for local testing
+ *     ├── JobNotFound               never submitted (a mistyped id), or no such result, format or dead letter (yet)
  *     ├── JobFailed                 the job finished `failed` (`.code`, `.reason` as in README "Failure handling")
  *     ├── WaitTimeout               the job did not finish in time (`.status` is the last state seen): wait longer
  *     ├── EstimateError             a cost estimate for an unknown model or instance, or a bad duration
  *     ├── ServiceError              S3, SQS, CloudFormation or the HTTPS API refused or was unreachable: retry later
- *     └── WebhookVerificationError  a callback whose signature, timestamp or headers do not check out: reject it
+ *     ├── Aborted                   the caller's AbortSignal fired (`name` is "AbortError", `cause` its reason)
+ *     └── WebhookVerificationError  a callback whose signature, timestamp or headers do not check out: answer 400
  *
- * The AWS SDK's own exceptions never escape the client: they arrive as `ServiceError` with AWS's error code kept
- * in `awsCode` and the original in `cause`.
+ * The AWS SDK's own exceptions never escape the client: they arrive as `ServiceError` with the original in `cause`;
+ * `awsCode` and `httpStatus` are set only when AWS answered (a refused connection has neither).
  */
 
 import type { JobStatus } from "./status.js";
@@ -34,13 +37,28 @@ export class TranscriptionError extends Error {
 
 export class ConfigurationError extends TranscriptionError {}
 
-/** The job would be rejected by the worker; nothing was uploaded or sent. */
+/** The job would be rejected by the worker, or lose its callback there; nothing was uploaded or sent. */
 export class JobValidationError extends TranscriptionError {
   readonly errors: FieldError[];
 
   constructor(message: string, errors?: FieldError[]) {
     super(message);
     this.errors = errors ?? [{ field: "body", message }];
+  }
+}
+
+/**
+ * A callback URL the worker would refuse to call (plain http, or a host on a loopback, private, link-local or
+ * reserved address): the job would complete and its callback be skipped. Pass `allowInsecureCallbacks` (and run the
+ * worker with WHISPER_ALLOW_HTTP / WHISPER_ALLOW_PRIVATE_URLS) for a local receiver.
+ */
+export class InsecureCallbackUrl extends JobValidationError {
+  constructor(
+    readonly url: string,
+    reason: string,
+    field = "callback_url",
+  ) {
+    super(`invalid job: ${field}: ${reason}`, [{ field, message: reason }]);
   }
 }
 
@@ -84,5 +102,20 @@ export class ServiceError extends TranscriptionError {
   }
 }
 
-/** A callback that is not from the worker, or not as sent: answer it with 401 and do nothing else. */
+/**
+ * The caller's AbortSignal fired. `name` is "AbortError", as the platform's own, so `err.name === "AbortError"`
+ * checks keep working; `cause` is the signal's reason.
+ */
+export class Aborted extends TranscriptionError {
+  constructor(message: string, reason?: unknown) {
+    super(message, reason === undefined ? undefined : { cause: reason });
+    this.name = "AbortError";
+  }
+}
+
+/**
+ * A callback that is not from the worker, or not as sent: answer it with 400 and do nothing else (the worker does
+ * not retry a 4xx). A missing secret or an already-parsed body is a ConfigurationError instead: answer 5xx, so the
+ * worker retries once the receiver is fixed.
+ */
 export class WebhookVerificationError extends TranscriptionError {}

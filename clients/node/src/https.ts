@@ -12,6 +12,7 @@ import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 
 import type { JobMessage } from "./contract/types.js";
+import { checkAborted, isAbort, serviceError } from "./aws.js";
 import { ConfigurationError, JobValidationError, ServiceError } from "./errors.js";
 
 export type Credentials = NonNullable<ConstructorParameters<typeof SignatureV4>[0]["credentials"]>;
@@ -64,8 +65,8 @@ export class ApiClient {
   }
 
   /** Send a validated job through the API; what API Gateway answered. */
-  async postJob(message: JobMessage): Promise<ApiAccepted> {
-    const response = await this.request("POST", "jobs", JSON.stringify(message));
+  async postJob(message: JobMessage, signal?: AbortSignal): Promise<ApiAccepted> {
+    const response = await this.request("POST", "jobs", JSON.stringify(message), signal);
     const body = await readJson(response);
     if (response.status === 202 || response.status === 200) {
       return { messageId: stringOrNull(body?.message_id), requestId: stringOrNull(body?.request_id) };
@@ -81,20 +82,21 @@ export class ApiClient {
   }
 
   /** `result.json`, or `status.json` while there is none; null when the API has neither. */
-  async getJob(jobId: string): Promise<Record<string, unknown> | null> {
-    const response = await this.request("GET", `jobs/${encodeURIComponent(jobId)}`);
+  async getJob(jobId: string, signal?: AbortSignal): Promise<Record<string, unknown> | null> {
+    const response = await this.request("GET", `jobs/${encodeURIComponent(jobId)}`, undefined, signal);
     const body = await readJson(response);
     if (response.status === 404) return null;
     if (response.status === 200) return body;
     throw apiError(`reading job ${jobId}`, response, body);
   }
 
-  private async request(method: "GET" | "POST", path: string, body?: string): Promise<Response> {
+  private async request(method: "GET" | "POST", path: string, body?: string, signal?: AbortSignal): Promise<Response> {
     const target = new URL(path, this.url);
     const headers: Record<string, string> = { host: target.host, accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     let lastError: unknown;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      checkAborted(signal, `${method} ${target.href}`);
       let sent = { ...headers };
       if (this.signer !== undefined) {
         const query = Object.fromEntries(target.searchParams);
@@ -118,7 +120,12 @@ export class ApiClient {
       }
       delete sent.host; // fetch sets Host from the URL: the same value the signature covers
       try {
-        const response = await fetch(target, { method, headers: sent, ...(body !== undefined ? { body } : {}) });
+        const response = await fetch(target, {
+          method,
+          headers: sent,
+          ...(body !== undefined ? { body } : {}),
+          ...(signal !== undefined ? { signal } : {}),
+        });
         if ((response.status === 429 || response.status >= 500) && attempt < ATTEMPTS) {
           await response.body?.cancel();
           await backoff(attempt);
@@ -126,6 +133,7 @@ export class ApiClient {
         }
         return response;
       } catch (error) {
+        if (isAbort(error, signal)) throw serviceError(`${method} ${target.href}`, error, signal);
         lastError = error;
         if (attempt < ATTEMPTS) await backoff(attempt);
       }

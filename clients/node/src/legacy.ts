@@ -2,6 +2,7 @@
  * The drop-in for backends written against the old cloud worker: the same three calls, now on whisper-batch.
  *
  *     import { submitToCloudWorker, checkWorkerHealth, estimateCost } from "@whisper-batch/client/legacy";
+ *     const { submitToCloudWorker } = require("@whisper-batch/client/legacy");   // CommonJS backends
  *
  * `submitToCloudWorker` maps the legacy job (`transcriptionId`, `userId`, `s3AudioUrl`, `model: "BASE"`,
  * `format: "SRT"`, `callbackUrl`) onto a v1 job exactly as the worker's contract does, with
@@ -10,6 +11,7 @@
  * `TranscriptionClient.fromEnv`) unless a client is passed.
  */
 
+import { checkCallbackUrl } from "./callbacks.js";
 import { TranscriptionClient } from "./client.js";
 import type { LegacyJob } from "./contract/types.js";
 import { validateJob } from "./contract/validate.js";
@@ -19,8 +21,13 @@ import { estimateCost as estimate } from "./pricing.js";
 export interface SubmitToCloudWorkerOptions {
   /** Wait for the job to finish (timeout in milliseconds, default one hour) and return its outcome. */
   wait?: boolean | { timeout?: number | null; pollInterval?: number };
-  /** The deployment; by default `TranscriptionClient.fromEnv()`, made once. */
+  /**
+   * The deployment; by default `TranscriptionClient.fromEnv()`, made once (WHISPER_ALLOW_HTTP and
+   * WHISPER_ALLOW_PRIVATE_URLS there let a local receiver's http:// callbackUrl through).
+   */
   client?: TranscriptionClient;
+  /** Cancels the submit (and the wait): rejects with `Aborted`. */
+  signal?: AbortSignal;
 }
 
 export interface LegacySubmitted {
@@ -75,11 +82,14 @@ export async function submitToCloudWorker(
   // The legacy shape → v1 with callback_shape "legacy", or JobValidationError naming the legacy field.
   const message = validateJob(jobData, { shape: "legacy" });
   const client = clientFrom(options);
-  const jobId = await client.submit(message);
+  // A callbackUrl the worker would skip is refused here, named as the legacy caller named it.
+  if (message.callback_url) await checkCallbackUrl(message.callback_url, client.callbackPolicy, "callbackUrl");
+  const jobId = await client.send(message, options.signal);
   if (!options.wait) return { success: true, transcriptionId: jobId, jobId };
 
   const waitFor = typeof options.wait === "object" ? options.wait : {};
   const status = await client.wait(jobId, {
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
     ...(waitFor.timeout !== undefined ? { timeout: waitFor.timeout } : {}),
     ...("pollInterval" in waitFor && waitFor.pollInterval !== undefined ? { pollInterval: waitFor.pollInterval } : {}),
   });
@@ -103,8 +113,10 @@ export async function submitToCloudWorker(
 }
 
 /** The deployment's health: `healthy`, and the bucket, queue and DLQ checks (see `TranscriptionClient.checkHealth`). */
-export async function checkWorkerHealth(options: { client?: TranscriptionClient } = {}): Promise<HealthReport> {
-  return clientFrom(options).checkHealth();
+export async function checkWorkerHealth(
+  options: { client?: TranscriptionClient; signal?: AbortSignal } = {},
+): Promise<HealthReport> {
+  return clientFrom(options).checkHealth(options.signal !== undefined ? { signal: options.signal } : {});
 }
 
 /**

@@ -10,7 +10,7 @@ export const TERMINAL_STATES: readonly string[] = ["completed", "failed"];
 
 export interface JobStatus {
   jobId: string;
-  /** `queued` until a worker reports progress (also what an unknown id looks like), then the worker's state. */
+  /** `queued` until a worker reports progress (the client's status() throws JobNotFound for an unknown id). */
   state: JobState | string;
   /** The worker's progress through the audio when it reports one; 100 once completed. */
   percent: number | null;

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { CloudFormationClient, CreateStackCommand } from "@aws-sdk/client-cloudformation";
-import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 
 import {
   ConfigurationError,
@@ -85,7 +86,7 @@ describe("a job through the Node.js client", { timeout: JOB_TIMEOUT + 30_000 }, 
 
 test("an invalid job names its fields and nothing is uploaded or sent", async () => {
   await assert.rejects(
-    client.uploadAndSubmit(JFK, { job_id: "node-invalid", formats: ["srt", "doc"], beam_size: 11 }),
+    client.uploadAndSubmit(JFK, { job_id: "node-invalid", formats: ["srt", "doc" as "srt"], beam_size: 11 }),
     (error: unknown) => {
       assert.ok(error instanceof JobValidationError);
       assert.deepEqual(error.errors.map((e) => e.field).sort(), ["beam_size", "formats.1"]);
@@ -105,15 +106,30 @@ test("an invalid job names its fields and nothing is uploaded or sent", async ()
   assert.equal(anything.KeyCount ?? 0, 0);
 });
 
-test("an unknown id is queued; wait() times out with the last state; result() is not found", async () => {
-  assert.equal((await client.status("never-submitted")).state, "queued");
-  await assert.rejects(client.wait("never-submitted", { timeout: 300, pollInterval: 100 }), (error: unknown) => {
-    assert.ok(error instanceof WaitTimeout);
-    assert.equal(error.status.state, "queued");
-    assert.match(error.message, /never-submitted still queued after 0.3 s/);
+test("an unknown id is not found at once; a submitted one is queued; wait() times out with the last state", async () => {
+  await assert.rejects(client.status("never-submitted"), (error: unknown) => {
+    assert.ok(error instanceof JobNotFound);
+    assert.match(error.message, /never-submitted was never submitted/);
     return true;
   });
-  await assert.rejects(client.transcript("never-submitted"), /has no result yet \(state: queued\)/);
+  // wait() does not poll an unknown id for its timeout: it fails on the first look.
+  await assert.rejects(client.wait("never-submitted", { timeout: 3_600_000, pollInterval: 100 }), JobNotFound);
+  await assert.rejects(client.transcript("never-submitted"), /has no result yet \(state: never submitted\)/);
+
+  // Sent to a queue no worker reads: its marker makes it queued, and it stays so.
+  const idleQueue = (await raw.sqs.send(new CreateQueueCommand({ QueueName: "node-nobody-works-this" }))).QueueUrl;
+  const idle = new TranscriptionClient({ queueUrl: idleQueue, bucket: stack.bucket, endpoint: stack.endpointUrl });
+  const jobId = await idle.submit({ audio: `s3://${stack.bucket}/audio/none.flac` });
+  const marker = await raw.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: `results/${jobId}/queued.json` }));
+  assert.equal(JSON.parse(await marker.Body!.transformToString()).job_id, jobId);
+  assert.equal((await idle.status(jobId)).state, "queued");
+  await assert.rejects(idle.wait(jobId, { timeout: 300, pollInterval: 100 }), (error: unknown) => {
+    assert.ok(error instanceof WaitTimeout);
+    assert.equal(error.status.state, "queued");
+    assert.match(error.message, new RegExp(`${jobId} still queued after 0.3 s`));
+    return true;
+  });
+  idle.destroy();
 });
 
 test("status() merges the worker's progress with the result as the Python client does", async () => {

@@ -15,7 +15,7 @@ import {
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 
-import { TranscriptionClient, type DeadLetter, type UploadProgress } from "@whisper-batch/client";
+import { customModel, TranscriptionClient, type DeadLetter, type UploadProgress } from "@whisper-batch/client";
 
 import { eventually } from "./support/eventually.js";
 import { JFK } from "./support/paths.js";
@@ -50,7 +50,7 @@ test(
     const progress: UploadProgress[] = [];
     const jobId = await client.uploadAndSubmit(
       audio,
-      { job_id: "node-dlq", model: "no-such-model", formats: ["txt"] },
+      { job_id: "node-dlq", model: customModel("no-such-model"), formats: ["txt"] },
       { filename: "long interview.flac", onProgress: (p) => progress.push(p) },
     );
 

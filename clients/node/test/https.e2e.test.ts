@@ -14,7 +14,7 @@ import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 
-import { JobValidationError, ServiceError, TranscriptionClient } from "@whisper-batch/client";
+import { customModel, JobValidationError, ServiceError, TranscriptionClient } from "@whisper-batch/client";
 
 import { JFK } from "./support/paths.js";
 import { localStack, rawClients } from "./support/stack.js";
@@ -168,7 +168,11 @@ test(
 
 test("an API key replaces the signature; the API's refusals are typed errors", async () => {
   const keyed = new TranscriptionClient({ api: { url: apiUrl, apiKey: "k-123" }, region: "us-east-1" });
-  await keyed.submit({ job_id: "node-https-key", audio: "s3://elsewhere/none.flac", model: "no-such-model" });
+  await keyed.submit({
+    job_id: "node-https-key",
+    audio: "s3://elsewhere/none.flac",
+    model: customModel("no-such-model"),
+  });
   assert.equal(seen.at(-1)?.auth, "apiKey");
   keyed.destroy();
   const wrongKey = new TranscriptionClient({ api: { url: apiUrl, apiKey: "wrong" }, region: "us-east-1" });

@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 
 import { Upload } from "@aws-sdk/lib-storage";
 
-import { JobValidationError, type LegacyCallback } from "@whisper-batch/client";
+import { customModel, JobValidationError, type LegacyCallback } from "@whisper-batch/client";
 import { checkWorkerHealth, submitToCloudWorker } from "@whisper-batch/client/legacy";
 
 import { webhookApp } from "../examples/express-webhook.js";
@@ -105,7 +105,7 @@ test(
         transcriptionId: "node-legacy-fail",
         userId: "u-9",
         s3AudioUrl: `s3://${stack.bucket}/audio/legacy/jfk.flac`,
-        model: "NO-SUCH-MODEL",
+        model: customModel("NO-SUCH-MODEL"),
         format: "SRT",
         callbackUrl,
       },
@@ -128,7 +128,7 @@ test(
   },
 );
 
-test("the Express route refuses a forged callback with 401", async () => {
+test("the Express route refuses a forged callback with 400", async () => {
   const body = JSON.stringify({ transcriptionId: "node-legacy-1", status: "FAILED", error: "forged" });
   const response = await fetch(callbackUrl, {
     method: "POST",
@@ -140,13 +140,16 @@ test("the Express route refuses a forged callback with 401", async () => {
     },
     body,
   });
-  assert.equal(response.status, 401);
+  assert.equal(response.status, 400);
   assert.ok(!failed.some((f) => f.error === "forged"), "the route did nothing with it");
 });
 
 test("a legacy job that breaks the contract names the legacy field and is not sent", async () => {
   await assert.rejects(
-    submitToCloudWorker({ transcriptionId: "node legacy", s3AudioUrl: "s3://bucket", format: "DOC" }, { client }),
+    submitToCloudWorker(
+      { transcriptionId: "node legacy", s3AudioUrl: "s3://bucket", format: "DOC" as "SRT" },
+      { client },
+    ),
     (error: unknown) => {
       assert.ok(error instanceof JobValidationError);
       assert.deepEqual(error.errors.map((e) => e.field).sort(), ["format", "s3AudioUrl", "transcriptionId"]);

@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto";
 
 import _Ajv2020 from "ajv/dist/2020.js";
-import type { ErrorObject, ValidateFunction } from "ajv/dist/2020.js";
+import type { ErrorObject, Options, ValidateFunction } from "ajv/dist/2020.js";
 
 import { JOB_MESSAGE_SCHEMA } from "../data.js";
 import { JobValidationError, type FieldError } from "../errors.js";
@@ -31,8 +31,10 @@ const S3_BUCKET_RE = /^[A-Za-z0-9._-]{1,255}$/;
 const CONTROL_RE = /[\x00-\x1f\x7f]/;
 const WHITESPACE_RE = /\s/;
 
-// ajv is CommonJS: under NodeNext its default export arrives as the module object, whose `default` is the class.
-const Ajv2020 = _Ajv2020.default;
+// ajv is CommonJS: imported from ESM its default export is the module object, whose `default` is the class; the
+// CommonJS build gets the class itself (which also has `default`). Either way, `.default ?? itself`.
+type AjvClass = new (options: Options) => { compile(schema: object): ValidateFunction };
+const Ajv2020 = ((_Ajv2020 as unknown as { default?: AjvClass }).default ?? _Ajv2020) as unknown as AjvClass;
 let compiled: ValidateFunction | undefined;
 
 function schemaValidator(): ValidateFunction {
@@ -56,6 +58,7 @@ export function newJobId(): string {
  * reads the job as the legacy shape even when it lacks the fields that mark one (so errors name legacy fields).
  */
 export function validateJob(job: unknown, options: { shape?: "legacy" } = {}): JobMessage {
+  tooLargeToSerialise(job);
   let data: unknown;
   try {
     // What is sent is JSON: undefined fields vanish, dates become strings, exactly as the worker will see them.
@@ -104,6 +107,47 @@ export function validateJob(job: unknown, options: { shape?: "legacy" } = {}): J
     throw invalid([{ field: "body", message: `body is ${size} bytes, more than the ${MAX_MESSAGE_BYTES} allowed` }]);
   }
   return message;
+}
+
+/**
+ * Refuses, before anything is serialised, a job whose JSON is sure to exceed the message limit (a 512 MiB metadata
+ * string is not copied to be measured): a lower bound of its encoded size, walked no further than the limit.
+ */
+function tooLargeToSerialise(job: unknown): void {
+  if (typeof job !== "object" || job === null) return;
+  const metadata = (job as { metadata?: unknown }).metadata;
+  if (typeof metadata === "object" && metadata !== null && encodedAtLeast(metadata, MAX_MESSAGE_BYTES)) {
+    throw invalid([
+      { field: "metadata", message: `JSON encoding is more than the ${MAX_METADATA_BYTES} bytes allowed` },
+    ]);
+  }
+  if (encodedAtLeast(job, MAX_MESSAGE_BYTES)) {
+    throw invalid([{ field: "body", message: `body is more than the ${MAX_MESSAGE_BYTES} bytes allowed` }]);
+  }
+}
+
+/** Whether `value`'s JSON surely takes more than `limit` bytes (a string's length never exceeds its UTF-8 size). */
+function encodedAtLeast(value: unknown, limit: number): boolean {
+  let size = 0;
+  const pending: unknown[] = [value];
+  const seen = new Set<object>();
+  while (pending.length > 0 && size <= limit) {
+    const item = pending.pop();
+    if (typeof item === "string") size += item.length + 2;
+    else if (typeof item === "object" && item !== null) {
+      if (seen.has(item)) continue; // a cycle: JSON.stringify reports it
+      seen.add(item);
+      size += 2;
+      if (typeof (item as { toJSON?: unknown }).toJSON === "function") continue; // a Date: serialised its own way
+      const isArray = Array.isArray(item);
+      for (const [key, child] of Object.entries(item)) {
+        size += isArray ? 1 : key.length + 3; // a comma; or "key":
+        pending.push(child);
+        if (size > limit) break;
+      }
+    } else size += 1;
+  }
+  return size > limit;
 }
 
 function invalid(items: FieldError[]): JobValidationError {
