@@ -7,11 +7,9 @@ CloudFormation stack, and run the documented examples as written (docs/getting-s
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.backend_shell import FAKE_AWS, backend_env, connected_env, running_worker
 from tests.support.docs import PYTHON_GUIDE, README, ROOT, cli, code_blocks
 from tests.support.samples import JFK
 from worker.audio.decode import decode_audio
@@ -38,12 +37,6 @@ from worker.local.moto_server import LocalAws, LocalResources
 
 SPOKEN = "ask not what your country can do for you"
 JOB_TIMEOUT = 180.0
-_FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @dataclass
@@ -81,45 +74,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator
     with LocalAws(visibility_timeout=30, max_receive_count=3) as local:
         r = local.resources
         assert r is not None
-        bare = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPER_", "AWS_"))} | _FAKE_AWS
-        env = bare | {
-            "AWS_ENDPOINT_URL": r.endpoint_url,
-            "WHISPER_QUEUE_URL": r.queue_url,
-            "WHISPER_RESULTS_BUCKET": r.bucket,
-            "WHISPER_DLQ_URL": r.dlq_url,
-        }
-        worker_env = env | {
-            "WHISPER_DEFAULT_MODEL": "tiny.en",
-            "WHISPER_DEVICE": "cpu",
-            "WHISPER_MODEL_DIR": str(model_dir),
-            "WHISPER_ALLOW_HTTP": "true",
-            "WHISPER_ALLOW_PRIVATE_URLS": "true",
-            "WHISPER_WAIT_SECONDS": "1",
-            "WHISPER_MAX_IDLE_SECONDS": "900",
-            "WHISPER_RETRY_BASE_SECONDS": "1",
-            "WHISPER_LOG_LEVEL": "WARNING",
-        }
         log = tmp_path_factory.mktemp("worker") / "worker.log"
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run"],
-                env=worker_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
         client = TranscriptionClient(
             r.queue_url, r.bucket, dlq_url=r.dlq_url, endpoint_url=r.endpoint_url, region="us-east-1"
         )
-        try:
-            yield Stack(r, local, client, env, bare, worker, log)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        with running_worker(r, model_dir, log, WHISPER_RETRY_BASE_SECONDS="1") as worker:
+            yield Stack(r, local, client, connected_env(r), backend_env(), worker, log)
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +348,7 @@ def _run_example(example: str, where: str, stack: Stack, tmp_path: Path, monkeyp
     """A documented Python example, executed as written in a directory holding its ``interview.flac``."""
     shutil.copy(JFK, tmp_path / "interview.flac")
     monkeypatch.chdir(tmp_path)
-    for name, value in (_FAKE_AWS | {"AWS_ENDPOINT_URL": stack.resources.endpoint_url}).items():
+    for name, value in (FAKE_AWS | {"AWS_ENDPOINT_URL": stack.resources.endpoint_url}).items():
         monkeypatch.setenv(name, value)
     exec(compile(example, where, "exec"), {"__name__": "documented_example"})
 

@@ -67,10 +67,29 @@ def _wrap(engine: BatchedEngine, before: Callable[[], None]) -> BatchedEngine:
 
 
 def test_a_poison_job_fails_alone_while_the_jobs_in_its_pass_complete(model_dir: Path) -> None:
-    engine = faulty(_engine(model_dir))
+    # The model thread is held inside a first pass until the four jobs wait together, so they share the next one.
+    held, gate = threading.Event(), threading.Event()
+
+    def hold_first_pass() -> None:
+        if not held.is_set():
+            held.set()
+            gate.wait(120)
+
+    engine = faulty(_wrap(_engine(model_dir), hold_first_pass))
     jfk = load_jfk()
     poison = np.full(5 * 16_000, POISON_LEVEL, dtype=np.float32)
-    results = _together(*(lambda: _text(engine, jfk) for _ in range(3)), lambda: _text(engine, poison))
+    first = threading.Thread(target=_text, args=(engine, jfk))
+    first.start()
+    assert held.wait(120), "the first pass never started"
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(_text, engine, audio) for audio in (jfk, jfk, jfk, poison)]
+        deadline = time.monotonic() + 60
+        while len(engine._incoming) < 4:  # all four handed to the model thread, none admitted yet
+            assert time.monotonic() < deadline, "the jobs never reached the engine"
+            time.sleep(0.01)
+        gate.set()
+        results = [f.exception(timeout=300) or f.result() for f in futures]
+    first.join(60)
     assert all(isinstance(r, str) and PHRASE in r for r in results[:3]), results
     assert isinstance(results[3], EngineFailed) and "poison" in str(results[3])
     assert PHRASE in _text(engine, jfk)  # and the engine goes on

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +21,8 @@ from typing import Any
 import pytest
 
 from infra.functions.job_status import find_job
-from tests.support.docs import ROOT, cli
+from tests.support.backend_shell import backend_env, running_worker
+from tests.support.docs import cli
 from worker.client import TranscriptionClient
 from worker.client.smoke import SAMPLE_WORDS, ApiTarget, run_smoke, sample_audio
 from worker.contract import JOB_ID_PATTERN, OUTPUT_FORMATS
@@ -34,11 +31,6 @@ from worker.local.receiver import CallbackReceiver
 
 API_KEY = "smoke-test-key"
 STACK = "WhisperSmoke"
-_FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @dataclass
@@ -122,51 +114,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Ite
     with LocalAws(visibility_timeout=30, max_receive_count=3) as local, CallbackReceiver(secret) as receiver:
         r = local.resources
         assert r is not None
-        bare = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPER_", "AWS_"))} | _FAKE_AWS
-        worker_env = bare | {
-            "AWS_ENDPOINT_URL": r.endpoint_url,
-            "WHISPER_QUEUE_URL": r.queue_url,
-            "WHISPER_RESULTS_BUCKET": r.bucket,
-            "WHISPER_DLQ_URL": r.dlq_url,
-            "WHISPER_WEBHOOK_SECRET": secret,
-            "WHISPER_DEFAULT_MODEL": "tiny.en",
-            "WHISPER_DEVICE": "cpu",
-            "WHISPER_MODEL_DIR": str(model_dir),
-            "WHISPER_ALLOW_HTTP": "true",
-            "WHISPER_ALLOW_PRIVATE_URLS": "true",
-            "WHISPER_WAIT_SECONDS": "1",
-            "WHISPER_MAX_IDLE_SECONDS": "900",
-            "WHISPER_LOG_LEVEL": "WARNING",
-        }
         client = TranscriptionClient(
             r.queue_url, r.bucket, dlq_url=r.dlq_url, endpoint_url=r.endpoint_url, region="us-east-1"
         )
         log = tmp_path_factory.mktemp("worker") / "worker.log"
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run"],
-                env=worker_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        try:
-            with ApiStandIn(r, client) as api:
-                outputs = {"QueueUrl": r.queue_url, "DlqUrl": r.dlq_url, "BucketName": r.bucket, "ApiUrl": api.url}
-                template = {
-                    "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "smoke-marker"}}},
-                    "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-                }
-                local.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
-                env = bare | {"AWS_ENDPOINT_URL": r.endpoint_url}
-                yield Deployment(r, client, receiver, api, env, log)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        with running_worker(r, model_dir, log, WHISPER_WEBHOOK_SECRET=secret), ApiStandIn(r, client) as api:
+            outputs = {"QueueUrl": r.queue_url, "DlqUrl": r.dlq_url, "BucketName": r.bucket, "ApiUrl": api.url}
+            template = {
+                "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "smoke-marker"}}},
+                "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+            }
+            local.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+            yield Deployment(r, client, receiver, api, backend_env() | {"AWS_ENDPOINT_URL": r.endpoint_url}, log)
 
 
 def test_smoke_passes_through_the_queue_and_the_api_with_a_delivered_callback(deployment: Deployment) -> None:

@@ -1,5 +1,6 @@
 """A ``whisper-worker run`` that dies the way a native crash kills a worker: SIGKILL to its own process the moment
-it starts a job whose id begins with ``TEST_CRASH_JOB_PREFIX``. Nothing in the worker can catch or report it.
+it starts work on a job whose id begins with ``TEST_CRASH_JOB_PREFIX``, its claim taken. Nothing in the worker can
+catch or report it.
 
     python -m tests.support.crashing_worker      # like ``whisper-worker run``
 
@@ -13,21 +14,20 @@ import signal
 import sys
 from typing import Any
 
-from worker.contract import best_effort_ids
-
 
 def install_crash_hook(prefix: str) -> None:
+    """Crash where a native crash strikes: inside the work, with the job's claim taken (as FFmpeg or the model would,
+    mid-job), not before the worker has touched it."""
     from worker.service.pipeline import JobProcessor
 
-    process = JobProcessor.process
+    transcribe = JobProcessor._transcribe
 
-    def crashing(self: JobProcessor, message: Any, **kwargs: Any) -> Any:
-        job_id = best_effort_ids(message.body)[0] or ""
-        if job_id.startswith(prefix):
+    def crashing(self: JobProcessor, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.job_id.startswith(prefix):
             os.kill(os.getpid(), signal.SIGKILL)
-        return process(self, message, **kwargs)
+        return transcribe(self, request, *args, **kwargs)
 
-    JobProcessor.process = crashing  # type: ignore[method-assign]
+    JobProcessor._transcribe = crashing  # type: ignore[method-assign]
 
 
 def main() -> int:

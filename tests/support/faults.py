@@ -28,8 +28,16 @@ class InjectedFault(RuntimeError):
     pass
 
 
-def write_poison(path: Any, seconds: float = 5.0) -> Any:
-    return write_wav(path, np.full(int(seconds * SAMPLE_RATE), POISON_LEVEL, dtype=np.float32))
+def write_poison(path: Any, seconds: float = 1.5) -> Any:
+    """Speech with ``seconds`` of the poison level inside it: the voice activity gate passes it on to the engine
+    (a pause that short does not split the speech around it), where the faulty backend refuses every pass holding it.
+    """
+    from tests.support.audio_factory import load_jfk
+
+    speech = load_jfk()
+    middle = speech.size // 2
+    block = np.full(int(seconds * SAMPLE_RATE), POISON_LEVEL, dtype=np.float32)
+    return write_wav(path, np.concatenate([speech[:middle], block, speech[middle:]]))
 
 
 class FaultyBackend:
