@@ -84,7 +84,7 @@ export interface VadOptions {
   speech_pad_ms?: number;
 }
 
-/** Subtitle options: readable cues built from word timings (the defaults), or `style: "segments"`, one per segment. */
+/** Subtitle options: readable cues cut between words (the defaults), or `style: "segments"`, one per segment. */
 export interface SubtitleOptions {
   style?: "readable" | "segments";
   /** Characters a line, 10-200 (42). */

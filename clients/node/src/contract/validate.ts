@@ -173,17 +173,43 @@ function lowerCased(fields: Record<string, unknown>): Record<string, unknown> {
 
 /** The message as sent: the schema's property order, defaults filled in, nulls left out (as the Python client). */
 function canonical(fields: Record<string, unknown>): JobMessage {
-  const properties = JOB_MESSAGE_SCHEMA.properties as Record<string, { default?: unknown }>;
+  const properties = JOB_MESSAGE_SCHEMA.properties as Record<string, { default?: unknown; $ref?: string }>;
   const defaults: Record<string, unknown> = { formats: ["json"], metadata: {} };
   const message: Record<string, unknown> = {};
   for (const [name, property] of Object.entries(properties)) {
     let value = name in fields ? fields[name] : (defaults[name] ?? property.default);
+    const nested = nestedDefaults(property);
+    if (nested !== undefined && (value === undefined || isPlainObject(value))) {
+      value = { ...nested, ...withoutNulls((value ?? {}) as Record<string, unknown>) }; // as the worker fills them
+    }
     if (value === undefined || value === null) continue;
     if (name === "formats") value = [...new Set(value as string[])];
     if (name === "audio" || name === "callback_url") value = normalisedUrl(value as string);
     message[name] = value;
   }
   return message as unknown as JobMessage;
+}
+
+/** For a property that is an object of its own (`$ref` to a definition, e.g. `subtitles`): its fields' defaults. */
+function nestedDefaults(property: { $ref?: string }): Record<string, unknown> | undefined {
+  const ref = property.$ref?.match(/^#\/\$defs\/(.+)$/)?.[1];
+  if (ref === undefined) return undefined;
+  const definition = (
+    JOB_MESSAGE_SCHEMA.$defs as Record<string, { properties?: Record<string, { default?: unknown }> }>
+  )[ref];
+  const out: Record<string, unknown> = {};
+  for (const [field, spec] of Object.entries(definition?.properties ?? {})) {
+    if (spec.default !== undefined && spec.default !== null) out[field] = spec.default;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function withoutNulls(value: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined));
 }
 
 // ------------------------------------------------------------------------------------------- schema errors
