@@ -284,6 +284,7 @@ class ScriptedQueue:
     def __init__(self, count: int) -> None:
         self.waiting = [QueueMessage(f"m{i}", f"r{i}", "{}", 1, None) for i in range(count)]
         self.receives: list[tuple[int, int]] = []
+        self.asked: list[tuple[int, list[str]]] = []  # each receive that brought messages: asked for, brought
         self.deleted: list[str] = []
         self.visibility: list[tuple[str, int]] = []
 
@@ -293,6 +294,8 @@ class ScriptedQueue:
     def receive(self, *, max_messages: int, wait_seconds: int, visibility_timeout: int) -> list[QueueMessage]:
         self.receives.append((max_messages, wait_seconds))
         taken, self.waiting = self.waiting[:max_messages], self.waiting[max_messages:]
+        if taken:
+            self.asked.append((max_messages, [m.message_id for m in taken]))
         if not taken:
             time.sleep(0.05)  # stands in for the long poll without making the test wait for it
         return taken
@@ -321,6 +324,9 @@ class GatedProcessor:
     def release_all(self) -> None:
         self.claims_released += 1
 
+    def last_holder_died(self, message: QueueMessage) -> bool:
+        return False
+
     def gate(self, message_id: str) -> threading.Event:
         with self._changed:
             return self._gates.setdefault(message_id, threading.Event())
@@ -348,17 +354,16 @@ def _start(settings: Settings, queue: ScriptedQueue, processor: GatedProcessor) 
     return worker, thread
 
 
-def test_receives_start_at_one_message_and_double_up_to_the_free_slots_and_none_happen_while_all_are_busy() -> None:
+def test_receives_take_one_message_for_a_visibility_timeout_after_start_and_none_while_all_are_busy() -> None:
     queue, processor = ScriptedQueue(5), GatedProcessor()
     worker, thread = _start(Settings(concurrency=3, max_jobs=5, preload_model=False), queue, processor)
     processor.wait_running({"m0", "m1", "m2"})
     time.sleep(0.5)
-    # A fresh worker first asks for one message (what a dead worker held comes back together: each is met alone),
-    # then doubles up to its free slots; nothing more while all three are busy.
-    assert queue.receives == [(1, 20), (2, BUSY_POLL_SECONDS)]
+    # What a dead worker held comes back within one visibility timeout: until then each message is met alone.
+    assert queue.receives == [(1, 20), (1, BUSY_POLL_SECONDS), (1, BUSY_POLL_SECONDS)]
     processor.gate("m0").set()
     processor.wait_running({"m1", "m2", "m3"})
-    assert queue.receives[2] == (1, BUSY_POLL_SECONDS)  # one slot free, jobs in progress: a short poll
+    assert queue.receives[3] == (1, BUSY_POLL_SECONDS)
     for i in range(5):
         processor.gate(f"m{i}").set()
     thread.join(timeout=10)
@@ -367,6 +372,28 @@ def test_receives_start_at_one_message_and_double_up_to_the_free_slots_and_none_
     assert (worker.stats.received, worker.stats.completed, worker.stats.released) == (5, 5, 0)
     assert sorted(queue.deleted) == [f"m{i}" for i in range(5)] and processor.most_running == 3
     assert sum(count for count, _ in queue.receives) >= 5 and not queue.waiting
+
+
+def test_after_that_window_receives_double_up_to_the_free_slots_and_a_redelivery_starts_it_again() -> None:
+    queue, processor = ScriptedQueue(0), GatedProcessor()
+    settings = Settings(concurrency=4, max_jobs=8, visibility_timeout=10, wait_seconds=1, preload_model=False)
+    worker, thread = _start(settings, queue, processor)
+    time.sleep(10.5)  # the window passes with the queue empty
+    queue.waiting = [QueueMessage(f"m{i}", f"r{i}", "{}", 1, None) for i in range(3)]
+    processor.wait_running({"m0", "m1", "m2"})
+    assert queue.asked == [(1, ["m0"]), (2, ["m1", "m2"])], "one, then double towards the free slots"
+    queue.waiting = [QueueMessage("m3", "r3", "{}", 2, None)] + [
+        QueueMessage(f"m{i}", f"r{i}", "{}", 1, None) for i in (4, 5, 6, 7)
+    ]
+    for i in range(3):
+        processor.gate(f"m{i}").set()
+    processor.wait_running({"m3", "m4", "m5", "m6"})
+    for i in range(3, 8):
+        processor.gate(f"m{i}").set()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and worker.stats.completed == 8
+    redelivered = next(n for n, (_, ids) in enumerate(queue.asked) if "m3" in ids)
+    assert {asked for asked, _ in queue.asked[redelivered + 1 :]} == {1}, "after a redelivery, one at a time again"
 
 
 def test_one_slot_keeps_receive_batch_and_works_one_message_at_a_time() -> None:
@@ -400,17 +427,18 @@ def test_a_suspect_waits_for_the_jobs_in_progress_then_runs_alone_with_no_receiv
     queue, processor = ScriptedQueue(4), GatedProcessor()
     queue.waiting[1] = QueueMessage("m1", "r1", "{}", 3, None)  # received three times: earlier holders died with it
     worker, thread = _start(Settings(concurrency=3, max_jobs=4, preload_model=False), queue, processor)
-    processor.wait_running({"m0", "m2"})  # "m1" came with "m2" and waits behind the jobs in progress
+    processor.wait_running({"m0"})  # "m1" came next and waits behind the job in progress
     time.sleep(0.5)
     receives = len(queue.receives)
+    assert receives == 2, "a suspect waiting for the slots to empty stops further receives"
     processor.gate("m0").set()
-    processor.gate("m2").set()
     processor.wait_running({"m1"})
     time.sleep(0.5)
     assert processor.running == {"m1"} and len(queue.receives) == receives, "alone, and nothing received meanwhile"
-    assert [m.message_id for m in queue.waiting] == ["m3"]
+    assert [m.message_id for m in queue.waiting] == ["m2", "m3"]
     processor.gate("m1").set()
-    processor.wait_running({"m3"})
+    processor.wait_running({"m2", "m3"})
+    processor.gate("m2").set()
     processor.gate("m3").set()
     thread.join(timeout=10)
 

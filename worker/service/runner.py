@@ -17,8 +17,10 @@ within seconds, and the worker exits 0 before the instance goes.
 
 Suspects: a message whose earlier holder died with it (its claim was left behind) or that was received
 ``SUSPECT_RECEIVE_COUNT`` times runs with nothing else in flight, so if it kills the process again it costs no
-other message a receive. After a suspect, and when a worker starts, receives ask for one message and double
-from there (the messages a dead worker held come back together; one at a time, each suspect is met alone).
+other message a receive. For one visibility timeout after the worker starts, and after any message that was
+received before, receives ask for one message; only then do they double towards the free slots. A dead worker's
+messages all come back within one visibility timeout of its death, so they are met one at a time: a receive never
+brings two suspects together, and a suspect waiting for the slots to empty stops further receives.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Worker:
         self._suspects: set[str] = set()  # message ids to run alone
         self._alone: str | None = None  # the suspect now running
         self._ramp = 1  # messages the next receive asks for at most
+        self._single_until = 0.0  # monotonic time before which receives take one message (see the docstring)
         self._notice: Notice | None = None
         self._notice_handled = False
         self._handed_back: set[str] = set()
@@ -159,6 +162,7 @@ class Worker:
         if s.preload_model:
             self._preload(s.default_model)
         self._started_at = time.monotonic()
+        self._single_until = self._started_at + s.visibility_timeout
         from worker.engine.device import choose_precision, pick_device  # torch: loaded by now for the engine
 
         precision = choose_precision(s.cpu_precision, pick_device(s.device))
@@ -245,7 +249,8 @@ class Worker:
         holds, and with WHISPER_CONCURRENCY=N that is up to N messages in progress (plus any waiting), each a step
         nearer the DLQ without a fair attempt.
         """
-        count = min(SQS_MAX_BATCH, max(min(free, self._ramp), self.settings.receive_batch))
+        ramp = 1 if time.monotonic() < self._single_until else self._ramp
+        count = min(SQS_MAX_BATCH, max(min(free, ramp), self.settings.receive_batch))
         return count if remaining is None else min(count, remaining)
 
     def _classify(self, messages: list[QueueMessage]) -> None:
@@ -260,7 +265,11 @@ class Worker:
         with self._changed:
             self._suspects.update(m.message_id for m in suspects)
             self.stats.suspects += len(suspects)
-            self._ramp = 1 if suspects else min(SQS_MAX_BATCH, self._ramp * 2)
+            if any(m.receive_count >= 2 for m in messages):
+                self._ramp = 1
+                self._single_until = time.monotonic() + self.settings.visibility_timeout
+            else:
+                self._ramp = min(SQS_MAX_BATCH, self._ramp * 2)
 
     def _is_suspect(self, message: QueueMessage) -> bool:
         if message.receive_count >= SUSPECT_RECEIVE_COUNT:
