@@ -34,9 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.local.demo import sample_audio  # noqa: E402
 from worker.local.moto_server import LocalAws  # noqa: E402
 from worker.models.cache import resolve  # noqa: E402
+from worker.sample import sample_audio  # noqa: E402
 
 MILESTONES = ("worker started", "model loaded", "job completed")
 

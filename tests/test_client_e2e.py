@@ -437,5 +437,12 @@ def test_the_bare_install_is_a_client_without_the_worker(stack: Stack, tmp_path:
 
     cli_path = str(venv / "bin" / "whisper-worker")
     assert subprocess.run([cli_path, "submit", "--help"], env=env, capture_output=True).returncode == 0
+    # No audio in the install: the smoke test asks for a recording of the user's own.
+    (package,) = (venv / "lib").glob("python*/site-packages/worker")
+    assert (package / "client" / "data").is_dir() and not [p.name for p in package.rglob("*.opus")]
+    smoke = subprocess.run(
+        [cli_path, "smoke", "--queue-url", "q", "--bucket", "b"], env=env, capture_output=True, text=True
+    )
+    assert smoke.returncode == 2 and "--audio FILE --expect" in smoke.stderr, smoke.stderr
     run = subprocess.run([cli_path, "run"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 2 and "pip install 'whisper-batch[worker]'" in run.stderr

@@ -23,11 +23,13 @@ import pytest
 from infra.functions.job_status import find_job
 from tests.support.backend_shell import backend_env, running_worker
 from tests.support.docs import cli
+from tests.support.samples import JFK
 from worker.client import TranscriptionClient
-from worker.client.smoke import SAMPLE_WORDS, ApiTarget, run_smoke, sample_audio
+from worker.client.smoke import ApiTarget, run_smoke
 from worker.contract import JOB_ID_PATTERN, OUTPUT_FORMATS
 from worker.local.moto_server import LocalAws, LocalResources
 from worker.local.receiver import CallbackReceiver
+from worker.sample import SAMPLE_WORDS, sample_audio
 
 API_KEY = "smoke-test-key"
 STACK = "WhisperSmoke"
@@ -211,6 +213,19 @@ def test_a_job_that_never_finishes_fails_at_the_result_step(deployment: Deployme
     assert "smoke test failed at 'queue: result'" in done.stderr
 
 
-def test_the_bundled_sample_ships_with_the_package() -> None:
-    # 11 s of speech in Opus: small enough that the bare client install carries it at no real cost
+def test_a_recording_of_your_own_is_checked_for_the_words_you_expect(deployment: Deployment) -> None:
+    r = deployment.resources
+    connection = ["--queue-url", r.queue_url, "--bucket", r.bucket, "--endpoint-url", r.endpoint_url, "--no-api"]
+    done = cli("smoke", *connection, "--audio", str(JFK), "--expect", "my fellow Americans", "--timeout", "3m",
+               env=deployment.env)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hold the words 'my fellow Americans'" in done.stdout
+    done = cli("smoke", *connection, "--audio", str(JFK), "--expect", "words never said", "--timeout", "3m",
+               env=deployment.env)  # fmt: skip
+    assert done.returncode == 1 and "FAIL queue: outputs" in done.stdout
+    assert "lacks the spoken words 'words never said'" in done.stdout
+
+
+def test_the_sample_is_in_the_source_tree() -> None:
+    # 11 s of speech in Opus; the wheel leaves it out (tests/test_client_e2e.py installs one and looks)
     assert sample_audio().name == "jfk.opus" and 10_000 < sample_audio().stat().st_size < 50_000

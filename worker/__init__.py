@@ -3,6 +3,7 @@
     errors.py   the error tree (each failure's code, permanent or transient), WorkerUnfit, SettingsError: a leaf
     transcript.py  Transcript, Segment, Word: what the engines return and diarization and the renderers read; a leaf
     limits.py   numbers the worker and the stack share (sample rate, the decoded-audio budget, runtime windows); a leaf
+    sample.py   the speech sample the demo and the smoke test send (source tree only, not in the wheel); a leaf
     contract/   the job message (pydantic), its JSON Schema, Whisper's languages: shared by every side
     client/     for backends: TranscriptionClient, the CLI's backend commands, prices, the dead-letter queue
     aws.py      boto3 clients, AWS error codes, SQS limits: one of each for the client and the worker
@@ -24,7 +25,7 @@ Layers point down, checked by ``lint-imports`` (pyproject.toml's ``[tool.importl
 included; modules of one layer joined by ``|`` do not import each other:
 
     cli → local | ops.cli → ops.health → service | client → engine | diarization → audio | models → contract
-    → the leaves: errors, transcript, limits, ops.logs, ops.redact, ops.metrics, aws, webhooks, addresses
+    → the leaves: errors, transcript, limits, sample, ops.logs, ops.redact, ops.metrics, aws, webhooks, addresses
 
 ``worker.service.errors``, ``worker.service.settings.SettingsError`` and ``worker.engine.transcript`` still work:
 they re-export the leaves.

@@ -120,7 +120,13 @@ def _add_smoke_command(commands: Any, connection: argparse.ArgumentParser) -> No
     smoke = commands.add_parser(
         "smoke",
         parents=[connection],
-        help="prove a deployment works: the bundled sample through the queue (and the HTTPS API), every format checked",
+        help="prove a deployment works: a speech sample through the queue (and the HTTPS API), every format checked",
+    )
+    smoke.add_argument(
+        "--audio", type=Path, help="a recording to send (default: the source tree's 11-s sample, worker/data/jfk.opus)"
+    )
+    smoke.add_argument(
+        "--expect", help="words the recording says, checked in every format (default with --audio: any words)"
     )
     smoke.add_argument("--api-url", help="the HTTPS API's URL (default: the stack's ApiUrl output, if any)")
     smoke.add_argument("--api-key", help="API key for an apiAuth=apiKey stack (default: sign with SigV4)")
@@ -140,7 +146,17 @@ def _add_smoke_command(commands: Any, connection: argparse.ArgumentParser) -> No
 def _smoke(args: argparse.Namespace) -> int:
     from worker.client import TranscriptionClient
     from worker.client.smoke import ApiTarget, Step, cost_lines, run_smoke
+    from worker.sample import SAMPLE_WORDS, SampleMissing, sample_audio
 
+    try:
+        audio = args.audio or sample_audio()
+    except SampleMissing as exc:
+        _err(f"error: {exc}")
+        return EXIT_USAGE
+    if not audio.is_file():
+        _err(f"error: {audio} is not a file")
+        return EXIT_USAGE
+    expect = args.expect if args.audio else args.expect or SAMPLE_WORDS
     outputs: dict[str, str] = {}
     if args.stack:
         endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -153,7 +169,16 @@ def _smoke(args: argparse.Namespace) -> int:
         mark = "ok  " if step.ok else "FAIL"
         print(f"{mark} {step.name:<16} {step.seconds:6.1f} s  {step.detail}", flush=True)
 
-    report = run_smoke(client, api=api, callback_url=args.callback_url, model=args.model, timeout=args.timeout, say=say)
+    report = run_smoke(
+        client,
+        api=api,
+        callback_url=args.callback_url,
+        model=args.model,
+        timeout=args.timeout,
+        audio=audio,
+        expect=expect,
+        say=say,
+    )
     for line in cost_lines(report, args.instance, args.spot):
         print(line)
     failed = report.failed_step

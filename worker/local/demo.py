@@ -8,7 +8,6 @@ import json
 import re
 import secrets
 import time
-from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
@@ -16,14 +15,11 @@ from worker.contract import OUTPUT_FORMATS
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.ops.metrics import JobMetrics
+from worker.sample import SampleMissing, sample_audio
 from worker.service.app import build_worker
 from worker.service.settings import Settings
 
 DEMO_MODEL = "tiny.en"
-
-
-def sample_audio() -> Path:
-    return Path(str(resources.files("worker") / "data" / "jfk.opus"))
 
 
 def _job_id(path: Path, index: int) -> str:
@@ -33,7 +29,11 @@ def _job_id(path: Path, index: int) -> str:
 
 def run_demo(audio_files: list[Path], *, model: str = DEMO_MODEL, out: TextIO) -> int:
     """Send one message per file, run the worker until the queue is idle, and report what came out."""
-    files = audio_files or [sample_audio()]
+    try:
+        files = audio_files or [sample_audio()]
+    except SampleMissing as exc:
+        print(f"error: {exc}", file=out)
+        return 2
     for path in files:
         if not path.is_file():
             print(f"error: {path} is not a file", file=out)
