@@ -209,12 +209,12 @@ def test_options_the_batch_cannot_honour_take_the_reference_path(batched: Batche
 
     batched.reference.transcribe = counting  # type: ignore[method-assign]
     try:
-        options = TranscribeOptions(language="en", word_timestamps=True)
+        options = TranscribeOptions(language="en", beam_size=2)
         (transcript,) = batched.transcribe_many("tiny.en", [jfk], options)
     finally:
         batched.reference.transcribe = original  # type: ignore[method-assign]
     assert len(reference_calls) == 1 and reference_calls[0] is jfk  # openai-whisper's transcribe() ran, once
-    assert transcript.segments[0].words, "word timestamps come from openai-whisper's transcribe()"
+    assert "ask not what your country" in _words(transcript.text)
 
 
 def test_ctranslate2_engine_reads_the_same_speech(tmp_path: Path, jfk: np.ndarray) -> None:

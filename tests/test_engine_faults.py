@@ -150,7 +150,7 @@ def test_a_job_past_its_deadline_fails_and_a_stuck_pass_is_logged(
     assert PHRASE in _text(engine, load_jfk())
 
 
-def test_a_word_timestamp_job_does_not_hold_batched_jobs_for_its_whole_length(model_dir: Path) -> None:
+def test_a_reference_loop_job_does_not_hold_batched_jobs_for_its_whole_length(model_dir: Path) -> None:
     engine = _engine(model_dir, kind="batched")  # torch passes share the model, and its lock, with transcribe()
     jfk = load_jfk()
     # about 90 s: several windows, each taking the lock on its own, so some are left when the short job is done
@@ -158,13 +158,13 @@ def test_a_word_timestamp_job_does_not_hold_batched_jobs_for_its_whole_length(mo
     progress = threading.Event()
     reference = threading.Thread(
         target=engine.transcribe,
-        args=(TEST_MODEL, long_audio, TranscribeOptions(word_timestamps=True)),
+        args=(TEST_MODEL, long_audio, TranscribeOptions(beam_size=5)),  # beam search: the reference loop
         kwargs={"progress": lambda percent: percent > 0 and progress.set()},
     )
     _text(engine, jfk)  # load the model first
     reference.start()
     try:
-        assert progress.wait(120), "the word-timestamp job never got going"
+        assert progress.wait(120), "the beam-search job never got going"
         assert PHRASE in _text(engine, jfk)
         assert reference.is_alive(), "the long job finished first: the test proves nothing"
     finally:

@@ -243,13 +243,14 @@ def test_a_segment_without_word_timings_still_renders_readably() -> None:
     assert shown(render(t, "srt")) == LONG and check(cues, LIMITS).problems() == []
 
 
-def test_words_are_computed_only_for_highlighting_and_shown_only_where_asked() -> None:
-    # Readable cues spread a segment's time over its words: no alignment pass, the batched engine's speed.
-    assert not needs_words(["json", "srt"], LIMITS) and not needs_words(["vtt"], LIMITS)
+def test_words_are_computed_for_readable_subtitles_and_shown_only_where_asked() -> None:
+    # Readable cues are cut at word timings: the batched engines align them in a pass of their own.
+    assert needs_words(["json", "srt"], LIMITS) and needs_words(["vtt"], LIMITS)
     highlight = LIMITS.model_copy(update={"highlight_words": True})
     assert needs_words(["srt"], highlight) and needs_words(["json", "vtt"], highlight)
-    assert not needs_words(["json", "txt", "tsv"], highlight)
+    assert not needs_words(["json", "txt", "tsv"], highlight) and not needs_words(["json"], LIMITS)
     assert not needs_words(["srt"], Subtitles(style="segments", highlight_words=True))
+    assert not needs_words(["srt", "vtt"], Subtitles(style="segments"))
     bare = without_words(conversation())
     assert all(seg.words is None for seg in bare.segments) and '"words"' not in render(bare, "json")
 

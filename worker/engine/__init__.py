@@ -11,6 +11,7 @@ gating.py              voice activity gating: which stretches to decode, times b
 isolate.py             decoding each piece of a shared window on its own, from one run of the encoder
 backends.py            where forward passes run: openai-whisper's torch model or CTranslate2
 greedy.py              token generation for a batch of windows, with timestamps
+words.py               word timings for a batched transcript: its segments aligned to the audio, a window at a time
 transcript.py          the old path of Transcript, Segment, Word: re-exports ``worker.transcript``, the leaf
 choose.py              the engine for a device (``WHISPER_ENGINE``)
 """

@@ -16,18 +16,24 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from whisper.model import AudioEncoder, Whisper
+from whisper.audio import HOP_LENGTH
+from whisper.model import AudioEncoder, Whisper, disable_sdpa
+from whisper.timing import dtw, median_filter
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from worker.engine.greedy import MAX_INITIAL_TIMESTAMP, Generated, Parts, generate_greedy, log_mel
 from worker.engine.isolate import Row, encode_apart, isolate, parts_of, rows_for, silent_frames
-from worker.engine.windows import Window
+from worker.engine.windows import WINDOW_SAMPLES, Piece, Window
+from worker.engine.words import Alignment, token_starts
 from worker.models.cache import inference_lock
 
 # Decoder rows (one per piece) per pass on CPU. Measured on 2 cores with tiny.en in CTranslate2 when a row was a
 # window: 16 beat 8 by 15%; a batch waits for its longest row, so much larger ones gain little.
 CPU_BATCH_WINDOWS = 16
 
+
+# transcribe()'s median filter over the alignment heads' attention, in the torch and the CTranslate2 alignment
+MEDFILT_WIDTH = 7
 
 # Samples per window when greedy decoding fails its checks; the likeliest is kept, as transcribe()'s best_of.
 BEST_OF = 5
@@ -60,6 +66,18 @@ class Backend(Protocol):
         ...
 
     def detect_language(self, windows: np.ndarray) -> list[str]: ...
+
+    def align(
+        self, windows: np.ndarray, tokenizer: Tokenizer, texts: list[list[int]], num_frames: list[int]
+    ) -> list[Alignment]:
+        """Word timings' raw material (``words``): each window's text matched to its first ``num_frames``."""
+        ...
+
+
+def _alone(num_frames: list[int]) -> list[Window | None]:
+    """Each alignment window as a piece alone at its start: the encoder reads only the span aligned and the silence
+    after it (``isolate``), as it read a piece decoded on its own; on CPU a short span costs a short encoder pass."""
+    return [Window([(Piece(-1, 0, min(WINDOW_SAMPLES, frames * HOP_LENGTH)), 0)]) for frames in num_frames]
 
 
 def _tokenizer(multilingual: bool, num_languages: int, language: str | None, task: str) -> Tokenizer:
@@ -191,6 +209,54 @@ class TorchBackend:
             _, probs = self.model.detect_language(self._encode(self._mel(windows)))
         return [max(p, key=p.get) for p in probs]
 
+    def align(
+        self, windows: np.ndarray, tokenizer: Tokenizer, texts: list[list[int]], num_frames: list[int]
+    ) -> list[Alignment]:
+        """``whisper.timing.find_alignment`` for a batch: one encoder and one decoder pass for all rows (the text
+        forced, rows padded at their end, which a causal decoder never reads), then DTW per row."""
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        rows = [[*prompt, *text, tokenizer.eot] for text in texts]
+        width = max(len(row) for row in rows)
+        tokens = torch.tensor([row + [tokenizer.eot] * (width - len(row)) for row in rows], device=self.device)
+        heads: dict[int, list[int]] = {}
+        for layer, head in self.model.alignment_heads.indices().T.tolist():
+            heads.setdefault(layer, []).append(head)
+        kept: dict[int, torch.Tensor] = {}  # per layer: its alignment heads' attention logits, only those
+        # under the model's lock: a hook must see only this pass (transcribe() on another thread shares the model)
+        with self._lock, torch.inference_mode():
+            shared = _alone(num_frames)
+            parts = parts_of(shared)
+            encoded = encode_apart(self.encoder, self._mel(windows, parts), parts).to(self._decoder_dtype)
+            features = self._isolated(encoded, rows_for(shared, tokenizer.timestamp_begin, encoded.shape[1]))
+            # the decoder's attention logits come only from whisper's own attention, not from SDPA (the encoder
+            # keeps SDPA: through whisper's own attention its 1,500 positions took three times as long)
+            with disable_sdpa():
+                hooks = [
+                    self.model.decoder.blocks[layer].cross_attn.register_forward_hook(
+                        lambda _m, _in, outs, layer=layer: kept.__setitem__(layer, outs[-1][:, heads[layer]])
+                    )
+                    for layer in heads
+                ]
+                try:
+                    logits = self.model.decoder(tokens, features)
+                finally:
+                    for hook in hooks:
+                        hook.remove()
+        attention = torch.cat([kept[layer] for layer in sorted(heads)], dim=1).float()
+        probs = logits[:, len(tokenizer.sot_sequence) :, : tokenizer.eot].float().softmax(dim=-1)
+        aligned = []
+        for row, (text, frames) in enumerate(zip(texts, num_frames, strict=True)):
+            # as find_alignment: softmax over the frames, standardised per frame, median-filtered, heads averaged
+            weights = attention[row, :, : len(rows[row]), : frames // 2].softmax(dim=-1)
+            std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+            weights = median_filter((weights - mean) / std, MEDFILT_WIDTH)
+            matrix = weights.mean(dim=0)[len(tokenizer.sot_sequence) : -1]
+            text_indices, time_indices = dtw(-matrix)
+            positions = torch.arange(len(text), device=probs.device)
+            chosen = probs[row, positions, torch.tensor(text, dtype=torch.long, device=probs.device)]
+            aligned.append(Alignment(token_starts(text_indices, time_indices), chosen.tolist()))
+        return aligned
+
 
 class Ct2Backend:
     """CTranslate2 (int8 on CPU): the same tokens from a C++ decoder; needs the optional ``ctranslate2``."""
@@ -292,3 +358,24 @@ class Ct2Backend:
         with self._lock:
             found = self.model.detect_language(self._features(windows))
         return [pairs[0][0].strip("<|>") for pairs in found]
+
+    def align(
+        self, windows: np.ndarray, tokenizer: Tokenizer, texts: list[list[int]], num_frames: list[int]
+    ) -> list[Alignment]:
+        """CTranslate2's own alignment (the alignment heads in the converted config, DTW inside; it adds the
+        no-timestamps token after the prompt itself) over the torch encoder's output for each span alone, as for a
+        shared window's piece: a short span costs a short encoder pass."""
+        shared = _alone(num_frames)
+        with self._lock:
+            results = self.model.align(
+                self._isolated(windows, shared, rows_for(shared, tokenizer.timestamp_begin)),
+                list(tokenizer.sot_sequence),
+                texts,
+                num_frames,
+                median_filter_width=MEDFILT_WIDTH,
+            )
+        aligned = []
+        for result in results:
+            path = np.array(result.alignments, dtype=np.int64).reshape(-1, 2)
+            aligned.append(Alignment(token_starts(path[:, 0], path[:, 1]), list(result.text_token_probs)))
+        return aligned

@@ -10,8 +10,10 @@ a new piece, ahead of the new ones.
 
 One model thread runs the passes. Calls from several threads (one per message in progress) put their audio in
 its queue and wait; each pass takes the oldest unfinished work first and fills up with new pieces, so a job
-never waits for another job's fallbacks to finish a batch of their own. Options that need the reference loop
-(word timestamps, beam search, an initial prompt) go through the ``ReferenceEngine`` unchanged.
+never waits for another job's fallbacks to finish a batch of their own. Word timings are found once a job's
+transcript is assembled: its segments are aligned against its audio in a forward pass of their own (``words``).
+Options that need the reference loop (beam search, an initial prompt) go through the ``ReferenceEngine``
+unchanged.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ from worker.engine.splitback import (
     Split,
     acceptable,
     compression_ratio,
+    reads_well,
     silent,
 )
 from worker.engine.windows import WINDOW_SAMPLES, Piece, Window, pack, pieces_of
+from worker.engine.words import with_words
 from worker.errors import EngineFailed, EngineTimeout, JobError, ResourceExhausted
 from worker.ops.logs import logger
 from worker.transcript import Segment, Transcript
@@ -183,7 +187,7 @@ class BatchedEngine:
 
     @staticmethod
     def batchable(options: TranscribeOptions) -> bool:
-        return not (options.word_timestamps or options.beam_size or options.initial_prompt)
+        return not (options.beam_size or options.initial_prompt)
 
     def check(self, model_name: str, options: TranscribeOptions) -> None:
         """Load the model's backend if needed and refuse options it cannot serve (``InvalidMessage``)."""
@@ -481,24 +485,24 @@ class BatchedEngine:
                 lane.tasks.append(_Task(task.window, 1))
 
     def _settle_pieces(self, window: Window, rows: list[Generated], tokenizer: Tokenizer, lane: _Lane) -> None:
-        """A shared window decoded a row per piece: each piece is settled as if it had been alone in the window.
-        A row that says no speech (Whisper's rule, ``silent``) settles its piece as silence, as the piece alone
-        would have been: asking again alone would give the noise more draws at words. A row that reads nothing and
-        yet not silence is not trusted: it is decoded again alone. A row that reads wrong goes on alone up the
-        temperature ladder, as it would have alone."""
+        """A shared window decoded a row per piece. A row whose text passes ``transcribe()``'s checks settles its
+        piece. Any other row (it reads nothing, reads wrong, or says no speech) is not trusted to speak for the
+        piece alone: the piece is decoded again alone, greedily, and judged there as ``transcribe()`` would judge
+        it. A row's no-speech probability is not the piece's: beside other pieces, noisy speech read at 0.85-0.93
+        that read 0.1-0.4 alone, which would have kept words that needed a fallback or dropped speech as silence.
+        So neither silence nor the sampled fallbacks are decided by the pieces packed beside it."""
         for (piece, offset), decoded in zip(window.placements, rows, strict=True):
             if piece.job not in self._jobs:
                 continue
             try:
                 text = tokenizer.decode([t for t in decoded.tokens if t < tokenizer.eot])
-                heard = bool(text.strip())
-                if silent(decoded) or (heard and acceptable(decoded, text)):
+                if text.strip() and reads_well(decoded, text):
                     self._settle(piece, offset, decoded, tokenizer, lane)
                     continue
             except Exception as exc:
                 self._unsettled(piece.job, exc, "engine could not settle a piece")
                 continue
-            lane.tasks.append(_Task(Window([(piece, 0)]), 1 if heard else 0))
+            lane.tasks.append(_Task(Window([(piece, 0)])))
             self.stats.count(pieces_again=1)
 
     def _unsettled(self, job_id: str, exc: Exception, message: str) -> None:
@@ -542,6 +546,13 @@ class BatchedEngine:
         audio = request.audios[job.index]
         ordered = sorted(job.texts.items(), key=lambda item: item[0].start)
         transcript = _assemble(audio, ordered, job.language, request.options)
+        if request.options.word_timestamps and transcript.segments:
+            try:
+                transcript = self._with_words(request.model, transcript, audio, job.language, request.options.task)
+            except Exception as exc:  # this job only: the job is out of the queue, so its future is settled here
+                logger.error("engine could not align words", extra={"engine": self.name}, exc_info=True)
+                _settle_future(request.future, error=_engine_error(exc))
+                return
         speech = request.speech[job.index]
         if speech is not None:
             transcript.speech_seconds = speech.seconds
@@ -549,6 +560,15 @@ class BatchedEngine:
         request.left -= 1
         if request.left == 0:
             _settle_future(request.future, result=request.transcripts)
+
+    def _with_words(
+        self, model: str, transcript: Transcript, audio: np.ndarray, language: str, task: str
+    ) -> Transcript:
+        started = time.monotonic()
+        backend = self._backend(model)
+        transcript = with_words(transcript, audio, backend, backend.tokenizer(language, task))
+        self.stats.count(aligned_jobs=1, align_seconds=time.monotonic() - started)
+        return transcript
 
     def _fail_lane(self, key: Key, exc: BaseException) -> None:
         """A lane that cannot be served fails every request with work in it; other lanes go on."""

@@ -75,8 +75,11 @@ def compression_ratio(text: str) -> float:
 def acceptable(decoded: Generated, text: str) -> bool:
     """Whether the decoding stands, as in ``transcribe()``: one that hears no speech is never sampled again (were it
     sampled, some draw would read words into the noise); it is then kept or dropped by ``silent``."""
-    if decoded.no_speech_prob > NO_SPEECH_LIMIT:
-        return True
+    return decoded.no_speech_prob > NO_SPEECH_LIMIT or reads_well(decoded, text)
+
+
+def reads_well(decoded: Generated, text: str) -> bool:
+    """The text's own checks, whatever the no-speech probability says."""
     return compression_ratio(text) <= COMPRESSION_RATIO_LIMIT and decoded.avg_logprob >= LOGPROB_LIMIT
 
 

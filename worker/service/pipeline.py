@@ -306,7 +306,8 @@ class JobProcessor:
             language=request.language,
             task=request.task,
             initial_prompt=request.initial_prompt,
-            # word-by-word highlighting in subtitles needs word timings; JSON shows them only when asked for
+            # readable subtitles are cut at word timings (the batched engines align them cheaply); JSON, TSV and TXT
+            # show them only when asked for
             word_timestamps=request.word_timestamps or needs_words(request.formats, request.subtitles),
             beam_size=request.beam_size,
             vad=vad_options(request.vad),

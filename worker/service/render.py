@@ -238,12 +238,14 @@ DEFAULT_SUBTITLES = Subtitles()
 
 
 def needs_words(formats: list[str], subtitles: Subtitles) -> bool:
-    """Whether the job's subtitles need word timings the engine must then compute: only word-by-word highlighting.
+    """Whether the job's subtitles need word timings the engine must then compute: readable SRT or WebVTT cues.
 
-    Readable cues are cut from word timings when the transcript has them (the job asked for ``word_timestamps``);
-    otherwise each segment's words share its time by length. Computing them for every subtitle job would move it
-    off the batched engine onto openai-whisper's transcribe() with its alignment pass, about 5x the CPU time."""
-    return subtitles.style == "readable" and subtitles.highlight_words and not SUBTITLE_FORMATS.isdisjoint(formats)
+    Readable cues are cut at words (and highlighting shows them one by one); without timings each segment's words
+    would share its time by length. This is cheap now: the batched engines align a job's words themselves, in one
+    extra forward pass per 30 s of speech, rather than moving the job onto openai-whisper's transcribe() (about 5x
+    the CPU time). JSON, TSV and TXT still show words only when the job asked for ``word_timestamps``
+    (``without_words``)."""
+    return subtitles.style == "readable" and not SUBTITLE_FORMATS.isdisjoint(formats)
 
 
 def without_words(transcript: Transcript) -> Transcript:

@@ -299,8 +299,8 @@ ENVIRONMENT: Final[dict[str, EnvVar]] = {
         "`batched` (windows of many messages in one forward pass on openai-whisper's model), `ctranslate2` (the same "
         "batching on CTranslate2's int8 kernels; needs `pip install 'whisper-batch[ct2]'` and a model with "
         "CTranslate2 weights, such as the bundled `tiny.en`), `sequential` (openai-whisper's `transcribe()` one file "
-        "at a time). `auto`: `ctranslate2` on CPU when installed, else `batched`. Jobs asking for word timestamps, "
-        "beam search or an initial prompt always take `transcribe()`",
+        "at a time). `auto`: `ctranslate2` on CPU when installed, else `batched`. Both align word timings "
+        "themselves; jobs asking for beam search or an initial prompt always take `transcribe()`",
         "engine",
     ),
     "WHISPER_BATCH_WINDOWS": EnvVar(

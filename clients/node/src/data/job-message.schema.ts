@@ -381,7 +381,7 @@ export const JOB_MESSAGE_SCHEMA: Record<string, unknown> = {
     },
     "subtitles": {
       "$ref": "#/$defs/Subtitles",
-      "description": "How SRT and WebVTT cues are cut and timed; omitted fields take their defaults. Cues are cut at word timings when the job asks for word_timestamps (or highlight_words), else a segment's words share its time."
+      "description": "How SRT and WebVTT cues are cut and timed; omitted fields take their defaults. Readable cues are cut at word timings, which the engine computes for them whatever word_timestamps says (JSON, TSV and TXT show words only when word_timestamps is true)."
     },
     "callback_url": {
       "anyOf": [
