@@ -70,6 +70,7 @@ SOURCES: tuple[Source, ...] = (
     Source("cpu-dev-precision", "CPU precision: fp32 and bf16", "real recorded speech"),
     Source("cpu-dev-joined-precision", "CPU precision on one long recording", "real recorded speech"),
     Source("cpu-non-speech", "CPU: recordings without speech, with and without voice activity detection"),
+    Source("cpu-hard", "CPU: hard audio (noise, quiet, fast, clipped)", "real recorded speech, made hard (bench.hard)"),
 )
 
 
