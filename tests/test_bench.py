@@ -15,6 +15,7 @@ from bench import corpus, report, run, systems, worker_system
 from bench.report import Summary, add_ratios, format_report, format_table, summarise
 from bench.wer import corpus_wer, normalise
 from tests.support.audio_factory import JFK, tone
+from tests.support.samples import JFK_TEXT
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import _decode_with_pyav, decode_audio
 from worker.audio.wav import write_wav
@@ -396,3 +397,29 @@ def test_latency_summary_takes_the_nearest_rank() -> None:
     assert latency_summary([]) == {}
     times = [float(n) for n in range(1, 21)]  # 1..20 s
     assert latency_summary(times) == {"median": 11.0, "p95": 19.0, "max": 20.0}
+
+
+def test_the_hard_tier_makes_five_variants_of_each_clip_with_its_reference(tmp_path: Path) -> None:
+    from bench import hard
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(JFK, clips / "jfk.flac")
+    (clips / "jfk.txt").write_text(JFK_TEXT)
+    assert hard.build(clips, tmp_path / "hard") == 5
+    speech = decode_audio(JFK, max_seconds=60).astype(np.float64)
+    for name in ("noise0", "noise5", "quiet", "fast", "clipped"):
+        made = tmp_path / "hard" / f"jfk.{name}.wav"
+        assert made.with_suffix(".txt").read_text().strip() == JFK_TEXT
+        audio = decode_audio(made, max_seconds=60).astype(np.float64)
+        if name == "fast":
+            assert abs(audio.size / speech.size - 1 / hard.TEMPO) < 0.02
+            continue
+        assert audio.size == speech.size
+        added = audio - speech
+        level = {"noise0": 0.0, "noise5": 5.0}.get(name)
+        if level is not None:  # the noise sits `level` dB under the speech's own loudness
+            snr = 20 * np.log10(hard._rms(speech) / np.sqrt(np.mean(added**2)))
+            assert abs(snr - level) < 1.5, (name, snr)
+    quiet = decode_audio(tmp_path / "hard" / "jfk.quiet.wav", max_seconds=60)
+    assert 25 < 20 * np.log10(np.abs(speech).max() / np.abs(quiet).max()) < 35
