@@ -140,7 +140,11 @@ def test_a_job_past_its_deadline_fails_and_a_stuck_pass_is_logged(
     monkeypatch.setattr(batched, "STUCK_PASS_SECONDS", 0.5)
     monkeypatch.setattr(batched, "WATCH_SECONDS", 0.2)
     unstuck = threading.Event()
-    engine = _wrap(_engine(model_dir, deadline_base_seconds=1.5, deadline_factor=0.0), lambda: unstuck.wait(60))
+    unstuck.set()
+    engine = _wrap(_engine(model_dir, deadline_base_seconds=300.0, deadline_factor=0.0), lambda: unstuck.wait(60))
+    assert PHRASE in _text(engine, load_jfk())  # the model loaded first: the deadline below times only the pass
+    unstuck.clear()  # the device stops answering
+    engine._deadline_base = 3.0
     started = time.monotonic()
     with pytest.raises(EngineTimeout):
         _text(engine, load_jfk())
