@@ -188,7 +188,8 @@ def test_concurrent_transcriptions_each_hear_only_their_own_progress(engine: Eng
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads), "a transcription did not end"
 
     for name in clips:
         assert heard[name][0] == 0.0 and heard[name][-1] == 100.0, heard
