@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-fast test-node docs docs-reference lint install install-infra clean chaos synth deploy smoke destroy cdk-cli bench gpu-bundle espeak chromium ffmpeg
+.PHONY: demo test test-fast test-node node-deps docs docs-reference lint install install-infra clean chaos synth deploy smoke destroy cdk-cli bench gpu-bundle espeak chromium ffmpeg
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +56,13 @@ COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLO
 # 14 min 38 s) and made timing-sensitive tests meet heavier contention than a loaded machine gives.
 TEST_PROCESSES ?= 2
 
-test: install install-infra cdk-cli espeak chromium ffmpeg
+# Everything: the Node.js client's suite (tests/test_node_client.py) and the strict docs build with its generated
+# reference (tests/test_docs_reference.py) run inside pytest, beside the other tests. Each process takes whole test
+# files in the order tests/conftest.py sorts them (slowest tiers first), not xdist's by-count order.
+test: install install-infra cdk-cli espeak chromium ffmpeg node-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest --durations=30 -n $(TEST_PROCESSES) --dist loadfile $(COVERAGE)
-	$(MAKE) --no-print-directory docs
-	$(MAKE) --no-print-directory test-node
+	$(BIN)/python -m pytest --durations=30 -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(COVERAGE)
 
 # The quick loop: ruff and every test but the e2e tier (real worker processes, whole stacks; tests/conftest.py `tier`),
 # on two processes (pytest-xdist); about 3 minutes on two cores. docs/development.md, "Test tiers".
@@ -69,9 +70,17 @@ test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not e2e" -n 2 --durations=15
 
-# The Node.js client (clients/node), against moto and a real worker from .venv; needs npm.
-test-node: install
-	cd clients/node && npm ci --no-audit --no-fund --silent && npm test
+# The Node.js client (clients/node), against moto and a real worker from .venv; needs npm. Its dependencies come
+# from the committed lockfile, installed again when the lockfile changes.
+NODE_DEPS := clients/node/node_modules/.package-lock.json
+
+$(NODE_DEPS): clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --silent
+
+node-deps: $(NODE_DEPS)
+
+test-node: install node-deps
+	cd clients/node && npm test
 
 # The manual: docs/reference/ is generated from the code (scripts/docs_reference.py; its Node.js pages need npm), then
 # the site is built with --strict into site/, so a stale reference page, a broken link or a missing page fails.

@@ -119,11 +119,23 @@ def tier(item: pytest.Item) -> str:
 FRESH_INSTALL_TEST = "test_install_commands_work_in_a_fresh_virtualenv"
 
 
+# `make test`'s processes take whole files (``--dist loadfile``) in the order collected (``--no-loadscope-reorder``):
+# files of slow tiers first, so the many short files fill the end of the run evenly instead
+# of one process finishing a long file alone. The install's file goes last, so the rest runs while it installs.
+TIER_ORDER = {"e2e": 0, "integration": 1, "unit": 2}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test gets its tier's marker (``tier``); the install's test goes last, so the rest runs while it installs."""
+    """Each test gets its tier's marker (``tier``); files are ordered slowest tier first (a file ranks by its slowest
+    test), the install's file last."""
+    rank: dict[Path, tuple[bool, int]] = {}
     for item in items:
-        item.add_marker(tier(item))
-    items.sort(key=lambda item: item.name == FRESH_INSTALL_TEST)
+        marker = tier(item)
+        item.add_marker(marker)
+        installs = item.name == FRESH_INSTALL_TEST
+        before = rank.get(item.path, (False, len(TIER_ORDER)))
+        rank[item.path] = (before[0] or installs, min(before[1], TIER_ORDER[marker]))
+    items.sort(key=lambda item: rank[item.path])  # stable: tests keep their order within a file
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,5 +1,5 @@
 """A spot interruption notice, from a stand-in metadata service through the instance's watcher script to a real
-worker with 16 jobs in progress: what will not finish in time is visible again within seconds, the worker exits 0
+worker with 8 jobs in progress: what will not finish in time is visible again within seconds, the worker exits 0
 before the instance goes, and a second worker completes the rest. Nothing lost, nothing transcribed twice."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from worker.models.cache import resolve
 
 WATCHER = ROOT / "infra" / "host" / "interruption-watch.sh"
 TOKEN = "token-for-tests"
-JOBS = 16
+JOBS = 8
 
 
 class FakeMetadata:
@@ -138,14 +138,14 @@ def test_spot_notice_hands_back_what_will_not_finish_and_a_second_worker_complet
         env = local.worker_env(**common, **settings, interruption_file=watcher)
         first = WorkerProcess(env, tmp_path / "first.log")
         try:
-            _wait_for(lambda: backend.counts()[1] == JOBS, 60, "all 16 messages in progress")
+            _wait_for(lambda: backend.counts()[1] == JOBS, 60, f"all {JOBS} messages in progress")
             time.sleep(3)  # the engine is under way on all of them
             goes_at = metadata.announce(45)
             _wait_for(watcher.exists, 5, "the notice file")
             noticed = time.monotonic()
             line = first.wait_for_line(lambda r: r.get("message", "").startswith("spot interruption notice"), 10)
             handed_back = line["handed_back"]
-            assert handed_back >= 1, "45 s cannot finish 16 jobs of 33 s audio on this machine"
+            assert handed_back >= 1, f"45 s cannot finish {JOBS} jobs of 33 s audio on this machine"
             _wait_for(lambda: backend.counts()[0] >= handed_back, 10 - (time.monotonic() - noticed), "hand-back")
             assert first.wait(timeout=max(1.0, goes_at - time.time())) == 0, "exits 0 before the instance goes"
         finally:
