@@ -63,6 +63,7 @@ from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
 from worker.contract import best_effort_ids
 from worker.engine.choose import resolve_engine
+from worker.errors import WorkerLost
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.models.cache import ct2_directory, resolve
@@ -522,11 +523,14 @@ def reckon(
         and s.dlq_code in dlq.get(s.body, [])
     }
     in_dlq = {s.job_id for s in sent if s.body in dlq}
-    # engine_fault may end as worker_lost: a kill -9 during its last try leaves no result.json to settle from.
+    # engine_fault may end as worker_lost: a kill -9 during its last try leaves no result.json, so settling the DLQ
+    # writes one with worker_lost (or, had settling not run, there is none).
     lost_to_a_kill = {
         s.job_id
         for s in sent
-        if s.kind == "engine_fault" and s.body in dlq and (found.get(s.result_folder) or {}).get("error") is None
+        if s.kind == ENGINE_FAULT
+        and s.body in dlq
+        and ((found.get(s.result_folder) or {}).get("error") or {}).get("code") in (None, WorkerLost.code)
     }
     unfinished = {s.job_id for s in sent} - completed - in_dlq
     # Stalled: no outcome, when the run ended with nothing left to receive but messages still in flight. A hung
