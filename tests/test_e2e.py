@@ -147,6 +147,28 @@ def test_redelivered_finished_job_is_not_transcribed_again(harness: Harness) -> 
     assert harness.queue_depth() == 0
 
 
+def test_redelivery_of_a_finished_job_sends_the_callback_its_dead_worker_never_tried(harness: Harness) -> None:
+    audio = harness.upload(JFK, "audio/unsent.flac")
+    body = {"job_id": "unsent", "audio": audio, "model": TEST_MODEL, "callback_url": harness.receiver.url}
+    harness.send(body)
+    assert harness.run_worker().completed == 1
+    [first] = harness.receiver.wait_for(1, timeout=10)
+    # The worker stores result.json before it calls back; one killed in between leaves it without a callback record.
+    stored = harness.result("unsent")
+    stored["callback"] = None
+    key = "results/unsent/result.json"
+    harness.s3.put_object(Bucket=harness.resources.bucket, Key=key, Body=json.dumps(stored).encode())
+
+    harness.send(body)  # the message comes back after the dead worker's visibility timeout
+    again = harness.run_worker()
+
+    assert (again.completed, again.duplicates) == (0, 1)  # not transcribed twice
+    second = harness.receiver.wait_for(2, timeout=10)[1]
+    assert second.signature_valid and second.payload["status"] == "completed"
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]  # the same event: receivers de-duplicate
+    assert harness.result("unsent")["callback"]["delivered"] is True
+
+
 def test_a_job_id_sent_again_with_a_new_request_reports_its_status_from_the_start(harness: Harness) -> None:
     audio = harness.upload(JFK, "audio/again.flac")
     harness.send({"job_id": "again", "audio": audio, "formats": ["txt"]})

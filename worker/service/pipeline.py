@@ -236,8 +236,9 @@ class JobProcessor:
                 laps.mark("claim")
                 if previous and previous.succeeded and previous.request_sha256 == fingerprint:
                     logger.info("job already completed; acknowledging duplicate delivery")
-                    if previous.callback is not None and not previous.callback.delivered:
-                        self._notify(request, previous)  # the first delivery never arrived
+                    if previous.callback is None or not previous.callback.delivered:
+                        # the first delivery never arrived, or its worker died between storing and sending it
+                        self._notify(request, previous)
                     return Outcome("duplicate", request.job_id, model=model)
                 if previous is not None:  # this run's status must supersede that result at once for pollers
                     progress.announce()
