@@ -32,6 +32,7 @@ from worker.audio.wav import write_wav
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "bench-corpus"
 JOINED_DIR = ROOT / ".cache" / "bench-joined"
+DEV_CORPUS = ROOT.parent / "shared" / "audio" / "dev"  # the development clips beside the repository
 MANIFEST = "manifest.json"
 LONG_SECONDS = 60.0  # a user file longer than this is "long"
 # Beside a user corpus's audio: references and annotations, never audio even when a same-named .txt exists.

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import Corpus, from_directory, jfk_path
+from bench.corpus import DEV_CORPUS, Corpus, from_directory, jfk_path
 from bench.run import cpu_model, package_versions
 from bench.worker_system import WARMUP_JOB, Results, _command, _message, _process_cpu, _queue_empty, _safe, _stop
 from worker.audio.decode import decode_audio, probe_seconds
@@ -36,7 +36,6 @@ from worker.local.moto_server import LocalAws
 from worker.models.cache import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_CORPUS = ROOT.parent / "shared" / "audio" / "dev"  # the development clips beside the repository
 MODEL = "tiny.en"
 MODEL_DIR = ROOT / ".cache" / "bench-models"
 LOG = ROOT / ".cache" / "bench-decoder-isolation.log"

@@ -38,7 +38,6 @@ GPU_DIR = ROOT / ".gpu"
 WORK_DIR = ROOT / "build" / "gpu-bundle"  # downloaded wheels and staging; never travels
 BUDGET_MIB = 60.0  # the upload takes 64 MiB; keep some room
 MODEL = "tiny.en"
-CHECK_PYTHON = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")  # a local CPython like the GPU machine's
 
 TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"]
 for _platform in ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"):
@@ -381,8 +380,7 @@ def build(*, check_python: Path | None) -> int:
 
 
 def _default_check_python() -> Path | None:
-    if CHECK_PYTHON.is_file():
-        return CHECK_PYTHON
+    """A CPython like the GPU machine's, from PATH (``--check-python`` names another)."""
     found = shutil.which("python3.12")
     return Path(found) if found else None
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.corpus import DEV_CORPUS
 from bench.non_speech import NON_SPEECH, silence, with_gaps
 from bench.run import cpu_record, package_versions
 from bench.wer import corpus_wer
@@ -35,7 +36,6 @@ from worker.service.app import build_engine
 from worker.service.settings import Settings
 
 MODEL = "tiny.en"
-DEV_CORPUS = Path("/work/shared/audio/dev")
 GAP_SECONDS = 45.0
 ON = TranscribeOptions(vad=VadOptions())
 OFF = TranscribeOptions()

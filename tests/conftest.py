@@ -128,14 +128,13 @@ TIER_ORDER = {"e2e": 0, "integration": 1, "unit": 2}
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test gets its tier's marker (``tier``); files are ordered slowest tier first (a file ranks by its slowest
     test), the install's file last."""
-    rank: dict[Path, tuple[bool, int]] = {}
+    rank: dict[Path, int] = {}
     for item in items:
         marker = tier(item)
         item.add_marker(marker)
-        installs = item.name == FRESH_INSTALL_TEST
-        before = rank.get(item.path, (False, len(TIER_ORDER)))
-        rank[item.path] = (before[0] or installs, min(before[1], TIER_ORDER[marker]))
-    items.sort(key=lambda item: rank[item.path])  # stable: tests keep their order within a file
+        rank[item.path] = min(rank.get(item.path, len(TIER_ORDER)), TIER_ORDER[marker])
+    installs = {item.path for item in items if item.name == FRESH_INSTALL_TEST}
+    items.sort(key=lambda item: (item.path in installs, rank[item.path]))  # stable: a file keeps its tests' order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

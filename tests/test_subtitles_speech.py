@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.readability import Report, check, parse
-from tests.support.samples import TEST_MODEL
+from tests.support.samples import DEV_AUDIO, TEST_MODEL
 from worker.contract import Subtitles
 from worker.engine import Engine
 from worker.local.moto_server import LocalAws
@@ -25,9 +24,8 @@ from worker.service.render import RENDERERS
 from worker.service.settings import Settings
 from worker.transcript import Segment, Transcript
 
-DEV = Path(os.environ.get("WHISPER_DEV_AUDIO", "/work/shared/audio/dev"))  # DESIGN.md: the dev corpus
-SOLO = DEV / "librispeech_1221-135766-0001.flac"  # one reader, 16.7 s
-TALK = DEV / "diarization" / "pyannote_sample.flac"  # a two-party phone call, 30 s
+SOLO = DEV_AUDIO / "librispeech_1221-135766-0001.flac"  # one reader, 16.7 s
+TALK = DEV_AUDIO / "diarization" / "pyannote_sample.flac"  # a two-party phone call, 30 s
 NARROW = {"max_line_width": 32, "speaker_labels": "changes"}
 JOBS = {
     "solo": {"audio": "solo", "formats": ["json", "srt", "vtt"]},
