@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from tests.support.audio_factory import load_jfk, write_audio
 from tests.support.harness import Harness
 from tests.support.samples import TEST_MODEL
+from tests.support.waiting import eventually
 from worker.audio import SAMPLE_RATE
 from worker.audio.budget import (
     BYTES_PER_SECOND,
@@ -28,13 +28,6 @@ from worker.audio.decode import probe_seconds
 from worker.audio.wav import write_wav
 from worker.service.app import build_worker
 from worker.service.errors import AudioTooLong, ResourceExhausted
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def _reserve_in_thread(budget: AudioBudget, seconds: float, granted: list[float]) -> threading.Thread:
@@ -73,7 +66,7 @@ def test_request_blocks_until_room_is_free() -> None:
     held = budget.reserve(60)
     granted: list[float] = []
     thread = _reserve_in_thread(budget, 50, granted)
-    _wait_until(lambda: budget.waits == 1)
+    eventually(lambda: budget.waits == 1, 5, "1 waiting")
     time.sleep(0.1)
     assert granted == [] and budget.held == 60
     held.release()
@@ -87,9 +80,9 @@ def test_requests_are_granted_in_arrival_order() -> None:
     held = budget.reserve(90)
     granted: list[float] = []
     long_one = _reserve_in_thread(budget, 50, granted)
-    _wait_until(lambda: budget.waits == 1)
+    eventually(lambda: budget.waits == 1, 5, "1 waiting")
     short_one = _reserve_in_thread(budget, 5, granted)  # 90 + 5 fits, but it is second in line
-    _wait_until(lambda: budget.waits == 2)
+    eventually(lambda: budget.waits == 2, 5, "2 waiting")
     time.sleep(0.1)
     assert granted == []
     held.release()
@@ -123,7 +116,7 @@ def test_waiter_gives_up_when_asked_to_stop_and_leaves_the_line() -> None:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    _wait_until(lambda: budget.waits == 1)
+    eventually(lambda: budget.waits == 1, 5, "1 waiting")
     stop.set()
     thread.join(5)
     assert [e.code for e in errors] == ["resource_exhausted"] and not errors[0].permanent

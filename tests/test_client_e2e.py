@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,13 +109,6 @@ def cfn_stack(stack: Stack) -> str:
     }
     stack.local.client("cloudformation").create_stack(StackName="WhisperBatch", TemplateBody=json.dumps(template))
     return "WhisperBatch"
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------------- submit

@@ -22,12 +22,14 @@ import pytest
 
 from tests.support.harness import Harness
 from tests.support.samples import JFK, TEST_MODEL
+from tests.support.waiting import eventually
 from tests.support.worker_processes import WorkerProcess, completed_lines
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 from worker.models.cache import resolve
 from worker.ops.logs import logger
 from worker.ops.metrics import JobMetrics
+from worker.service import runner
 from worker.service.app import build_worker
 from worker.service.pipeline import JobProcessor, Outcome
 from worker.service.runner import BUSY_POLL_SECONDS, RunStats, Worker
@@ -320,6 +322,7 @@ class GatedProcessor:
         self.most_running = 0
         self.claims_released = 0
         self.claims = self
+        self.threads: list[threading.Thread] = []  # the job threads, to join once their gates are open
 
     def release_all(self) -> None:
         self.claims_released += 1
@@ -333,6 +336,7 @@ class GatedProcessor:
 
     def process(self, message: QueueMessage, *, max_receive_count: int | None) -> Outcome:
         with self._changed:
+            self.threads.append(threading.current_thread())
             self.running.add(message.message_id)
             self.most_running = max(self.most_running, len(self.running))
             self._changed.notify_all()
@@ -346,19 +350,59 @@ class GatedProcessor:
             assert self._changed.wait_for(lambda: self.running == ids, timeout=timeout), self.running
 
 
-def _start(settings: Settings, queue: ScriptedQueue, processor: GatedProcessor) -> tuple[Worker, threading.Thread]:
+class LoopWatch:
+    """Counts the worker loop's turns that wait instead of receiving, so a test can see a decision not to
+    receive happen (twice, to be sure a whole turn passed) instead of sleeping and hoping it did."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._changed = threading.Condition()
+        self.waits = 0
+        wait_for_slot = worker._wait_for_slot
+
+        def counted(timeout: float) -> None:
+            with self._changed:
+                self.waits += 1
+                self._changed.notify_all()
+            wait_for_slot(timeout)
+
+        worker._wait_for_slot = counted  # type: ignore[method-assign]
+
+    def two_more_turns(self, timeout: float = 10) -> None:
+        with self._changed:
+            target = self.waits + 2
+            assert self._changed.wait_for(lambda: self.waits >= target, timeout=timeout), "the loop stopped turning"
+
+
+class ShiftedClock:
+    """The ``time`` module as the runner sees it, with ``monotonic`` movable forward: its visibility-timeout
+    window passes at once instead of in real seconds."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.shift
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _start(
+    settings: Settings, queue: ScriptedQueue, processor: GatedProcessor
+) -> tuple[Worker, threading.Thread, LoopWatch]:
     metrics = JobMetrics("Test", write=lambda line: None)
     worker = Worker(settings, cast(JobQueue, queue), cast(JobProcessor, processor), metrics)
+    watch = LoopWatch(worker)
     thread = threading.Thread(target=worker.run, name="worker-under-test", daemon=True)
     thread.start()
-    return worker, thread
+    return worker, thread, watch
 
 
 def test_receives_take_one_message_for_a_visibility_timeout_after_start_and_none_while_all_are_busy() -> None:
     queue, processor = ScriptedQueue(5), GatedProcessor()
-    worker, thread = _start(Settings(concurrency=3, max_jobs=5, preload_model=False), queue, processor)
+    worker, thread, watch = _start(Settings(concurrency=3, max_jobs=5, preload_model=False), queue, processor)
     processor.wait_running({"m0", "m1", "m2"})
-    time.sleep(0.5)
+    watch.two_more_turns()
     # What a dead worker held comes back within one visibility timeout: until then each message is met alone.
     assert queue.receives == [(1, 20), (1, BUSY_POLL_SECONDS), (1, BUSY_POLL_SECONDS)]
     processor.gate("m0").set()
@@ -374,11 +418,16 @@ def test_receives_take_one_message_for_a_visibility_timeout_after_start_and_none
     assert sum(count for count, _ in queue.receives) >= 5 and not queue.waiting
 
 
-def test_after_that_window_receives_double_up_to_the_free_slots_and_a_redelivery_starts_it_again() -> None:
+def test_after_that_window_receives_double_up_to_the_free_slots_and_a_redelivery_starts_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = ShiftedClock()
+    monkeypatch.setattr(runner, "time", clock)
     queue, processor = ScriptedQueue(0), GatedProcessor()
     settings = Settings(concurrency=4, max_jobs=8, visibility_timeout=10, wait_seconds=1, preload_model=False)
-    worker, thread = _start(settings, queue, processor)
-    time.sleep(10.5)  # the window passes with the queue empty
+    worker, thread, _ = _start(settings, queue, processor)
+    eventually(lambda: queue.receives, 5, "the first receive")  # started: the window is counted from here
+    clock.shift = 10.5  # the window passes with the queue empty
     queue.waiting = [QueueMessage(f"m{i}", f"r{i}", "{}", 1, None) for i in range(3)]
     processor.wait_running({"m0", "m1", "m2"})
     assert queue.asked == [(1, ["m0"]), (2, ["m1", "m2"])], "one, then double towards the free slots"
@@ -400,7 +449,7 @@ def test_one_slot_keeps_receive_batch_and_works_one_message_at_a_time() -> None:
     queue, processor = ScriptedQueue(3), GatedProcessor()
     for i in range(3):
         processor.gate(f"m{i}").set()
-    worker, thread = _start(Settings(receive_batch=3, max_jobs=3, preload_model=False), queue, processor)
+    worker, thread, _ = _start(Settings(receive_batch=3, max_jobs=3, preload_model=False), queue, processor)
     thread.join(timeout=10)
 
     assert not thread.is_alive() and queue.receives == [(3, 20)]
@@ -410,13 +459,15 @@ def test_one_slot_keeps_receive_batch_and_works_one_message_at_a_time() -> None:
 def test_the_grace_period_running_out_releases_every_held_message_once_and_nothing_settles_after() -> None:
     queue, processor = ScriptedQueue(3), GatedProcessor()
     settings = Settings(concurrency=2, receive_batch=3, shutdown_grace=0.5, preload_model=False)
-    worker, thread = _start(settings, queue, processor)
+    worker, thread, _ = _start(settings, queue, processor)
     processor.wait_running({"m0", "m1"})  # "m2" was received too and waits for a slot
     worker.request_stop()
     thread.join(timeout=5)
     processor.gate("m0").set()
     processor.gate("m1").set()
-    time.sleep(0.3)  # the job threads return; they must not settle released messages
+    for job in processor.threads:  # they return; they must not settle released messages
+        job.join(timeout=10)
+        assert not job.is_alive()
 
     assert not thread.is_alive() and worker.stats.abandoned
     assert sorted(queue.visibility) == [("m0", 0), ("m1", 0), ("m2", 0)] and queue.deleted == []
@@ -426,14 +477,14 @@ def test_the_grace_period_running_out_releases_every_held_message_once_and_nothi
 def test_a_suspect_waits_for_the_jobs_in_progress_then_runs_alone_with_no_receive_beside_it() -> None:
     queue, processor = ScriptedQueue(4), GatedProcessor()
     queue.waiting[1] = QueueMessage("m1", "r1", "{}", 3, None)  # received three times: earlier holders died with it
-    worker, thread = _start(Settings(concurrency=3, max_jobs=4, preload_model=False), queue, processor)
+    worker, thread, watch = _start(Settings(concurrency=3, max_jobs=4, preload_model=False), queue, processor)
     processor.wait_running({"m0"})  # "m1" came next and waits behind the job in progress
-    time.sleep(0.5)
+    watch.two_more_turns()
     receives = len(queue.receives)
     assert receives == 2, "a suspect waiting for the slots to empty stops further receives"
     processor.gate("m0").set()
     processor.wait_running({"m1"})
-    time.sleep(0.5)
+    watch.two_more_turns()
     assert processor.running == {"m1"} and len(queue.receives) == receives, "alone, and nothing received meanwhile"
     assert [m.message_id for m in queue.waiting] == ["m2", "m3"]
     processor.gate("m1").set()

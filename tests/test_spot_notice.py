@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.support.samples import JFK, TEST_MODEL
+from tests.support.waiting import eventually
 from tests.support.worker_processes import ROOT, Backend, WorkerProcess, completed_lines
 from worker.audio.decode import decode_audio
 from worker.audio.wav import write_wav
@@ -35,6 +36,7 @@ class FakeMetadata:
     def __init__(self) -> None:
         self.notice: dict[str, str] | None = None
         self.unauthorised = 0
+        self.polls = 0  # notice reads answered 404 (nothing announced yet)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +51,7 @@ class FakeMetadata:
                 elif self.path == "/latest/meta-data/spot/instance-action" and outer.notice is not None:
                     self._answer(200, json.dumps(outer.notice))
                 else:
+                    outer.polls += 1
                     self._answer(404, "")
 
             def _answer(self, status: int, body: str) -> None:
@@ -93,22 +96,25 @@ def watcher(metadata: FakeMetadata, tmp_path: Path) -> Iterator[Path]:
     proc.wait(timeout=10)
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout}s")
-
-
 def test_the_watcher_writes_the_notice_once_announced(metadata: FakeMetadata, watcher: Path) -> None:
-    time.sleep(1.5)
+    eventually(lambda: metadata.polls >= 3, 10, "three reads of the notice")
     assert not watcher.exists(), "no notice yet: nothing to write"
     metadata.announce(120)
-    _wait_for(watcher.exists, 5, "the notice file")
+    eventually(watcher.exists, 5, "the notice file")
     assert json.loads(watcher.read_text()) == metadata.notice
     assert metadata.unauthorised == 0, "every metadata read carries an IMDSv2 token"
+
+
+def _states(backend: Backend, jobs: list[str]) -> set[str]:
+    """The states the jobs' status documents show now (a job that wrote none yet shows nothing)."""
+    states = set()
+    for job_id in jobs:
+        try:
+            body = backend.s3.get_object(Bucket=backend.r.bucket, Key=f"results/{job_id}/status.json")["Body"]
+        except backend.s3.exceptions.NoSuchKey:
+            continue
+        states.add(json.loads(body.read())["state"])
+    return states
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +141,18 @@ def test_spot_notice_hands_back_what_will_not_finish_and_a_second_worker_complet
             backend.send(job_id, audio)
         common = {"secret": secret, "model_dir": model_dir, "model": TEST_MODEL}
         settings = {"concurrency": JOBS, "visibility_timeout": 120, "callback_attempts": 3, "max_idle_seconds": 5}
-        env = local.worker_env(**common, **settings, interruption_file=watcher)
+        env = local.worker_env(**common, **settings, interruption_file=watcher, progress_interval=1)
         first = WorkerProcess(env, tmp_path / "first.log")
         try:
-            _wait_for(lambda: backend.counts()[1] == JOBS, 60, f"all {JOBS} messages in progress")
-            time.sleep(3)  # the engine is under way on all of them
+            eventually(lambda: backend.counts()[1] == JOBS, 60, f"all {JOBS} messages in progress")
+            eventually(lambda: _states(backend, jobs) & {"transcribing"}, 60, "a job transcribing")
             goes_at = metadata.announce(45)
-            _wait_for(watcher.exists, 5, "the notice file")
+            eventually(watcher.exists, 5, "the notice file")
             noticed = time.monotonic()
             line = first.wait_for_line(lambda r: r.get("message", "").startswith("spot interruption notice"), 10)
             handed_back = line["handed_back"]
             assert handed_back >= 1, f"45 s cannot finish {JOBS} jobs of 33 s audio on this machine"
-            _wait_for(lambda: backend.counts()[0] >= handed_back, 10 - (time.monotonic() - noticed), "hand-back")
+            eventually(lambda: backend.counts()[0] >= handed_back, 10 - (time.monotonic() - noticed), "hand-back")
             assert first.wait(timeout=max(1.0, goes_at - time.time())) == 0, "exits 0 before the instance goes"
         finally:
             first.kill()

@@ -188,6 +188,13 @@ class CallbackReceiver:
 
     # waiting -------------------------------------------------------------------------------------
 
+    @property
+    def arrivals(self) -> int:
+        """Requests that reached the handler so far, counted before each is answered: once a sender's call has
+        returned, every request it made is counted here, so "nothing more was sent" needs no waiting."""
+        with self._lock:
+            return self._arrivals
+
     def wait_for(self, count: int, timeout: float) -> list[ReceivedCallback]:
         """Block until ``count`` callbacks were delivered (answered 2xx); TimeoutError otherwise."""
         return self._wait(self.received, count, timeout, "delivered callbacks")
