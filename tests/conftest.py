@@ -75,7 +75,9 @@ def harness(local_aws: LocalAws, settings: Settings, engine: Engine, receiver: C
 E2E_FIXTURES = {"fresh_install", "harness"}
 INTEGRATION_FIXTURES = {"local_aws", "harness", "engine", "receiver", "settings", "model_dir"}
 # What in a module's source means its tests start real worker processes or a whole stack ...
-E2E_SOURCE = re.compile(r"WorkerProcess|crashing_worker|scripts/chaos\.py|\"worker\.cli\",\s*\"(run|demo)\"")
+E2E_SOURCE = re.compile(
+    r"WorkerProcess|running_worker\(|crashing_worker|scripts/chaos\.py|\"worker\.cli\",\s*\"(run|demo)\""
+)
 # ... or talk to a real moto server or HTTP receiver, or load real Whisper weights.
 INTEGRATION_SOURCE = re.compile(r"\b(LocalAws|CallbackReceiver|build_engine|ReferenceEngine|load_model)\(")
 CDK_SYNTH = re.compile(r"\bsynth")
@@ -94,7 +96,8 @@ def tier(item: pytest.Item) -> str:
 
     * ``e2e``: it starts real worker processes or a whole stack: the ``fresh_install`` or ``harness`` fixture (the
       worker's whole loop in-process), or its module's source starts ``WorkerProcess``/``tests.support.crashing_worker``
-      workers, runs scripts/chaos.py or runs ``python -m worker.cli run``/``demo``; or it is slow: its module is in
+      workers, a backend's worker (``tests.support.backend_shell.running_worker``), runs scripts/chaos.py or runs
+      ``python -m worker.cli run``/``demo``; or it is slow: its module is in
       ``SLOW_MODULES`` (or it is marked ``e2e`` by hand).
     * ``integration``: a real moto server, HTTP receiver or Whisper weights: the fixtures in ``INTEGRATION_FIXTURES``,
       a module that starts ``LocalAws``/``CallbackReceiver`` or loads models itself, or a CDK synth test
