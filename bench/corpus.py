@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +33,8 @@ from worker.audio.wav import write_wav
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".cache" / "bench-corpus"
 JOINED_DIR = ROOT / ".cache" / "bench-joined"
-DEV_CORPUS = ROOT.parent / "shared" / "audio" / "dev"  # the development clips beside the repository
+# The development clips beside the repository (DESIGN.md, "Test audio"); WHISPER_DEV_AUDIO names another folder.
+DEV_CORPUS = Path(os.environ.get("WHISPER_DEV_AUDIO") or ROOT.parent / "shared" / "audio" / "dev")
 MANIFEST = "manifest.json"
 LONG_SECONDS = 60.0  # a user file longer than this is "long"
 # Beside a user corpus's audio: references and annotations, never audio even when a same-named .txt exists.

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.faulty_decoder import MODULE, write_faulty
 from tests.support.samples import DATA, JFK, TEST_MODEL
+from tests.support.waiting import eventually
 from tests.support.worker_processes import ROOT, Backend, WorkerProcess
 from worker.audio.decode import decode_audio, probe_seconds
 from worker.audio.isolated import DecoderPool
@@ -156,10 +157,7 @@ def test_children_do_not_outlive_a_hard_exit(tmp_path: Path, jfk) -> None:
     )
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2, done.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in pids)
+    eventually(lambda: not any(_alive(pid) for pid in pids), 10, "the decoder children exiting")
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ import pytest
 from tests.support.audio_factory import load_jfk
 from tests.support.faults import POISON_LEVEL, FaultyBackend, faulty
 from tests.support.samples import TEST_MODEL
+from tests.support.waiting import eventually
 from worker.engine import batched
 from worker.engine.batched import BatchedEngine
 from worker.engine.choose import make_engine
@@ -84,10 +85,8 @@ def test_a_poison_job_fails_alone_while_the_jobs_in_its_pass_complete(model_dir:
     assert held.wait(120), "the first pass never started"
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(_text, engine, audio) for audio in (jfk, jfk, jfk, poison)]
-        deadline = time.monotonic() + 60
-        while len(engine._incoming) < 4:  # all four handed to the model thread, none admitted yet
-            assert time.monotonic() < deadline, "the jobs never reached the engine"
-            time.sleep(0.01)
+        # all four handed to the model thread, none admitted yet
+        eventually(lambda: len(engine._incoming) >= 4, 60, "the jobs reaching the engine", every=0.01)
         gate.set()
         results = [f.exception(timeout=300) or f.result() for f in futures]
     first.join(60)

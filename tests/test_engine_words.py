@@ -11,7 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.support.samples import DATA, DEV_AUDIO, JFK, TEST_MODEL
+from bench.corpus import DEV_CORPUS
+from tests.support.samples import DATA, JFK, TEST_MODEL
 from worker.audio import SAMPLE_RATE
 from worker.audio.decode import decode_audio
 from worker.engine.batched import BatchedEngine
@@ -157,9 +158,9 @@ def test_options_that_need_the_reference_loop_still_take_it() -> None:
     assert not BatchedEngine.batchable(replace(PLAIN, initial_prompt="Kennedy's inaugural address."))
 
 
-@pytest.mark.skipif(not DEV_AUDIO.is_dir(), reason="the dev speech corpus is not here")
+@pytest.mark.skipif(not DEV_CORPUS.is_dir(), reason="the dev speech corpus is not here")
 def test_a_real_reading_gets_words_from_both_engines(engines: dict[str, BatchedEngine]) -> None:
-    audio = decode_audio(DEV_AUDIO / "librispeech_1221-135766-0001.flac", max_seconds=60)
+    audio = decode_audio(DEV_CORPUS / "librispeech_1221-135766-0001.flac", max_seconds=60)
     texts = []
     for engine in engines.values():
         transcript = engine.transcribe(TEST_MODEL, audio, VAD)

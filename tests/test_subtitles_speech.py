@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.corpus import DEV_CORPUS
 from tests.support.readability import Report, check, parse
-from tests.support.samples import DEV_AUDIO, TEST_MODEL
+from tests.support.samples import TEST_MODEL
 from worker.contract import Subtitles
 from worker.engine import Engine
 from worker.local.moto_server import LocalAws
@@ -24,8 +25,8 @@ from worker.service.render import RENDERERS
 from worker.service.settings import Settings
 from worker.transcript import Segment, Transcript
 
-SOLO = DEV_AUDIO / "librispeech_1221-135766-0001.flac"  # one reader, 16.7 s
-TALK = DEV_AUDIO / "diarization" / "pyannote_sample.flac"  # a two-party phone call, 30 s
+SOLO = DEV_CORPUS / "librispeech_1221-135766-0001.flac"  # one reader, 16.7 s
+TALK = DEV_CORPUS / "diarization" / "pyannote_sample.flac"  # a two-party phone call, 30 s
 NARROW = {"max_line_width": 32, "speaker_labels": "changes"}
 JOBS = {
     "solo": {"audio": "solo", "formats": ["json", "srt", "vtt"]},

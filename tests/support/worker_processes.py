@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.samples import TEST_MODEL
+from tests.support.waiting import eventually
 from worker.local.moto_server import LocalAws
 from worker.local.receiver import CallbackReceiver
 
@@ -140,10 +141,7 @@ class Backend:
                 for c in self.receiver.received
             )
 
-        deadline = time.monotonic() + timeout
-        while not arrived():
-            assert time.monotonic() < deadline, f"no {state!r} progress callback for {job_id} within {timeout}s"
-            time.sleep(0.02)
+        eventually(arrived, timeout, f"a {state!r} progress callback for {job_id}", every=0.02)
 
     def wait_started(self, job_id: str, timeout: float = 60) -> None:
         """Block until a worker is working on ``job_id``.
